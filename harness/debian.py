@@ -1,0 +1,92 @@
+"""Fetching and unpacking Debian packages for any guest architecture with apt-get."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from .errors import HarnessError, MissingToolError
+
+
+def _run(argv: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
+    try:
+        proc = subprocess.run(
+            argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError as e:
+        raise MissingToolError(argv[0], "apt" if argv[0].startswith("apt") else "dpkg") from e
+    except subprocess.TimeoutExpired as e:
+        raise HarnessError(f"{' '.join(argv)} did not finish within {timeout:.0f} s") from e
+    if proc.returncode != 0:
+        raise HarnessError(
+            f"{' '.join(argv)} failed (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}"
+        )
+    return proc.stdout
+
+
+def native_arch() -> str:
+    return _run(["dpkg", "--print-architecture"]).strip()
+
+
+def ensure_architecture(debian_arch: str) -> None:
+    """Make apt know `debian_arch` (dpkg --add-architecture + apt-get update) when foreign."""
+    if debian_arch == native_arch():
+        return
+    foreign = _run(["dpkg", "--print-foreign-architectures"]).split()
+    if debian_arch in foreign:
+        return
+    if os.geteuid() != 0:
+        raise HarnessError(
+            f"apt does not know the {debian_arch} architecture; run as root:\n"
+            f"  sudo dpkg --add-architecture {debian_arch} && sudo apt-get update"
+        )
+    _run(["dpkg", "--add-architecture", debian_arch])
+    _run(["apt-get", "update", "-q"])
+
+
+def _qualified(package: str, debian_arch: str) -> str:
+    return f"{package}:{debian_arch}"
+
+
+def package_field(package: str, debian_arch: str, field: str) -> str:
+    """One field of the candidate version's record, e.g. Version or Depends."""
+    ensure_architecture(debian_arch)
+    text = _run(["apt-cache", "show", "--no-all-versions", _qualified(package, debian_arch)])
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == field:
+            return value.strip()
+    raise HarnessError(f"apt-cache show {package}:{debian_arch} has no {field} field")
+
+
+def package_version(package: str, debian_arch: str) -> str:
+    try:
+        return package_field(package, debian_arch, "Version")
+    except HarnessError as first:
+        if os.geteuid() != 0:
+            raise HarnessError(
+                f"{first}\napt has no record of {package}:{debian_arch}; "
+                "try: sudo apt-get update"
+            ) from first
+        _run(["apt-get", "update", "-q"])
+        return package_field(package, debian_arch, "Version")
+
+
+def download(package: str, debian_arch: str, dest: Path) -> Path:
+    """`apt-get download` the candidate .deb of package:arch into dest; returns its path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    before = set(dest.glob("*.deb"))
+    _run(["apt-get", "download", "-q", _qualified(package, debian_arch)], cwd=dest)
+    new = sorted(set(dest.glob("*.deb")) - before)
+    if not new:
+        matches = sorted(dest.glob(f"{package}_*_{debian_arch}.deb"))
+        if not matches:
+            raise HarnessError(f"apt-get download {package}:{debian_arch} produced no .deb")
+        return matches[-1]
+    return new[0]
+
+
+def extract(deb: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    _run(["dpkg-deb", "-x", str(deb), str(dest)])

@@ -1,0 +1,259 @@
+"""Kernel images: Debian's packaged kernels, images given by path, and built recipes.
+
+A KernelImage is what the rest of the harness boots. It knows its arch, where it came
+from, and (when the kernel needs them) the modules the guest must load at boot.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import cache, debian
+from .arches import Arch
+from .cpio import CpioWriter
+from .errors import KernelError, UsageError
+
+# Modules the guest needs from a modular kernel: the virtio NIC for SSH. Their
+# dependencies are found from each module's own `depends=` record.
+WANTED_MODULES = ("virtio_pci", "virtio_net")
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    path: Path
+    arch: str
+    description: str
+    release: str | None = None
+    config: Path | None = None
+    modules_cpio: Path | None = None  # appended to the initramfs when present
+    cmdline_extra: tuple[str, ...] = field(default=())
+    source: dict[str, str] = field(default_factory=dict)
+
+    def has_option(self, option: str) -> bool | None:
+        """Whether CONFIG_<option> is y or m; None when the config is unknown."""
+        if self.config is None or not self.config.is_file():
+            return None
+        name = option if option.startswith("CONFIG_") else f"CONFIG_{option}"
+        pattern = re.compile(rf"^{re.escape(name)}=[ym]$", re.M)
+        return bool(pattern.search(self.config.read_text(errors="replace")))
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        for key in ("path", "config", "modules_cpio"):
+            d[key] = str(d[key]) if d[key] is not None else None
+        d["cmdline_extra"] = list(self.cmdline_extra)
+        return d
+
+
+# --- recognising images -------------------------------------------------------------
+
+ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
+
+
+def detect_arch(path: Path) -> str:
+    """The arch of a kernel image from its header; KernelError if it is not one we boot."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(0x240)
+    except OSError as e:
+        raise KernelError(f"cannot read kernel image {path}: {e.strerror}") from e
+    if len(head) >= 0x206 and head[0x202:0x206] == b"HdrS":
+        return "x86_64"  # x86 boot protocol header of a bzImage
+    if len(head) >= 0x3C and head[0x38:0x3C] == b"ARM\x64":
+        return "aarch64"  # arm64 Image header magic
+    if head[:2] == b"\x1f\x8b":
+        inner = _gunzip_head(path, 0x40)
+        if len(inner) >= 0x3C and inner[0x38:0x3C] == b"ARM\x64":
+            return "aarch64"  # Debian's arm64 vmlinuz is a gzipped Image
+        raise KernelError(f"{path} is gzip data but not a compressed arm64 kernel Image")
+    if head[:4] == b"\x7fELF":
+        machine = int.from_bytes(head[18:20], "little")
+        arch = ELF_MACHINES.get(machine, f"ELF machine {machine}")
+        raise KernelError(
+            f"{path} is an ELF vmlinux ({arch}); give the bootable image instead "
+            "(arch/x86/boot/bzImage or arch/arm64/boot/Image)"
+        )
+    raise KernelError(
+        f"{path} is not a kernel image the harness can boot (expected an x86 bzImage "
+        "or an arm64 Image, optionally gzipped)"
+    )
+
+
+def _gunzip_head(path: Path, size: int) -> bytes:
+    d = zlib.decompressobj(wbits=31)
+    with path.open("rb") as f:
+        out = b""
+        while len(out) < size:
+            chunk = f.read(65536)
+            if not chunk:
+                break
+            out += d.decompress(chunk, size - len(out))
+    return out
+
+
+def image_from_path(path: Path, arch: Arch) -> KernelImage:
+    if not path.exists():
+        raise KernelError(f"kernel image {path} does not exist")
+    if not path.is_file():
+        raise KernelError(f"kernel image {path} is not a file")
+    found = detect_arch(path)
+    if found != arch.name:
+        raise KernelError(
+            f"kernel image {path} is for {found}, but the guest arch is {arch.name}; "
+            f"pass --arch {found} or an {arch.name} kernel"
+        )
+    config = next((c for c in (path.parent / ".config", path.parent.parent.parent / ".config")
+                   if c.is_file()), None)
+    return KernelImage(path=path.resolve(), arch=arch.name, description=str(path),
+                       config=config, source={"kind": "path", "path": str(path.resolve())})
+
+
+# --- Debian kernels -----------------------------------------------------------------------
+
+
+def debian_kernel_package(arch: Arch) -> tuple[str, str]:
+    """(unsigned image package name, version) behind Debian's linux-image-<arch> metapackage."""
+    meta = f"linux-image-{arch.debian_arch}"
+    depends = debian.package_field(meta, arch.debian_arch, "Depends")
+    match = re.search(r"(linux-image-[0-9][^\s,(]*)", depends)
+    if match is None:
+        raise KernelError(f"cannot find the kernel package in {meta}'s Depends: {depends}")
+    name = match.group(1)
+    if not name.endswith("-unsigned"):
+        name += "-unsigned"
+    return name, debian.package_version(name, arch.debian_arch)
+
+
+def debian_kernel(arch: Arch) -> KernelImage:
+    """Debian's packaged kernel for `arch`, downloaded once and cached."""
+    package, version = debian_kernel_package(arch)
+    key = cache.digest("debian-kernel", package, version, arch.debian_arch, WANTED_MODULES, 2)
+
+    def build(out: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="oomrace-deb-") as tmp:
+            deb = debian.download(package, arch.debian_arch, Path(tmp))
+            root = Path(tmp) / "root"
+            debian.extract(deb, root)
+            vmlinuz = next(iter(sorted((root / "boot").glob("vmlinuz-*"))), None)
+            if vmlinuz is None:
+                raise KernelError(f"{deb.name} holds no boot/vmlinuz-*")
+            release = vmlinuz.name.removeprefix("vmlinuz-")
+            shutil.copy2(vmlinuz, out / "vmlinuz")
+            shutil.copy2(root / "boot" / f"config-{release}", out / "config")
+            moddir = root / "lib" / "modules" / release
+            write_modules_cpio(moddir, WANTED_MODULES, out / "modules.cpio")
+            meta = {"package": package, "version": version, "release": release}
+            (out / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    out = cache.entry("kernels", key, build)
+    meta = json.loads((out / "meta.json").read_text())
+    image = out / "vmlinuz"
+    found = detect_arch(image)
+    if found != arch.name:
+        raise KernelError(f"Debian package {package} unpacked to a {found} kernel")
+    return KernelImage(
+        path=image,
+        arch=arch.name,
+        description=f"debian {package} {version}",
+        release=meta["release"],
+        config=out / "config",
+        modules_cpio=out / "modules.cpio",
+        source={"kind": "debian", "package": package, "version": version},
+    )
+
+
+def _module_depends(ko: Path) -> list[str]:
+    data = ko.read_bytes()
+    match = re.search(rb"\x00depends=([^\x00]*)\x00", data)
+    if match is None or not match.group(1):
+        return []
+    return [d.decode() for d in match.group(1).split(b",") if d]
+
+
+def module_load_order(moddir: Path, wanted: Iterable[str]) -> list[Path]:
+    """The .ko files for `wanted` and their dependencies, each after what it depends on.
+
+    Modules built into the kernel have no .ko and are simply left out.
+    """
+    by_name: dict[str, Path] = {}
+    for ko in moddir.rglob("*.ko"):
+        by_name[ko.stem.replace("-", "_")] = ko
+    for ko in moddir.rglob("*.ko.xz"):
+        raise KernelError(f"compressed module {ko} is not supported; modules must be plain .ko")
+    order: list[Path] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        name = name.replace("-", "_")
+        if name in seen or name not in by_name:
+            return
+        seen.add(name)
+        for dep in _module_depends(by_name[name]):
+            visit(dep)
+        order.append(by_name[name])
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+def write_modules_cpio(moddir: Path, wanted: Iterable[str], out: Path) -> None:
+    """A cpio holding the wanted modules under /lib/modules and their load order."""
+    order = module_load_order(moddir, wanted)
+    with CpioWriter(out) as cpio:
+        cpio.directory("lib")
+        cpio.directory("lib/modules")
+        for ko in order:
+            cpio.file(f"lib/modules/{ko.name}", ko.read_bytes(), 0o644)
+        names = "".join(f"{ko.name}\n" for ko in order)
+        cpio.file("lib/modules/load-order", names.encode(), 0o644)
+
+
+# --- resolving what the user asked for ------------------------------------------------------
+
+
+def resolve(spec: str, arch: Arch) -> KernelImage:
+    """Turn --kernel (debian | a path | a recipe name) into a bootable image for `arch`."""
+    if spec == "debian":
+        return debian_kernel(arch)
+    path = Path(spec).expanduser()
+    if path.exists() or "/" in spec or spec.startswith("."):
+        return image_from_path(path, arch)
+    recipes = _recipe_names()
+    if spec in recipes:
+        return _build_recipe(spec, arch)
+    valid = ", ".join(["debian", *recipes])
+    raise UsageError(
+        f"kernel {spec!r} is neither an existing file nor a known kernel; "
+        f"valid names: {valid}, or a path to a bzImage/Image"
+    )
+
+
+def _recipe_names() -> list[str]:
+    try:
+        from . import kbuild
+    except ImportError:
+        return []
+    return kbuild.recipe_names()
+
+
+def _build_recipe(name: str, arch: Arch) -> KernelImage:
+    from . import kbuild
+
+    built = kbuild.build(name, arch.name)
+    return KernelImage(
+        path=built.image,
+        arch=arch.name,
+        description=f"recipe {name} ({built.source_identity})",
+        config=built.config,
+        cmdline_extra=tuple(kbuild.load_recipe(name).cmdline),
+        source={"kind": "recipe", "recipe": name, "identity": built.source_identity},
+    )
+

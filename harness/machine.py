@@ -1,0 +1,235 @@
+"""The QEMU process: launch, boot detection and a shutdown that always happens.
+
+Machine is a context manager in the manner of QEMU's own QEMUMachine: leaving it ends
+QEMU (a soft `reboot -f`, then SIGTERM, then SIGKILL to its process group, every wait
+bounded), and the console log stays on disk whatever happened.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+
+import pexpect
+
+from .arches import Arch, GuestSpec, qemu_argv
+from .console import ConsoleStream
+from .errors import BootError, GuestCommandError, LaunchError
+from .ssh import free_port
+from .tools import arch_tools, require
+
+READY = re.compile(rb"OOMRACE-READY ssh=(\d) release=(\S+) cpus=(\d+)")
+PANIC = re.compile(rb"Kernel panic - not syncing[^\r\n]*")
+# An oops before the ready marker means the kernel is not fit to test.
+BOOT_OOPS = re.compile(
+    rb"(Internal error: Oops[^\r\n]*|BUG: unable to handle[^\r\n]*|Unable to handle kernel"
+    rb"[^\r\n]*|general protection fault[^\r\n]*|kernel BUG at[^\r\n]*)"
+)
+HOSTFWD_FAILED = "Could not set up host forwarding rule"
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class MachineOptions:
+    cpus: int = 2
+    memory_mb: int = 1024
+    accel: str = "tcg"
+    cmdline_extra: tuple[str, ...] = field(default=())
+    boot_timeout: float = 180.0
+    idle_timeout: float = 60.0  # no console output for this long during boot is a failure
+    shutdown_timeout: float = 10.0
+    ssh: bool = True
+
+
+@dataclass(frozen=True)
+class BootInfo:
+    seconds: float
+    ssh: bool
+    release: str
+    cpus: int
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: QEMU gets SIGKILL if the harness dies, even by SIGKILL.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Machine:
+    def __init__(self, arch: Arch, spec: GuestSpec, options: MachineOptions,
+                 workdir: Path) -> None:
+        self.arch = arch
+        self.spec = spec
+        self.options = options
+        self.workdir = workdir
+        self.console_log = spec.console_log
+        self.stderr_log = workdir / "qemu-stderr.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.console: ConsoleStream | None = None
+        self.argv: list[str] = []
+        self.boot: BootInfo | None = None
+        self.exit_code: int | None = None
+        self._started = 0.0
+        self.last_pid: int | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def __enter__(self) -> Machine:
+        try:
+            self.launch()
+            self.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def launch(self, attempts: int = 3) -> None:
+        """Start QEMU; a forwarded port taken by another run in the meantime is retried."""
+        require(next(t for t in arch_tools(self.arch) if t.program == self.arch.qemu_binary))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(attempts):
+            if self.options.ssh:
+                self.spec = replace(self.spec, ssh_port=free_port())
+            self.argv = qemu_argv(self.arch, self.spec)
+            self._spawn()
+            if not self._failed_to_bind() or attempt == attempts - 1:
+                return
+            self.close()
+
+    def _spawn(self) -> None:
+        with self.stderr_log.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                start_new_session=True, preexec_fn=_die_with_parent, bufsize=0,
+            )
+        self._started = time.monotonic()
+        self.console = ConsoleStream(self.proc)
+
+    def _failed_to_bind(self) -> bool:
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout=0.3)
+        except subprocess.TimeoutExpired:
+            return False
+        return HOSTFWD_FAILED in self.stderr_text()
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def console_text(self) -> str:
+        try:
+            return self.console_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def console_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.console_text().splitlines()[-lines:])
+
+    # --- boot -------------------------------------------------------------------------
+
+    def wait_ready(self) -> BootInfo:
+        """Wait for the init's ready marker; BootError on panic, oops, silence or timeout."""
+        assert self.console is not None and self.proc is not None
+        options = self.options
+        deadline = self._started + options.boot_timeout
+        patterns = [READY, PANIC, BOOT_OOPS, pexpect.EOF, pexpect.TIMEOUT]
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                raise BootError(f"the guest did not boot within {options.boot_timeout:.0f} s",
+                                str(self.console_log), self.console_tail())
+            if now - self.console.last_output > options.idle_timeout:
+                raise BootError(
+                    f"the guest printed nothing for {options.idle_timeout:.0f} s while booting",
+                    str(self.console_log), self.console_tail(),
+                )
+            index = self.console.expect(patterns, timeout=min(1.0, deadline - now))
+            if index == 0:
+                match = self.console.match
+                self.boot = BootInfo(
+                    seconds=time.monotonic() - self._started, ssh=match.group(1) == b"1",
+                    release=match.group(2).decode(), cpus=int(match.group(3)),
+                )
+                return self.boot
+            if index in (1, 2):
+                self._collect_crash_tail(seconds=5.0)
+                what = "kernel panic" if index == 1 else "kernel oops"
+                raise BootError(f"{what} while booting: "
+                                f"{self.console.match.group(0).decode(errors='replace')}",
+                                str(self.console_log), self.console_tail())
+            if index == 3:
+                self._wait_exit(5)
+                if self.console.total_bytes == 0:
+                    raise LaunchError(f"{self.arch.qemu_binary} exited at once "
+                                      f"(exit code {self.proc.returncode})",
+                                      self.argv, self.stderr_text())
+                raise BootError(
+                    f"QEMU exited (code {self.proc.returncode}) before the guest was ready",
+                    str(self.console_log), self.console_tail(),
+                )
+
+    def _collect_crash_tail(self, seconds: float) -> None:
+        """Let the rest of a crash report reach the log (QEMU exits on panic=-1)."""
+        assert self.console is not None
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            index = self.console.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=1.0)
+            if index == 0 or time.monotonic() - self.console.last_output > 1.0:
+                return
+
+    # --- shutdown ---------------------------------------------------------------------
+
+    def _wait_exit(self, timeout: float) -> bool:
+        if self.proc is None:
+            return True
+        try:
+            self.exit_code = self.proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        """End QEMU: soft reboot, SIGTERM, SIGKILL; each step waits a bounded time."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None and self.console is not None:
+            try:
+                # ^C frees a busy shell; -no-reboot turns the reboot into QEMU's exit.
+                self.console.send(b"\x03\nreboot -f\n")
+            except GuestCommandError:
+                pass  # QEMU is already going away
+            if not self._wait_exit(self.options.shutdown_timeout):
+                self._signal_group(signal.SIGTERM)
+                if not self._wait_exit(5):
+                    self._signal_group(signal.SIGKILL)
+                    self._wait_exit(5)
+        # Anything QEMU left in its process group goes too.
+        self._signal_group(signal.SIGKILL)
+        self._wait_exit(5)
+        if self.console is not None:
+            self.console.close_input()
+            self.console.join(5)
+        self.last_pid = self.proc.pid
+        if self.proc.poll() is not None:
+            self.proc = None
