@@ -117,6 +117,7 @@ class GuestSpec:
     accel: str = "tcg"  # "tcg" or "kvm"; "auto" is resolved before this point
     ssh_port: int | None = None  # host port forwarded to the guest's port 22 on 127.0.0.1
     tcg_threads: str = "multi"
+    interactive: bool = False  # console on the user's terminal, with QEMU's Ctrl-A keys
 
 
 def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
@@ -129,6 +130,10 @@ def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
         cpu = arch.cpu
     else:
         raise UsageError(f"unknown accel {spec.accel!r}; valid: tcg, kvm, auto")
+    if spec.interactive:
+        chardev_mode, monitor = "mux=on,signal=off", ["-mon", "chardev=con0,mode=readline"]
+    else:
+        chardev_mode, monitor = "signal=off", ["-monitor", "none"]
     argv = [
         arch.qemu_binary,
         "-M", arch.machine,
@@ -143,9 +148,9 @@ def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
         "-display", "none",
         "-no-reboot",
         # QEMU writes every console byte to the log itself, so nothing is lost if we die.
-        "-chardev", f"stdio,id=con0,signal=off,logfile={spec.console_log}",
+        "-chardev", f"stdio,id=con0,{chardev_mode},logfile={spec.console_log}",
         "-serial", "chardev:con0",
-        "-monitor", "none",
+        *monitor,
         *arch.extra_args,
     ]
     if spec.ssh_port is not None:

@@ -1,0 +1,163 @@
+"""The `oomrace` command. It parses flags into specs and prints summaries; the work is
+done by the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import kernel_log, kernels
+from .arches import ARCHES, GuestSpec, base_cmdline, parse_arch_list, qemu_argv
+from .errors import HarnessError
+from .machine import MachineOptions
+from .run import RunResult, RunSpec, new_run_dir, run_one
+from .tools import doctor_report
+
+DEFAULT_ARTIFACTS = Path("oomrace-artifacts")
+
+
+def _add_guest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", action="append", default=None,
+                   help=f"guest arch: {', '.join(ARCHES)} or all (repeatable; default x86_64)")
+    p.add_argument("--kernel", default="debian",
+                   help="debian (Debian's packaged kernel), a kernel recipe name, or a path")
+    p.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"),
+                   help="tcg (default); auto uses KVM only after a probe boot succeeds")
+    p.add_argument("--cpus", type=int, default=2, help="guest vCPUs (default 2)")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB (default 1024)")
+    p.add_argument("--boot-timeout", type=float, default=180.0,
+                   help="seconds the guest may take to boot (default 180)")
+    p.add_argument("--append", action="append", default=[],
+                   help="extra kernel command-line argument (repeatable)")
+
+
+def _options(args: argparse.Namespace) -> MachineOptions:
+    if args.cpus < 1 or args.memory < 128:
+        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
+    return MachineOptions(cpus=args.cpus, memory_mb=args.memory, accel=args.accel,
+                          boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oomrace",
+        description="Catch and bisect OOM-reaper memory-corruption races on real kernels "
+                    "booted under QEMU.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="boot guests, run a scenario, decide a verdict")
+    _add_guest_options(run)
+    run.add_argument("--scenario", default="smoke", help="workload to run (default smoke)")
+    run.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
+                     help="folder for results; each run gets its own subfolder")
+    run.add_argument("--json", type=Path, default=None, help="also write the results here")
+
+    boot = sub.add_parser("boot", help="boot a guest and attach its console (Ctrl-A X quits)")
+    _add_guest_options(boot)
+    boot.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS)
+
+    doctor = sub.add_parser("doctor", help="list missing host tools and how to install them")
+    doctor.add_argument("--arch", action="append", default=None)
+
+    parse_log = sub.add_parser("parse-log", help="find crash reports in a console log")
+    parse_log.add_argument("file")
+    parse_log.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _summary(result: RunResult) -> str:
+    lines = [
+        f"{result.arch}: {result.verdict.upper()} ({result.reason})",
+        f"  kernel:  {result.kernel_description or result.kernel}",
+    ]
+    if result.boot_seconds is not None:
+        lines.append(f"  boot:    {result.boot_seconds:.1f} s ({result.accel})")
+    for report in result.reports[:5]:
+        lines.append(f"  report:  {report['title']}")
+    if result.error:
+        lines.append(f"  error:   {result.error.splitlines()[0]}")
+    lines += [f"  console: {result.console_log}", f"  dmesg:   {result.dmesg}",
+              f"  result:  {Path(result.workdir) / 'result.json'}"]
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    arches = parse_arch_list(args.arch or ["x86_64"])
+    options = _options(args)
+    run_dir = new_run_dir(args.artifacts)
+    results = []
+    for arch in arches:
+        spec = RunSpec(arch=arch, kernel=args.kernel, scenario=args.scenario, options=options)
+        result = run_one(spec, run_dir / arch.name)
+        print(_summary(result), flush=True)
+        results.append(result)
+    if args.json is not None:
+        payload = (results[0].to_dict() if len(results) == 1
+                   else {"runs": [r.to_dict() for r in results]})
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0 if all(r.verdict == "clean" for r in results) else 1
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    """Boot one guest with the console on this terminal; QEMU's own mux handles keys."""
+    import subprocess
+
+    from . import rootfs
+    from .ssh import RunKey, free_port
+
+    arch = parse_arch_list(args.arch or ["x86_64"])[0]
+    options = _options(args)
+    image = kernels.resolve(args.kernel, arch)
+    run_dir = new_run_dir(args.artifacts)
+    key = RunKey.generate()
+    key.save(run_dir / "id_ed25519")
+    initrd = rootfs.initrd_for(rootfs.build(arch), image.modules_cpio, run_dir)
+    port = free_port()
+    cmdline = [*base_cmdline(arch), f"oomrace.sshkey={key.public_base64}",
+               *image.cmdline_extra, *options.cmdline_extra]
+    spec = GuestSpec(kernel=image.path, initrd=initrd, cmdline=" ".join(cmdline),
+                     console_log=run_dir / "console.log", cpus=options.cpus,
+                     memory_mb=options.memory_mb, accel=options.accel if options.accel != "auto"
+                     else "tcg", ssh_port=port, interactive=True)
+    print(f"console log: {spec.console_log}\n"
+          f"ssh: ssh -i {run_dir / 'id_ed25519'} -p {port} root@127.0.0.1\n"
+          "quit: Ctrl-A X (or `reboot -f` in the guest)", flush=True)
+    return subprocess.run(qemu_argv(arch, spec), check=False).returncode
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    arches = parse_arch_list(args.arch) if args.arch else None
+    ok, report = doctor_report(arches)
+    print(report)
+    return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {
+        "run": cmd_run,
+        "boot": cmd_boot,
+        "doctor": cmd_doctor,
+        "parse-log": lambda a: kernel_log.parse_log_main(a.file, a.json),
+    }
+    try:
+        return int(handlers[args.command](args))
+    except HarnessError as e:
+        print(f"oomrace: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("oomrace: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
