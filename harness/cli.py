@@ -7,7 +7,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import kernel_log, kernels
@@ -90,6 +90,8 @@ def _summary(result: RunResult) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     arches = parse_arch_list(args.arch or ["x86_64"])
     options = _options(args)
+    for arch in arches:  # bad kernels are refused before anything boots
+        kernels.resolve(args.kernel, arch)
     run_dir = new_run_dir(args.artifacts)
     results = []
     for arch in arches:
@@ -138,16 +140,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_parse_log(args: argparse.Namespace) -> int:
+    return kernel_log.parse_log_main(args.file, args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run,
         "boot": cmd_boot,
         "doctor": cmd_doctor,
-        "parse-log": lambda a: kernel_log.parse_log_main(a.file, a.json),
+        "parse-log": cmd_parse_log,
     }
     try:
         return int(handlers[args.command](args))

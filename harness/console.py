@@ -8,6 +8,7 @@ never stalls on a full pipe, and pexpect's matching runs over what the thread co
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import queue
 import re
@@ -105,10 +106,8 @@ class ConsoleStream(SpawnBase):  # type: ignore[misc]
         return self.proc.poll() is None
 
     def close_input(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._stdin.close()
-        except OSError:
-            pass
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
 
+from . import cache
 from .errors import HarnessError, MissingToolError
 
 
@@ -25,6 +27,7 @@ def _run(argv: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
     return proc.stdout
 
 
+@functools.cache
 def native_arch() -> str:
     return _run(["dpkg", "--print-architecture"]).strip()
 
@@ -49,10 +52,31 @@ def _qualified(package: str, debian_arch: str) -> str:
     return f"{package}:{debian_arch}"
 
 
+APT_LISTS = Path("/var/lib/apt/lists")
+
+
+def _apt_show(qualified: str) -> str:
+    """`apt-cache show` of the candidate, remembered on disk until apt's lists change
+    (apt-cache is slow enough to dominate a warm start otherwise)."""
+    try:
+        lists_state = APT_LISTS.stat().st_mtime_ns
+    except OSError:
+        lists_state = 0
+    memo = cache.cache_root() / "apt" / f"{cache.digest(qualified, lists_state)}.txt"
+    if memo.is_file():
+        return memo.read_text()
+    text = _run(["apt-cache", "show", "--no-all-versions", qualified])
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.rename(memo)
+    return text
+
+
 def package_field(package: str, debian_arch: str, field: str) -> str:
     """One field of the candidate version's record, e.g. Version or Depends."""
     ensure_architecture(debian_arch)
-    text = _run(["apt-cache", "show", "--no-all-versions", _qualified(package, debian_arch)])
+    text = _apt_show(_qualified(package, debian_arch))
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key == field:

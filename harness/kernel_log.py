@@ -57,7 +57,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.errors import UsageError
 
@@ -163,8 +163,8 @@ def _rx(pattern: str) -> re.Pattern[str]:
 # The faulting-PC line: x86 `RIP: 0010:func+0x..`, old `IP: [<..>] func+..`,
 # arm64 `pc : func+0x..`, arm32 `PC is at func+0x..`, powerpc `NIP [..] func+..`.
 _RIP = _rx(
-    r"(?:^|\s)(?:N?IP:? (?:(?:\d+:)?(?:{{PC}} +){0,2})|RIP: (?:\d+:)?|pc : (?:{{PC}} +)?"
-    r"|PC is at |NIP \[[0-9a-f]+\] )(?:\d+:)?{{FUNC}}"
+    r"(?:^|\s)(?:N?IP:? (?:(?:\d+:)?(?:{{PC}} +){0,2})|RIP: (?:\d+:)?(?:{{PC}} +){0,2}"
+    r"|(?:e?pc|PC) : (?:{{PC}} +)?|PC is at |NIP \[[0-9a-f]+\] )(?:\d+:)?{{FUNC}}"
 )
 _CALL_TRACE = re.compile(r"Call [Tt]race:|^\s*Backtrace:")
 # Lines that start a (new) stack trace inside a report.
@@ -187,6 +187,7 @@ _FRAME_RES = (
     re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*) [\w/.-]+\.[chS]:\d+ \[inline\]"),
     re.compile(r"^\s*\[<[0-9a-f]+>\] \(([A-Za-z0-9_]+)[.+)]"),
 )
+_ARM32_CALLER = re.compile(r"\) from \[<[0-9a-f]+>\] \(([A-Za-z0-9_]+)[.+)]")
 # Generic reporting/helper functions never named as the guilty function (regex search).
 SKIP_FRAMES: tuple[str, ...] = (
     r"^__sanitizer",
@@ -245,6 +246,10 @@ SKIP_FRAMES: tuple[str, ...] = (
     r"lock_release",
     r"lock_class",
     r"^mark_lock",
+    r"^mark_held_locks",
+    r"^mark_usage",
+    r"print_usage_bug",
+    r"^trace_hardirqs",
     r"^__might_resched",
     r"kvfree",
     r"^rb_erase",
@@ -345,6 +350,26 @@ SKIP_FRAMES: tuple[str, ...] = (
     r"^check_object",
     r"^bad_page$",
     r"^__?dump_page",
+    r"fortify",
+    r"^_?_?atomic_",
+    r"^arch_atomic",
+    r"^_?_?dec_and_lock",
+    r"^dput$",
+    r"^fast_dput$",
+    r"^free_large_kmalloc",
+    r"^folio_unlock$",
+    r"^ida_free$",
+    r"^ref_tracker",
+    r"^__alloc_pages",
+    r"^alloc_pages",
+    r"^kmalloc_order",
+    r"^__kmalloc",
+    r"^skb_push$",
+    r"^skb_under_panic",
+    r"check_heap_object",
+    r"^_?compound_head$",
+    r"^do_tag_",
+    r"copy_(?:page_)?to_iter",
 )
 _SKIP_RE = re.compile("|".join(f"(?:{p})" for p in SKIP_FRAMES))
 
@@ -405,7 +430,7 @@ _STALL_ANCHORS = re.compile(
             r"run_timer_softirq",
             r"run_ksoftirqd",
             r"smpboot_thread_fn",
-            r"kthread",
+            r"^kthread$",
             r"start_secondary",
             r"cpu_startup_entry",
             r"ret_from_fork",
@@ -414,6 +439,7 @@ _STALL_ANCHORS = re.compile(
             r"ksys_ioctl",
             r"compat_ioctl",
             r"compat_sys_ioctl",
+            r"ret_fast_syscall",
             r"blkdev_driver_ioctl",
             r"blkdev_ioctl",
             r"^call_(?:read|write)_iter",
@@ -437,10 +463,8 @@ _STALL_ANCHORS = re.compile(
             r"^rtnetlink_rcv_msg",
             r"^(?:compat_)?(?:SYSC|SyS|__sys|___sys|__do_sys|__se_sys|__x64_sys|__arm64_sys)"
             r"_(?:socketpair|connect|ioctl)",
-            r"__do_fault",
-            r"handle_mm_fault",
-            r"do_page_fault",
-            r"^page_fault$",
+            r"^new_sync_(?:read|write)$",
+            r"^netlink_dump$",
             r"__fput",
             r"task_work_run",
             r"exit_to_usermode",
@@ -448,15 +472,26 @@ _STALL_ANCHORS = re.compile(
         )
     )
 )
-_SYSCALL_PREFIXES = ("__x64_", "__arm64_", "SYSC_", "SyS_", "compat_SYSC_", "compat_SyS_",
-                     "__ia32_sys_")
+_SYSCALL_PREFIXES = (
+    "__x64_",
+    "__arm64_",
+    "SYSC_",
+    "SyS_",
+    "compat_SYSC_",
+    "compat_SyS_",
+    "__ia32_",
+    "ksys_",
+    "sys_",
+)
 
 
 def _strip_syscall(frame: str) -> str:
+    """Drop one syscall-entry prefix (the one leaving the shortest name)."""
+    best = frame
     for prefix in _SYSCALL_PREFIXES:
-        if frame.startswith(prefix):
-            return frame[len(prefix) :]
-    return frame
+        if frame.startswith(prefix) and len(frame) - len(prefix) < len(best):
+            best = frame[len(prefix) :]
+    return best
 
 
 def _stall_extractor(frames: list[str]) -> str | None:
@@ -518,6 +553,8 @@ def _warning_stack(*skip: str) -> StackSpec:
     )
 
 
+# Where the interrupted code starts in a stall report's stack.
+_STALL_IRQ = re.compile(r"apic_timer_interrupt|\(__irq_svc\)|\b__irq_svc\+|el1h_64_irq\b")
 _RIP_STACK = StackSpec(parts=(_RIP, _CALL_TRACE, None), parts2=(_CALL_TRACE, None))
 _TRACE_STACK = StackSpec(parts=(_CALL_TRACE, None))
 _RIP_ONLY = StackSpec(parts=(_RIP,), parts2=(_CALL_TRACE, None))
@@ -544,8 +581,11 @@ FAMILIES: tuple[Family, ...] = (
                 _rx(r"BUG: KASAN: double-free or invalid-free in {{FUNC}}"),
                 "KASAN: invalid-free in {func}",
                 stack=StackSpec(
-                    parts=(_rx(r"BUG: KASAN: double-free or invalid-free in {{FUNC}}"),
-                           _CALL_TRACE, None),
+                    parts=(
+                        _rx(r"BUG: KASAN: double-free or invalid-free in {{FUNC}}"),
+                        _CALL_TRACE,
+                        None,
+                    ),
                     skip=_KASAN_SKIP,
                 ),
             ),
@@ -584,9 +624,17 @@ FAMILIES: tuple[Family, ...] = (
                 "KMSAN: {kind} in {func}",
                 stack=StackSpec(
                     parts=(_rx(r"BUG: KMSAN: "), None),
-                    skip=("usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg",
-                          "usb_interrupt_msg", "usb_control_msg", "copy_to_user",
-                          "copy_to_iter", "^copyout", "instrument_"),
+                    skip=(
+                        "usb_submit_urb",
+                        "usb_start_wait_urb",
+                        "usb_bulk_msg",
+                        "usb_interrupt_msg",
+                        "usb_control_msg",
+                        "copy_to_user",
+                        "copy_to_iter",
+                        "^copyout",
+                        "instrument_",
+                    ),
                 ),
             ),
             Format(_rx(r"BUG: KCSAN: (?P<what>.*)"), "KCSAN: {what}"),
@@ -636,9 +684,7 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"BUG: lock held when returning to user space"),
                 "BUG: lock held when returning to user space in {func}",
-                stack=StackSpec(
-                    parts=(_rx(r"leaving the kernel with locks still held"), _LOCK_AT)
-                ),
+                stack=StackSpec(parts=(_rx(r"leaving the kernel with locks still held"), _LOCK_AT)),
             ),
             Format(
                 _rx(r"BUG: bad unlock balance detected!"),
@@ -671,16 +717,41 @@ FAMILIES: tuple[Family, ...] = (
                 "BUG: Bad page state in {func}",
                 stack=StackSpec(
                     parts=(_CALL_TRACE, None),
-                    skip=("^bad_page", "^free_", "^__free_", "^page_frag", "^check_",
-                          "^__put_page", "^put_page", "^release_pages", "^folio_put",
-                          "^__folio_put", "page_pool", "^free_unref", "^__page_frag",
-                          "^skb_free_head", "^skb_release_data", "^__skb_",
-                          "^kfree_skb", "^consume_skb", "^napi_consume_skb",
-                          "^__kfree_skb", "^xdp_return", "^__xdp_return",
-                          "^xdp_test_run_batch$|^prep_new_page", "^get_page_from_freelist",
-                          "^__alloc_pages", "^alloc_pages", "^__rmqueue", "^rmqueue",
-                          "^post_alloc_hook", "^xdp_test_run_init_page",
-                          "^page_pool_", "^__page_pool", "^destroy_"),
+                    skip=(
+                        "^bad_page",
+                        "^free_",
+                        "^__free_",
+                        "^page_frag",
+                        "^check_",
+                        "^__put_page",
+                        "^put_page",
+                        "^release_pages",
+                        "^folio_put",
+                        "^__folio_put",
+                        "page_pool",
+                        "^free_unref",
+                        "^__page_frag",
+                        "^skb_free_head",
+                        "^skb_release_data",
+                        "^__skb_",
+                        "^kfree_skb",
+                        "^consume_skb",
+                        "^napi_consume_skb",
+                        "^__kfree_skb",
+                        "^xdp_return",
+                        "^__xdp_return",
+                        "^xdp_test_run_batch$|^prep_new_page",
+                        "^get_page_from_freelist",
+                        "^__alloc_pages",
+                        "^alloc_pages",
+                        "^__rmqueue",
+                        "^rmqueue",
+                        "^post_alloc_hook",
+                        "^xdp_test_run_init_page",
+                        "^page_pool_",
+                        "^__page_pool",
+                        "^destroy_",
+                    ),
                 ),
             ),
             Format(
@@ -688,8 +759,13 @@ FAMILIES: tuple[Family, ...] = (
                 "BUG: Bad page map in {func}",
                 stack=StackSpec(
                     parts=(_CALL_TRACE, None),
-                    skip=("^print_bad_pte", "^zap_", "^unmap_", "^vm_normal_page",
-                          "^__vm_normal_page"),
+                    skip=(
+                        "^print_bad_pte",
+                        "^zap_",
+                        "^unmap_",
+                        "^vm_normal_page",
+                        "^__vm_normal_page",
+                    ),
                 ),
             ),
             Format(_rx(r"BUG: workqueue lockup"), "BUG: workqueue lockup"),
@@ -717,18 +793,36 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"BUG: workqueue leaked lock or atomic"),
                 "BUG: workqueue leaked lock or atomic in {what}",
-                report=_rx(r"BUG: workqueue leaked lock or atomic(?:.*\n)+?"
-                           r".*last function: (?P<what>[A-Za-z0-9_]+)"),
+                report=_rx(
+                    r"BUG: workqueue leaked lock or atomic(?:.*\n)+?"
+                    r".*last function: (?P<what>[A-Za-z0-9_]+)"
+                ),
             ),
             Format(
                 _rx(r"BUG: memory leak"),
                 "memory leak in {func}",
                 stack=StackSpec(
                     parts=(_rx(r"backtrace(?: \(crc [0-9a-f]+\))?:"), None),
-                    skip=("kmemleak", "kmalloc", "kcalloc", "kzalloc", "vmalloc", "mmap",
-                          "kmem", "slab", "alloc", "create_object", "idr_get",
-                          "list_lru_init", "kasprintf", "kvasprintf", "pcpu_create",
-                          "strdup", "strndup", "memdup"),
+                    skip=(
+                        "kmemleak",
+                        "kmalloc",
+                        "kcalloc",
+                        "kzalloc",
+                        "vmalloc",
+                        "mmap",
+                        "kmem",
+                        "slab",
+                        "alloc",
+                        "create_object",
+                        "idr_get",
+                        "list_lru_init",
+                        "kasprintf",
+                        "kvasprintf",
+                        "pcpu_create",
+                        "strdup",
+                        "strndup",
+                        "memdup",
+                    ),
                 ),
             ),
             Format(
@@ -761,9 +855,22 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check|at 0x0)"),
                 "WARNING: ODEBUG bug in {func}",
-                stack=_warning_stack("debug_", "rcu", "hrtimer_", "timer_", "work_",
-                                     "percpu_", "kmem_", "slab_", "kfree", "vunmap", "vfree",
-                                     "__free_", "debug_check", "kobject_"),
+                stack=_warning_stack(
+                    "debug_",
+                    "rcu",
+                    "hrtimer_",
+                    "timer_",
+                    "work_",
+                    "percpu_",
+                    "kmem_",
+                    "slab_",
+                    "kfree",
+                    "vunmap",
+                    "vfree",
+                    "__free_",
+                    "debug_check",
+                    "kobject_",
+                ),
             ),
             Format(
                 _rx(r"WARNING: .*mm/usercopy\.c.* usercopy_warn"),
@@ -793,15 +900,14 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"WARNING: lock held when returning to user space"),
                 "WARNING: lock held when returning to user space in {func}",
-                stack=StackSpec(
-                    parts=(_rx(r"leaving the kernel with locks still held"), _LOCK_AT)
-                ),
+                stack=StackSpec(parts=(_rx(r"leaving the kernel with locks still held"), _LOCK_AT)),
             ),
             Format(
                 _rx(r"WARNING: .*mm/.*\.c.* k?.?malloc"),
                 "WARNING: kmalloc bug in {func}",
-                stack=_warning_stack("kmalloc", "kcalloc", "kzalloc", "krealloc", "vmalloc",
-                                     "slab", "kmem"),
+                stack=_warning_stack(
+                    "kmalloc", "kcalloc", "kzalloc", "krealloc", "vmalloc", "slab", "kmem"
+                ),
             ),
             Format(
                 _rx(r"WARNING: .*mm/vmalloc\.c.* __vmalloc_node_range"),
@@ -811,8 +917,13 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"WARNING: .* usb_submit_urb"),
                 "WARNING in {func}/usb_submit_urb",
-                stack=_warning_stack("usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg",
-                                     "usb_interrupt_msg", "usb_control_msg"),
+                stack=_warning_stack(
+                    "usb_submit_urb",
+                    "usb_start_wait_urb",
+                    "usb_bulk_msg",
+                    "usb_interrupt_msg",
+                    "usb_control_msg",
+                ),
             ),
             Format(
                 _rx(r"WARNING: .*kernel/locking/irqflag-debug\.c.* warn_bogus_irq_restore"),
@@ -832,12 +943,18 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"WARNING: possible circular locking dependency detected"),
                 "possible deadlock in {func}",
-                report=_rx(r"WARNING: possible circular locking dependency detected"
-                           r"(?:.*\n)+?.*is trying to acquire lock"),
+                report=_rx(
+                    r"WARNING: possible circular locking dependency detected"
+                    r"(?:.*\n)+?.*is trying to acquire lock"
+                ),
                 stack=StackSpec(
                     parts=(_rx(r"is trying to acquire lock"), _LOCK_AT, _LOCK_AT, None),
-                    skip=("process_one_work", "flush_workqueue", "drain_workqueue",
-                          "destroy_workqueue"),
+                    skip=(
+                        "process_one_work",
+                        "flush_workqueue",
+                        "drain_workqueue",
+                        "destroy_workqueue",
+                    ),
                 ),
             ),
             Format(
@@ -866,10 +983,19 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"WARNING: suspicious RCU usage"),
                 "WARNING: suspicious RCU usage in {func}",
+                report=_rx(r"WARNING: suspicious RCU usage(?:.*\n)+?.*?{{SRC}}"),
                 stack=StackSpec(
                     parts=(_CALL_TRACE, None),
-                    skip=("rcu", "kmem", "slab", "kmalloc", "vmalloc", "kcalloc", "kzalloc",
-                          "lockdep"),
+                    skip=(
+                        "rcu",
+                        "kmem",
+                        "slab",
+                        "kmalloc",
+                        "vmalloc",
+                        "kcalloc",
+                        "kzalloc",
+                        "lockdep",
+                    ),
                 ),
             ),
             Format(
@@ -917,34 +1043,56 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"INFO: possible circular locking dependency detected"),
                 "possible deadlock in {func}",
-                stack=StackSpec(parts=(_rx(r"is trying to acquire lock"), _LOCK_AT)),
+                report=_rx(
+                    r"INFO: possible circular locking dependency detected(?:.*\n)+?"
+                    r".*is trying to acquire lock(?:.*\n)+?"
+                    r".*at: {{PC}} +(?P<func>[A-Za-z0-9_]+)"
+                ),
             ),
             Format(
                 _rx(r"INFO: possible irq lock inversion dependency detected"),
                 "possible deadlock in {func}",
-                stack=StackSpec(parts=(_rx(r"just changed the state of lock"), _LOCK_AT)),
+                report=_rx(
+                    r"INFO: possible irq lock inversion dependency detected(?:.*\n)+?"
+                    r".*just changed the state of lock(?:.*\n)+?"
+                    r".*at: {{PC}} +(?P<func>[A-Za-z0-9_]+)"
+                ),
             ),
             Format(
                 _rx(r"INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected"),
                 "possible deadlock in {func}",
-                stack=StackSpec(parts=(_rx(r"is trying to acquire"), _LOCK_AT)),
+                report=_rx(
+                    r"INFO: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected(?:.*\n)+?"
+                    r".*is trying to acquire(?:.*\n)+?"
+                    r".*at: {{PC}} +(?P<func>[A-Za-z0-9_]+)"
+                ),
             ),
             Format(
                 _rx(r"INFO: possible recursive locking detected"),
                 "possible deadlock in {func}",
-                stack=StackSpec(parts=(_rx(r"is trying to acquire lock"), _LOCK_AT)),
+                report=_rx(
+                    r"INFO: possible recursive locking detected(?:.*\n)+?"
+                    r".*is trying to acquire lock(?:.*\n)+?"
+                    r".*at: {{PC}} +(?P<func>[A-Za-z0-9_]+)"
+                ),
             ),
             Format(
                 _rx(r"INFO: inconsistent lock state"),
                 "inconsistent lock state in {func}",
-                stack=StackSpec(parts=(_CALL_TRACE, None), parts2=(_rx(r"takes"), _LOCK_AT)),
+                report=_rx(
+                    r"INFO: inconsistent lock state(?:.*\n)+?.*takes(?:.*\n)+?"
+                    r".*at: {{PC}} +(?P<func>[A-Za-z0-9_]+)"
+                ),
             ),
             Format(
-                _rx(r"INFO: rcu_(?:preempt|sched|bh|tasks\w*) (?:self-)?detected(?: expedited)? stall"),
+                _rx(
+                    r"INFO: rcu_(?:preempt|sched|bh|tasks\w*) (?:self-)?detected"
+                    r"(?: expedited)? stall"
+                ),
                 "INFO: rcu detected stall in {func}",
                 stack=StackSpec(
-                    parts=(_rx(r"apic_timer_interrupt|Call [Tt]race"), _RIP, None),
-                    parts2=(_rx(r"apic_timer_interrupt|Call [Tt]race"), None),
+                    parts=(_STALL_IRQ, _RIP, None),
+                    parts2=(_STALL_IRQ, None),
                     skip=("apic_timer_interrupt", "rcu"),
                     extractor=_stall_extractor,
                 ),
@@ -1000,9 +1148,11 @@ FAMILIES: tuple[Family, ...] = (
                 stack=_RIP_STACK,
             ),
             Format(
-                _rx(r"Unable to handle kernel (?:paging request|access to user memory|"
+                _rx(
+                    r"Unable to handle kernel (?:paging request|access to user memory|"
                     r"write to read-only memory|execute from non-executable memory|"
-                    r"execution of user memory)"),
+                    r"execution of user memory)"
+                ),
                 "BUG: unable to handle kernel paging request in {func}",
                 stack=_RIP_STACK,
             ),
@@ -1056,8 +1206,10 @@ FAMILIES: tuple[Family, ...] = (
         "Kernel panic",
         (
             Format(
-                _rx(r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: "
-                    r"{{FUNC}}"),
+                _rx(
+                    r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: "
+                    r"{{FUNC}}"
+                ),
                 "kernel panic: stack is corrupted in {func}",
                 stack=StackSpec(
                     parts=(_rx(r"Kernel stack is corrupted in: {{FUNC}}"),),
@@ -1084,8 +1236,15 @@ FAMILIES: tuple[Family, ...] = (
                 "kernel stack overflow in {func}",
                 stack=StackSpec(
                     parts=(_CALL_TRACE, None),
-                    skip=("handle_bad_stack", "^bad_stack", "^__bad_stack", "^el1h_",
-                          "^el1_", "^__pi_", "overflow"),
+                    skip=(
+                        "handle_bad_stack",
+                        "^bad_stack",
+                        "^__bad_stack",
+                        "^el1h_",
+                        "^el1_",
+                        "^__pi_",
+                        "overflow",
+                    ),
                     extractor=_stall_extractor,
                 ),
             ),
@@ -1094,8 +1253,10 @@ FAMILIES: tuple[Family, ...] = (
                 "kernel panic: Attempted to kill init!",
             ),
             Format(
-                _rx(r"Kernel panic - not syncing: Couldn't open N_TTY ldisc for [^ ]+ --- error "
-                    r"-\d+"),
+                _rx(
+                    r"Kernel panic - not syncing: Couldn't open N_TTY ldisc for [^ ]+ --- error "
+                    r"-\d+"
+                ),
                 "kernel panic: Couldn't open N_TTY ldisc",
             ),
             Format(
@@ -1234,8 +1395,10 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 _rx(r"trusty: panic.* ASSERT FAILED"),
                 "trusty: ASSERT FAILED: {what}",
-                report=_rx(r"trusty: panic \(.*?\):(?: DEBUG)? ASSERT FAILED at \(.*?\): "
-                           r"(?P<what>.+)"),
+                report=_rx(
+                    r"trusty: panic \(.*?\):(?: DEBUG)? ASSERT FAILED at \(.*?\): "
+                    r"(?P<what>.+)"
+                ),
             ),
             Format(
                 _rx(r"trusty: panic.* ASSERT FAILED.*: *(?P<what>.*)"),
@@ -1254,8 +1417,13 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "panic:",
         (Format(_rx(r"panic:(?P<what>.*)"), "panic:{what}"),),
-        suppress=(_rx(r"_panic:"), _rx(r"xlog_status:"), _rx(r"ddb\.onpanic:"),
-                  _rx(r"evtlog_status:"), _rx(r"Kernel panic")),
+        suppress=(
+            _rx(r"_panic:"),
+            _rx(r"xlog_status:"),
+            _rx(r"ddb\.onpanic:"),
+            _rx(r"evtlog_status:"),
+            _rx(r"Kernel panic"),
+        ),
     ),
     Family(
         "fatal error:",
@@ -1273,10 +1441,13 @@ _CONTINUATIONS = re.compile(
     r"|Oops: general protection fault|trusty: panic|fatal error:"
 )
 # Info messages with a stack trace: they cut a report short but are no crash themselves.
-_INFO_WITH_STACK = ("vmalloc: allocation failure:", "FAULT_INJECTION: forcing a failure",
-                    "FAULT_FLAG_ALLOW_RETRY missing")
+_INFO_WITH_STACK = (
+    "vmalloc: allocation failure:",
+    "FAULT_INJECTION: forcing a failure",
+    "FAULT_FLAG_ALLOW_RETRY missing",
+)
 _CORRUPTED_TITLE = re.compile(r"\[ *\d+\.\d+\]")
-_MAX_REPORT_LINES = 2000
+_MAX_REPORT_LINES = 1000
 
 # --------------------------------------------------------------------------------------
 # Line prefixes
@@ -1351,8 +1522,7 @@ _TYPE_TABLE: tuple[tuple[str, str], ...] = (
     (r"KFENCE: invalid free", "KFENCE-INVALID-FREE"),
     (r"KFENCE:", "KFENCE-UNKNOWN"),
     (r"KMSAN: uninit-value", "KMSAN-UNINIT-VALUE"),
-    (r"KMSAN: (?:kernel-(?:usb-)?infoleak-after-free|use-after-free)",
-     "KMSAN-USE-AFTER-FREE-READ"),
+    (r"KMSAN: (?:kernel-(?:usb-)?infoleak-after-free|use-after-free)", "KMSAN-USE-AFTER-FREE-READ"),
     (r"KMSAN: kernel-(?:usb-)?infoleak", "KMSAN-INFO-LEAK"),
     (r"KMSAN:", "KMSAN-UNKNOWN"),
     (r"KASAN: null-ptr-deref Write", "KASAN-NULL-POINTER-DEREFERENCE-WRITE"),
@@ -1368,26 +1538,34 @@ _TYPE_TABLE: tuple[tuple[str, str], ...] = (
     (r"KCSAN:", "KCSAN-UNKNOWN"),
     (r"BUG: unable to handle kernel NULL pointer dereference", "NULL-POINTER-DEREFERENCE"),
     (r"BUG: corrupted list|BUG: unable to handle kernel paging request", "MEMORY-SAFETY-BUG"),
-    (r"pagealloc: memory corruption|BUG: Bad page (?:state|map)|BUG: Bad rss-counter",
-     "MEMORY-CORRUPTION"),
+    (
+        r"pagealloc: memory corruption|BUG: Bad page (?:state|map)|BUG: Bad rss-counter",
+        "MEMORY-CORRUPTION",
+    ),
     (r"WARNING: refcount bug", "REFCOUNT-WARNING"),
     (r"UBSAN: array-index-out-of-bounds", "MEMORY-SAFETY-UBSAN"),
-    (r"BUG: (?:bad unlock balance|held lock freed|rwlock|spinlock|still has locks held|using)"
-     r"|WARNING: (?:bad unlock balance|held lock freed|lock held|locking bug|nested lock"
-     r"|still has locks held|suspicious RCU usage)|inconsistent lock state|possible deadlock",
-     "LOCKDEP"),
-    (r"BUG: (?:scheduling while atomic|sleeping function called from invalid context)",
-     "ATOMIC-SLEEP"),
+    (
+        r"BUG: (?:bad unlock balance|held lock freed|rwlock|spinlock|still has locks held|using)"
+        r"|WARNING: (?:bad unlock balance|held lock freed|lock held|locking bug|nested lock"
+        r"|still has locks held|suspicious RCU usage)|inconsistent lock state|possible deadlock",
+        "LOCKDEP",
+    ),
+    (
+        r"BUG: (?:scheduling while atomic|sleeping function called from invalid context)",
+        "ATOMIC-SLEEP",
+    ),
     (r"memory leak in", "LEAK"),
     (r"BUG: bad usercopy|kernel BUG", "BUG"),
     (r"WARNING in", "WARNING"),
     (r"BUG: stack guard page|WARNING: corrupted|WARNING: kernel stack", "UNKNOWN"),
-    (r"BUG: (?:soft|hard) lockup|INFO: rcu detected stall|INFO: task (?:can't die|hung)",
-     "HANG"),
-    (r"Alignment trap|BUG: Object already free|Internal error|PANIC: double fault"
-     r"|Unhandled fault|VFS: Busy inodes|divide error|general protection fault"
-     r"|go runtime error|invalid opcode|int3 in|kernel panic:|kernel stack overflow|panic:"
-     r"|stack segment fault|trusty:|unregister_netdevice", "DOS"),
+    (r"BUG: (?:soft|hard) lockup|INFO: rcu detected stall|INFO: task (?:can't die|hung)", "HANG"),
+    (
+        r"Alignment trap|BUG: Object already free|Internal error|PANIC: double fault"
+        r"|Unhandled fault|VFS: Busy inodes|divide error|general protection fault"
+        r"|go runtime error|invalid opcode|int3 in|kernel panic:|kernel stack overflow|panic:"
+        r"|stack segment fault|trusty:|unregister_netdevice",
+        "DOS",
+    ),
     (r"SYZFAIL|SYZFATAL", "SYZ-FAILURE"),
     (r"WARNING:", "WARNING"),
     (r"UBSAN:", "UBSAN"),
@@ -1415,8 +1593,13 @@ def _frame_of(line: str) -> str | None:
     return None
 
 
+_STACK_START_RE = re.compile("|".join(f"(?:{rx.pattern})" for rx in _STACK_STARTS))
+
+
 def _is_stack_start(line: str) -> bool:
-    return any(rx.search(line) for rx in _STACK_STARTS)
+    return (
+        "race" in line or "Allocated" in line or "Freed" in line or "Last potentially" in line
+    ) and _STACK_START_RE.search(line) is not None
 
 
 _MANGLED = re.compile(r"^_Z(\d+)")
@@ -1440,6 +1623,9 @@ def _capture(m: re.Match[str], skip: Callable[[str], bool]) -> str | None:
     return None
 
 
+_ARM32_REGS = re.compile(r"^\s*r\d+\s*:")
+
+
 def _walk(
     lines: Sequence[str],
     parts: Sequence[re.Pattern[str] | None],
@@ -1448,6 +1634,7 @@ def _walk(
     frames: list[str] = []
     pos = 0
     idx = 0
+    arm32_chain = False
     while idx < len(parts):
         part = parts[idx]
         if part is None:
@@ -1465,6 +1652,20 @@ def _walk(
                             frames.append(got)
                         idx += 1
                         break
+                caller = _ARM32_CALLER.search(ln)
+                if caller is not None:
+                    # arm32 `(callee) from (caller)`: the callee only starts the chain,
+                    # after that each caller is the next frame (tail calls differ).
+                    names = [caller.group(1)]
+                    if not arm32_chain:
+                        names.insert(0, _frame_of(ln) or "")
+                    arm32_chain = True
+                    for fr in names:
+                        if fr and not skip(fr := _demangle(fr)):
+                            frames.append(fr)
+                    continue
+                if not _ARM32_REGS.match(ln):
+                    arm32_chain = False
                 fr = _frame_of(ln)
                 if fr is not None and not skip(fr := _demangle(fr)):
                     frames.append(fr)
@@ -1514,7 +1715,7 @@ _CPU_LINE = re.compile(
 _WARN_OLD = re.compile(r"WARNING: CPU: (\d+) PID: (\d+) at ([\w/.-]+\.[a-zA-Z]+):\d+")
 _WARN_NEW = re.compile(r"WARNING: ([\w/.-]+\.[a-zA-Z]+):\d+ at [^,]*, CPU#(\d+): (.*)/(\d+)")
 _KERNEL_BUG_AT = re.compile(r"kernel BUG at ([\w/.-]+\.[a-zA-Z]+):\d+")
-_FILE_RE = re.compile(r"([\w./-]*[\w-]+\.[ch]):\d+")
+_FILE_RE = re.compile(r"(?:^|(?<=[\s(\[]))([\w/-][\w./-]*\.[ch]):\d+")
 _GUILTY_FILE_IGNORES = re.compile(
     r".*\.h$|^lib/|^virt/lib/|^mm/kasan/|^mm/kmsan/|^kernel/kcov\.c|^mm/sl.b\.c|^mm/memory\.c"
     r"|^mm/percpu|^mm/vmalloc\.c|^mm/page_alloc\.c|^mm/util\.c|^kernel/rcu/"
@@ -1535,8 +1736,7 @@ def _guess_arch(lines: Sequence[str]) -> str | None:
     return None
 
 
-@dataclass
-class _Line:
+class _Line(NamedTuple):
     ctx: str
     text: str
     questionable: bool
@@ -1556,7 +1756,12 @@ class _Log:
         got = self._cache.get(i)
         if got is None:
             ctx, body = _split(self.raw[i])
-            q = ctx != "" and "<EOI>" not in body and bool(_QUESTIONABLE.match(body))
+            q = (
+                ctx != ""
+                and body[:1] in (" ", "\t", "[")
+                and "<EOI>" not in body
+                and bool(_QUESTIONABLE.match(body))
+            )
             got = _Line(ctx, body, q)
             self._cache[i] = got
         return got
@@ -1583,9 +1788,7 @@ def _family_of(line: str) -> Family | None:
     return None
 
 
-def _describe(
-    text: str, lines: list[str], fam: Family
-) -> tuple[str, bool, str | None] | None:
+def _describe(text: str, lines: list[str], fam: Family) -> tuple[str, bool, str | None] | None:
     """(title, corrupted, guilty function) of report text, or None if no format matched."""
     best: tuple[str, bool, str | None] | None = None
     best_pos = len(text) + 1
@@ -1634,18 +1837,28 @@ def _fallback_title(text: str, fam: Family) -> str:
 
 
 def _collect(
-    log: _Log, start: int, end: int, ctx: str
-) -> tuple[list[str], list[str]]:
-    """(report lines for the title, all own-context lines incl. unreliable frames)."""
+    log: _Log, start: int, end: int, title_end: int, ctx: str
+) -> tuple[list[str], int, list[str]]:
+    """Lines of one report: (lines for the title up to `title_end`, how many of those lie
+    before `end`, all own-context lines before `end` including unreliable frames)."""
     kept: list[str] = []
     own: list[str] = []
+    n_kept = 0
     skip_rest = False
     cpu_traceback = False
-    for i in range(start, end):
+    # Cheap pre-check for caller-tagged logs: a line of this task names its tag.
+    probe = ctx + "]" if ctx not in ("", _CONSOLE) else ""
+    raw = log.raw
+    for i in range(start, max(end, title_end)):
+        if i == end:
+            n_kept = len(kept)
+        if probe and not cpu_traceback and i != start and probe not in raw[i]:
+            continue
         ln = log.get(i)
         if i != start and ln.ctx != ctx and not (cpu_traceback and ln.ctx.startswith("C")):
             continue
-        own.append(ln.text)
+        if i < end:
+            own.append(ln.text)
         if i != start and ln.questionable:
             continue
         body = ln.text
@@ -1661,7 +1874,9 @@ def _collect(
         if skip_rest and i != start:
             continue
         kept.append(body)
-    return kept, own
+    if title_end <= end:
+        n_kept = len(kept)
+    return kept, n_kept, own
 
 
 def _frames_of(lines: Sequence[str]) -> list[str]:
@@ -1680,13 +1895,14 @@ def _frames_of(lines: Sequence[str]) -> list[str]:
 
 
 def _build_report(
-    log: _Log, start: int, end: int, fam: Family, arch: str | None
+    log: _Log, start: int, end: int, title_end: int, fam: Family, arch: str | None
 ) -> Report:
     first = log.get(start)
     ctx = first.ctx
-    kept, own = _collect(log, start, end, ctx)
-    text = "\n".join(kept)
-    described = _describe(text, kept, fam)
+    title_lines, n_kept, own = _collect(log, start, end, title_end, ctx)
+    kept = title_lines[:n_kept]
+    text = "\n".join(title_lines)
+    described = _describe(text, title_lines, fam)
     if described is None:
         raw_text = "\n".join(log.get(i).text for i in range(start, end))
         described = _describe(raw_text, raw_text.split("\n"), fam)
@@ -1722,7 +1938,9 @@ def _build_report(
     elif (km := _KERNEL_BUG_AT.search(head)) is not None:
         guilty_file = km.group(1)
     if guilty_file is None:
-        files = [f.group(1) for f in _FILE_RE.finditer(text)]
+        files = [
+            f.group(1) for ln in kept if ".c:" in ln or ".h:" in ln for f in _FILE_RE.finditer(ln)
+        ]
         guilty_file = next((f for f in files if not _GUILTY_FILE_IGNORES.match(f)), None)
         if guilty_file is None and files:
             guilty_file = files[0]
@@ -1762,9 +1980,7 @@ _KILLED = re.compile(
     r"Kill(?:ed)? process (?P<pid>\d+) \((?P<comm>[^)]*)\)(?P<rest>.*)"
 )
 _KV = re.compile(r"([\w-]+)[:=]([^,\s]+)")
-_REAPED = re.compile(
-    r"oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>[^)]*)\),?(?P<rest>.*)"
-)
+_REAPED = re.compile(r"oom_reaper: reaped process (?P<pid>\d+) \((?P<comm>[^)]*)\),?(?P<rest>.*)")
 _BANNER = re.compile(r"^Linux version (\S+)")
 _TAINTING = re.compile(r"(?P<what>.*?):? ?tainting kernel")
 
@@ -1783,9 +1999,7 @@ def _events(log: _Log, hits: list[int]) -> list[Event]:
             pending = Event("oom_kill", i, fields)
             events.append(pending)
             continue
-        if ("Killed process" in body or "Kill process" in body) and (
-            m := _KILLED.search(body)
-        ):
+        if ("Killed process" in body or "Kill process" in body) and (m := _KILLED.search(body)):
             fields = {"pid": m["pid"], "comm": m["comm"]}
             fields.update(_KV.findall(m["rest"]))
             if m["rest"].strip().startswith("score"):
@@ -1803,8 +2017,9 @@ def _events(log: _Log, hits: list[int]) -> list[Event]:
             continue
         if body.startswith("Linux version ") and (m := _BANNER.match(body)):
             banners += 1
-            events.append(Event("boot_banner" if banners == 1 else "reboot", i,
-                                {"version": m.group(1)}))
+            events.append(
+                Event("boot_banner" if banners == 1 else "reboot", i, {"version": m.group(1)})
+            )
             taint = ""
             continue
         if "pagealloc: memory corruption" in body:
@@ -1821,8 +2036,9 @@ def _events(log: _Log, hits: list[int]) -> list[Event]:
             flags = cm["taint"]
             if flags != taint:
                 taint = flags
-                events.append(Event("taint", i, {"flags": flags, "pid": cm["pid"],
-                                                 "comm": cm["comm"]}))
+                events.append(
+                    Event("taint", i, {"flags": flags, "pid": cm["pid"], "comm": cm["comm"]})
+                )
     return events
 
 
@@ -1831,8 +2047,15 @@ def _events(log: _Log, hits: list[int]) -> list[Event]:
 # --------------------------------------------------------------------------------------
 
 _PREFILTER = re.compile(
-    "|".join(re.escape(k) for k in sorted({f.header for f in FAMILIES} | set(_EVENT_KEYS)))
+    "|".join(
+        re.escape(k)
+        for k in sorted(
+            {f.header for f in FAMILIES} | set(_EVENT_KEYS) | set(_INFO_WITH_STACK),
+            key=lambda k: (-len(k), k),
+        )
+    )
 )
+_STOPPER = re.compile("|".join(re.escape(k) for k in (*_INFO_WITH_STACK, "Linux version ")))
 _EVENT_HINT = re.compile("|".join(re.escape(k) for k in _EVENT_KEYS))
 
 
@@ -1849,6 +2072,7 @@ def parse(text: str, arch: str | None = None) -> LogAnalysis:
             last = i
     starts: list[tuple[int, Family]] = []
     event_lines: list[int] = []
+    stoppers: list[int] = []  # boot banners and info messages with a stack end a report
     for i in hit_lines:
         raw = log.raw[i]
         fam = _family_of(raw)
@@ -1856,6 +2080,9 @@ def parse(text: str, arch: str | None = None) -> LogAnalysis:
             starts.append((i, fam))
         if _EVENT_HINT.search(raw):
             event_lines.append(i)
+        if _STOPPER.search(raw):
+            stoppers.append(i)
+    banners = [i for i in stoppers if _BANNER.match(log.get(i).text)]
 
     reports: list[Report] = []
     open_until = -1  # a continuation line before this index belongs to the open report
@@ -1864,7 +2091,12 @@ def parse(text: str, arch: str | None = None) -> LogAnalysis:
             continue
         ctx = log.get(start).ctx
         tagged = ctx not in ("", _CONSOLE)
-        end = min(len(log), start + _MAX_REPORT_LINES)
+        limit = min(len(log), start + _MAX_REPORT_LINES)
+        # A new boot banner ends every report (the machine rebooted).
+        k = bisect.bisect_right(banners, start)
+        if k < len(banners):
+            limit = min(limit, banners[k])
+        end = limit
         for nxt, _fam in starts[n + 1 :]:
             if nxt >= end:
                 break
@@ -1875,19 +2107,13 @@ def parse(text: str, arch: str | None = None) -> LogAnalysis:
                 continue
             end = nxt
             break
-        else:
-            # A boot banner ends a report too (the machine rebooted).
-            pass
-        for ev in event_lines:
-            if start < ev < end and log.get(ev).text.startswith("Linux version "):
-                end = ev
-                break
-        for i in range(start + 1, end):
-            body = log.raw[i]
-            if any(k in body for k in _INFO_WITH_STACK):
-                end = i
-                break
-        reports.append(_build_report(log, start, end, fam, arch))
+        k = bisect.bisect_right(stoppers, start)
+        if k < len(stoppers) and stoppers[k] < end:
+            end = stoppers[k]
+        # With caller tags the task's own lines stay apart from other reports, so the
+        # title may look past a later report of the same task (as syzkaller does).
+        title_end = limit if tagged else end
+        reports.append(_build_report(log, start, end, title_end, fam, arch))
         open_until = end
     return LogAnalysis(reports=reports, events=_events(log, event_lines))
 

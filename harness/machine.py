@@ -7,6 +7,7 @@ bounded), and the console log stays on disk whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -166,10 +167,10 @@ class Machine:
                 )
                 return self.boot
             if index in (1, 2):
+                found = self.console.match.group(0).decode(errors="replace").strip()
                 self._collect_crash_tail(seconds=5.0)
                 what = "kernel panic" if index == 1 else "kernel oops"
-                raise BootError(f"{what} while booting: "
-                                f"{self.console.match.group(0).decode(errors='replace')}",
+                raise BootError(f"{what} while booting: {found}",
                                 str(self.console_log), self.console_tail())
             if index == 3:
                 self._wait_exit(5)
@@ -204,21 +205,18 @@ class Machine:
 
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self.proc is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def close(self) -> None:
         """End QEMU: soft reboot, SIGTERM, SIGKILL; each step waits a bounded time."""
         if self.proc is None:
             return
         if self.proc.poll() is None and self.console is not None:
-            try:
-                # ^C frees a busy shell; -no-reboot turns the reboot into QEMU's exit.
+            # ^C frees a busy shell; -no-reboot turns the reboot into QEMU's exit. A dead
+            # pipe just means QEMU is already going away.
+            with contextlib.suppress(GuestCommandError):
                 self.console.send(b"\x03\nreboot -f\n")
-            except GuestCommandError:
-                pass  # QEMU is already going away
             if not self._wait_exit(self.options.shutdown_timeout):
                 self._signal_group(signal.SIGTERM)
                 if not self._wait_exit(5):

@@ -128,7 +128,9 @@ class SSHRunner:
             code = channel.recv_exit_status()
             channel.close()
         except TimeoutError as e:
-            raise GuestCommandError(f"guest command timed out after {timeout:.0f} s: {script}") from e
+            raise GuestCommandError(
+                f"guest command timed out after {timeout:.0f} s: {script}"
+            ) from e
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise GuestCommandError(f"the SSH channel failed while running {script}: {e}") from e
         return b"".join(chunks), code

@@ -22,7 +22,8 @@ class WorkloadResult:
 
 
 class Workload(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def run(self, guest: Guest) -> WorkloadResult: ...
 

@@ -1,0 +1,150 @@
+"""pytest plugin (entry point `oomrace`): options, the `guest` fixture per arch, markers,
+a timeout default for guest tests, and artifact paths in failure reports and JUnit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import kernels
+from .arches import Arch, get_arch, parse_arch_list
+from .errors import HarnessError
+from .guest import Guest
+from .kernels import KernelImage
+from .machine import MachineOptions
+
+GUEST_FIXTURES = {"guest", "guest_factory", "guest_arch"}
+GUEST_TEST_TIMEOUT = 600  # seconds; a test can ask for its own with @pytest.mark.timeout
+GUESTS_KEY = pytest.StashKey[list[Guest]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("oomrace", "oomrace guests")
+    group.addoption("--arch", action="append", default=None, dest="oomrace_arch",
+                    help="guest arch for guest tests: x86_64, aarch64 or all "
+                         "(repeatable; default all)")
+    group.addoption("--kernel", default="debian", dest="oomrace_kernel",
+                    help="kernel for guest tests: debian, a recipe name, or an image path")
+    group.addoption("--artifacts", default=None, dest="oomrace_artifacts",
+                    help="folder for guest console logs and results "
+                         "(default oomrace-artifacts/pytest-<time>)")
+    group.addoption("--accel", default="tcg", dest="oomrace_accel",
+                    choices=("tcg", "kvm", "auto"), help="QEMU accelerator (default tcg)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "guest: boots a real QEMU guest",
+        "kernel_build: builds a kernel from source",
+        "slow: takes minutes",
+    ):
+        config.addinivalue_line("markers", line)
+    try:
+        config.stash[_ARCHES_KEY] = parse_arch_list(config.getoption("oomrace_arch") or ["all"])
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from e
+    artifacts = config.getoption("oomrace_artifacts")
+    if artifacts is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        artifacts = Path("oomrace-artifacts") / f"pytest-{stamp}"
+    config.stash[_ARTIFACTS_KEY] = Path(artifacts).resolve()
+
+
+_ARCHES_KEY = pytest.StashKey[list[Arch]]()
+_ARTIFACTS_KEY = pytest.StashKey[Path]()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "guest_arch" in metafunc.fixturenames:
+        arches = metafunc.config.stash[_ARCHES_KEY]
+        metafunc.parametrize("guest_arch", [a.name for a in arches], scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if GUEST_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.guest)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(GUEST_TEST_TIMEOUT))
+
+
+@pytest.fixture(scope="session")
+def oomrace_artifacts(request: pytest.FixtureRequest) -> Path:
+    path: Path = request.config.stash[_ARTIFACTS_KEY]
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+_KERNELS: dict[tuple[str, str], KernelImage] = {}
+
+
+@pytest.fixture(scope="session")
+def kernel_for() -> Callable[[str, str], KernelImage]:
+    """kernel_for(spec, arch) -> KernelImage, resolved (fetched or built) once per session."""
+
+    def resolve(spec: str, arch: str) -> KernelImage:
+        key = (spec, arch)
+        if key not in _KERNELS:
+            _KERNELS[key] = kernels.resolve(spec, get_arch(arch))
+        return _KERNELS[key]
+
+    return resolve
+
+
+def _test_dir(item: pytest.Item, root: Path) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid).strip("_")
+    return root / name[:150]
+
+
+@pytest.fixture
+def guest_factory(
+    request: pytest.FixtureRequest, oomrace_artifacts: Path,
+    kernel_for: Callable[[str, str], KernelImage],
+) -> Iterator[Callable[..., Guest]]:
+    """guest_factory(arch, kernel=None, **MachineOptions fields) boots a guest that is shut
+    down when the test ends; the test's artifacts folder holds its logs."""
+    booted: list[Guest] = []
+    request.node.stash[GUESTS_KEY] = booted
+    base = _test_dir(request.node, oomrace_artifacts)
+    default_kernel = request.config.getoption("oomrace_kernel")
+    accel = request.config.getoption("oomrace_accel")
+
+    def boot(arch: str, kernel: str | None = None, **options: object) -> Guest:
+        image = kernel_for(kernel or default_kernel, arch)
+        options.setdefault("accel", accel)
+        workdir = base / f"{arch}-{len(booted)}"
+        guest = Guest(get_arch(arch), image, workdir, MachineOptions(**options))  # type: ignore[arg-type]
+        booted.append(guest)
+        request.node.user_properties.append((f"console_log[{len(booted) - 1}]",
+                                             str(guest.artifacts.console_log)))
+        request.node.user_properties.append((f"dmesg[{len(booted) - 1}]",
+                                             str(guest.artifacts.dmesg)))
+        return guest.__enter__()
+
+    try:
+        yield boot
+    finally:
+        for guest in reversed(booted):
+            guest.close()
+
+
+@pytest.fixture
+def guest(guest_arch: str, guest_factory: Callable[..., Guest]) -> Guest:
+    """A booted guest of each arch chosen with --arch, with the kernel chosen by --kernel."""
+    return guest_factory(guest_arch)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome: Any = yield
+    report: pytest.TestReport = outcome.get_result()
+    guests = item.stash.get(GUESTS_KEY, [])
+    if report.failed and guests:
+        lines = [f"{g.arch.name}: console log {g.artifacts.console_log}\n"
+                 f"{' ' * len(g.arch.name)}  dmesg       {g.artifacts.dmesg}" for g in guests]
+        report.sections.append(("oomrace guest artifacts", "\n".join(lines)))

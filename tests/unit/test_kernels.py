@@ -1,0 +1,93 @@
+import gzip
+from pathlib import Path
+
+import pytest
+
+from harness.arches import get_arch
+from harness.cpio import CpioWriter
+from harness.errors import KernelError, UsageError
+from harness.kernels import detect_arch, image_from_path, module_load_order, resolve
+
+
+def bzimage(path: Path) -> Path:
+    data = bytearray(0x400)
+    data[0x202:0x206] = b"HdrS"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def arm64_image(path: Path, compress: bool = False) -> Path:
+    data = bytearray(0x400)
+    data[0x38:0x3C] = b"ARM\x64"
+    path.write_bytes(gzip.compress(bytes(data)) if compress else bytes(data))
+    return path
+
+
+def test_detects_both_arches(tmp_path: Path) -> None:
+    assert detect_arch(bzimage(tmp_path / "bz")) == "x86_64"
+    assert detect_arch(arm64_image(tmp_path / "Image")) == "aarch64"
+    assert detect_arch(arm64_image(tmp_path / "vmlinuz", compress=True)) == "aarch64"
+
+
+def test_not_a_kernel(tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"hello world" * 100)
+    with pytest.raises(KernelError, match="not a kernel image"):
+        detect_arch(junk)
+
+
+def test_elf_vmlinux_is_refused_with_advice(tmp_path: Path) -> None:
+    elf = bytearray(0x400)
+    elf[:4] = b"\x7fELF"
+    elf[18:20] = (183).to_bytes(2, "little")
+    (tmp_path / "vmlinux").write_bytes(bytes(elf))
+    with pytest.raises(KernelError, match="arch/arm64/boot/Image"):
+        detect_arch(tmp_path / "vmlinux")
+
+
+def test_wrong_arch_refused_before_qemu(tmp_path: Path) -> None:
+    with pytest.raises(KernelError, match="is for aarch64, but the guest arch is x86_64"):
+        image_from_path(arm64_image(tmp_path / "Image"), get_arch("x86_64"))
+
+
+def test_missing_kernel_path(tmp_path: Path) -> None:
+    with pytest.raises(KernelError, match="does not exist"):
+        resolve(str(tmp_path / "nope" / "bzImage"), get_arch("x86_64"))
+
+
+def test_unknown_kernel_name_lists_choices() -> None:
+    with pytest.raises(UsageError, match="debian"):
+        resolve("no-such-kernel-name", get_arch("x86_64"))
+
+
+def _module(path: Path, depends: str) -> None:
+    path.write_bytes(b"\x7fELF junk\x00license=GPL\x00depends=" + depends.encode() + b"\x00x")
+
+
+def test_module_order_follows_depends(tmp_path: Path) -> None:
+    _module(tmp_path / "virtio_net.ko", "virtio_ring,virtio,net_failover")
+    _module(tmp_path / "net_failover.ko", "failover")
+    _module(tmp_path / "failover.ko", "")
+    _module(tmp_path / "virtio.ko", "")
+    _module(tmp_path / "virtio_ring.ko", "virtio")
+    names = [p.stem for p in module_load_order(tmp_path, ["virtio_net", "builtin_thing"])]
+    assert names.index("virtio") < names.index("virtio_ring") < names.index("virtio_net")
+    assert names.index("failover") < names.index("net_failover") < names.index("virtio_net")
+    assert len(names) == 5
+
+
+def test_cpio_is_readable_by_cpio_tool(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("cpio") is None:
+        pytest.fail("the cpio tool is needed for this test: apt-get install cpio")
+    archive = tmp_path / "a.cpio"
+    with CpioWriter(archive) as c:
+        c.directory("bin")
+        c.file("bin/x", b"#!/bin/sh\necho hi\n", 0o755)
+        c.symlink("bin/y", "x")
+        c.char_device("console", 5, 1)
+    listing = subprocess.run(["cpio", "-itv"], stdin=archive.open("rb"), capture_output=True,
+                             text=True, check=True).stdout
+    assert "bin/x" in listing and "bin/y -> x" in listing and "5,   1" in listing
