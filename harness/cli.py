@@ -16,6 +16,7 @@ from .errors import HarnessError
 from .machine import MachineOptions
 from .run import RunResult, RunSpec, new_run_dir, run_one
 from .tools import doctor_report
+from .workload import get_workload
 
 DEFAULT_ARTIFACTS = Path("oomrace-artifacts")
 
@@ -27,7 +28,8 @@ def _add_guest_options(p: argparse.ArgumentParser) -> None:
                    help="debian (Debian's packaged kernel), a kernel recipe name, or a path")
     p.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"),
                    help="tcg (default); auto uses KVM only after a probe boot succeeds")
-    p.add_argument("--cpus", type=int, default=2, help="guest vCPUs (default 2)")
+    p.add_argument("--cpus", type=int, default=None,
+                   help="guest vCPUs (default 2; 8 for stress scenarios, which race on them)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB (default 1024)")
     p.add_argument("--boot-timeout", type=float, default=180.0,
                    help="seconds the guest may take to boot (default 180)")
@@ -35,10 +37,16 @@ def _add_guest_options(p: argparse.ArgumentParser) -> None:
                    help="extra kernel command-line argument (repeatable)")
 
 
+STRESS_CPUS = 8
+
+
 def _options(args: argparse.Namespace) -> MachineOptions:
-    if args.cpus < 1 or args.memory < 128:
+    cpus = args.cpus
+    if cpus is None:
+        cpus = 2 if getattr(args, "scenario", "smoke") == "smoke" else STRESS_CPUS
+    if cpus < 1 or args.memory < 128:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
-    return MachineOptions(cpus=args.cpus, memory_mb=args.memory, accel=args.accel,
+    return MachineOptions(cpus=cpus, memory_mb=args.memory, accel=args.accel,
                           boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append))
 
 
@@ -53,7 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="boot guests, run a scenario, decide a verdict")
     _add_guest_options(run)
-    run.add_argument("--scenario", default="smoke", help="workload to run (default smoke)")
+    run.add_argument("--scenario", default="smoke",
+                     help="smoke (default), or a stress scenario: mrelease, oom, munmap, "
+                          "madvise")
+    run.add_argument("--iterations", type=int, default=0,
+                     help="stress: stop after this many iterations (default: duration only)")
+    run.add_argument("--duration", type=float, default=30.0,
+                     help="stress: seconds of stress per guest (default 30)")
+    run.add_argument("--seed", type=int, default=None, help="stress: random seed")
+    run.add_argument("--writers", type=int, default=None,
+                     help="stress: writer threads (default: vCPUs - 1)")
     run.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
                      help="folder for results; each run gets its own subfolder")
     run.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -78,8 +95,18 @@ def _summary(result: RunResult) -> str:
     ]
     if result.boot_seconds is not None:
         lines.append(f"  boot:    {result.boot_seconds:.1f} s ({result.accel})")
-    for report in result.reports[:5]:
-        lines.append(f"  report:  {report['title']}")
+    work = result.workload
+    if "trials" in work:
+        low, high = work["ci95"]
+        rate = "n/a" if work["rate"] is None else f"{work['rate']:.2f} [{low:.2f}, {high:.2f}]"
+        lines.append(f"  stress:  {work['name']}: {work['iterations']} iterations in "
+                     f"{work['trials']} batches, {work['detections']} with corruption, "
+                     f"rate {rate}, checker records {work['checker_corruptions']}")
+    titles: dict[str, int] = {}
+    for report in result.reports:
+        titles[report["title"]] = titles.get(report["title"], 0) + 1
+    for title, count in list(titles.items())[:5]:
+        lines.append(f"  report:  {title}" + (f" (x{count})" if count > 1 else ""))
     if result.error:
         lines.append(f"  error:   {result.error.splitlines()[0]}")
     lines += [f"  console: {result.console_log}", f"  dmesg:   {result.dmesg}",
@@ -90,12 +117,15 @@ def _summary(result: RunResult) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     arches = parse_arch_list(args.arch or ["x86_64"])
     options = _options(args)
-    for arch in arches:  # bad kernels are refused before anything boots
+    get_workload(args.scenario, args.iterations, args.duration, args.seed, args.writers)
+    for arch in arches:  # bad kernels and scenarios are refused before anything boots
         kernels.resolve(args.kernel, arch)
     run_dir = new_run_dir(args.artifacts)
     results = []
     for arch in arches:
-        spec = RunSpec(arch=arch, kernel=args.kernel, scenario=args.scenario, options=options)
+        spec = RunSpec(arch=arch, kernel=args.kernel, scenario=args.scenario, options=options,
+                       iterations=args.iterations, duration_s=args.duration, seed=args.seed,
+                       writers=args.writers)
         result = run_one(spec, run_dir / arch.name)
         print(_summary(result), flush=True)
         results.append(result)

@@ -59,7 +59,8 @@ class Guest:
         self._initramfs = initramfs
         initrd = rootfs.initrd_for(initramfs, self.kernel.modules_cpio, self.workdir)
         cmdline = [*base_cmdline(self.arch), f"oomrace.sshkey={key.public_base64}",
-                   *self.kernel.cmdline_extra, *options.cmdline_extra]
+                   *self.kernel.debug_cmdline(), *self.kernel.cmdline_extra,
+                   *options.cmdline_extra]
         spec = GuestSpec(
             kernel=self.kernel.path, initrd=initrd, cmdline=" ".join(cmdline),
             console_log=self.workdir / f"console{tag}.log", cpus=options.cpus,

@@ -23,7 +23,7 @@ arch into a ``BuiltKernel``:
    sources as ``..``: command lines and preprocessed output then do not depend on where
    the work directory is, and ccache hits across builds of different patch sets.
 5. The image, vmlinux, System.map, .config, the build log and tuxmake's metadata and
-   reproducer are kept in ``cache_root()/kernels/<key>``, where the key hashes the source
+   reproducer are kept in ``cache_root()/kbuild/<key>``, where the key hashes the source
    identity, base config, fragment and patch contents, arch and compiler version.
 """
 
@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Literal
@@ -54,7 +54,7 @@ from .errors import HarnessError, KernelError, MissingToolError, UsageError
 from .paths import PROJECT_ROOT
 
 # Bump when the way a build is done changes in a way that changes its output.
-BUILD_SCHEME = 1
+BUILD_SCHEME = 2
 
 KERNELS_DIR = PROJECT_ROOT / "kernels"
 FRAGMENTS_DIR = KERNELS_DIR / "fragments"
@@ -63,6 +63,7 @@ RECIPES_FILE = PROJECT_ROOT / "configs" / "kernels.toml"
 
 DEBIAN_PREFIX = "debian:"
 BUILD_SUBDIR = "build"  # O= directory, a direct child of the copied source tree
+KIND = "kbuild"  # cache_root()/kbuild/<key>: built kernels
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,12 @@ class _ArchBuild:
 
 
 _ARCH_BUILDS: dict[str, _ArchBuild] = {
-    "x86_64": _ArchBuild("x86_64", "x86_64-linux-gnu-", "bzImage", "arch/x86/boot/bzImage", "x86_64"),
-    "aarch64": _ArchBuild("arm64", "aarch64-linux-gnu-", "Image", "arch/arm64/boot/Image", "aarch64"),
+    "x86_64": _ArchBuild(
+        "x86_64", "x86_64-linux-gnu-", "bzImage", "arch/x86/boot/bzImage", "x86_64"
+    ),
+    "aarch64": _ArchBuild(
+        "arm64", "aarch64-linux-gnu-", "Image", "arch/arm64/boot/Image", "aarch64"
+    ),
 }
 
 
@@ -172,7 +177,9 @@ def load_recipe(name: str, path: Path | None = None) -> Recipe:
             raise UsageError(f"{where}: not a table")
         unknown = set(table) - _RECIPE_KEYS
         if unknown:
-            raise UsageError(f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(_RECIPE_KEYS)}")
+            raise UsageError(
+                f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(_RECIPE_KEYS)}"
+            )
         for key, value in table.items():
             merged.setdefault(key, value)
         parent = table.get("extends")
@@ -415,7 +422,9 @@ def git_source(tree: Path) -> Source:
         h = hashlib.sha256()
         h.update(
             subprocess.run(
-                ["git", "-C", str(tree), "diff", "HEAD", "--binary"], capture_output=True, check=True
+                ["git", "-C", str(tree), "diff", "HEAD", "--binary"],
+                capture_output=True,
+                check=True,
             ).stdout
         )
         untracked = _run(
@@ -703,7 +712,7 @@ def _run_logged(
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            if line.strip():
+            if line.strip() and not line.startswith(("make ", "$ ")):
                 last[0] = line.strip()
 
     reader = threading.Thread(target=pump, daemon=True)
@@ -816,7 +825,7 @@ def _ccache_dir() -> Path:
 
 
 def _objects_hint_file(arch: str) -> Path:
-    return cache.cache_root() / "kernels" / f".objects-{arch}.txt"
+    return cache.cache_root() / KIND / f".objects-{arch}.txt"
 
 
 def _read_hint(arch: str) -> int | None:
@@ -827,7 +836,7 @@ def _read_hint(arch: str) -> int | None:
 
 
 def _failure_dir(key: str) -> Path:
-    path = cache.cache_root() / "kernels" / "failed" / key
+    path = cache.cache_root() / KIND / "failed" / key
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -858,8 +867,10 @@ def build(
             raise UsageError(f"recipe {recipe.name}: {p} does not exist")
     compiler = compiler_version(ab)
     source = resolve_source(recipe.source)
-    key = cache_key(source.identity, recipe.base_config, fragments, patches, arch_info.name, compiler)
-    final = cache.cache_root() / "kernels" / key
+    key = cache_key(
+        source.identity, recipe.base_config, fragments, patches, arch_info.name, compiler
+    )
+    final = cache.cache_root() / KIND / key
     cached = final.is_dir()
     label = f"kbuild {recipe.name} {arch_info.name}"
     if not cached:
@@ -867,10 +878,20 @@ def build(
         tux = tuxmake_command()
 
         def do_build(tmp: Path) -> None:
-            _build_into(tmp, recipe, arch_info.name, ab, source, fragments, patches, compiler,
-                        key, tux, _Progress(label, progress))  # fmt: skip
+            job = _Job(
+                recipe,
+                arch_info.name,
+                ab,
+                source,
+                tuple(fragments),
+                tuple(patches),
+                compiler,
+                key,
+                tuple(tux),
+            )
+            _build_into(tmp, job, _Progress(label, progress))
 
-        final = cache.entry("kernels", key, do_build)
+        final = cache.entry(KIND, key, do_build)
     elif progress:
         print(f"[{label}] cached: {final}", file=sys.stderr)
     vmlinux = final / "vmlinux"
@@ -895,19 +916,20 @@ def build(
     )
 
 
-def _build_into(
-    out: Path,
-    recipe: Recipe,
-    arch: str,
-    ab: _ArchBuild,
-    source: Source,
-    fragments: Sequence[Path],
-    patches: Sequence[Path],
-    compiler: str,
-    key: str,
-    tux: Sequence[str],
-    progress: _Progress,
-) -> None:
+@dataclass(frozen=True)
+class _Job:
+    recipe: Recipe
+    arch: str
+    ab: _ArchBuild
+    source: Source
+    fragments: tuple[Path, ...]
+    patches: tuple[Path, ...]
+    compiler: str
+    key: str
+    tux: tuple[str, ...]
+
+
+def _build_into(out: Path, job: _Job, progress: _Progress) -> None:
     """Fill the cache entry directory `out`; work happens in out/work, removed at the end."""
     work = out / "work"
     work.mkdir()
@@ -917,54 +939,49 @@ def _build_into(
     try:
         with log_path.open("w") as log:
             log.write(
-                f"# oomrace kernel build: recipe {recipe.name}, arch {arch}\n"
-                f"# source: {source.identity} ({source.tree})\n# compiler: {compiler}\n"
-                f"# base config: {recipe.base_config}\n"
-                f"# fragments: {', '.join(str(f) for f in fragments) or '-'}\n"
-                f"# patches: {', '.join(str(p) for p in patches) or '-'}\n# cache key: {key}\n"
+                f"# oomrace kernel build: recipe {job.recipe.name}, arch {job.arch}\n"
+                f"# source: {job.source.identity} ({job.source.tree})\n"
+                f"# compiler: {job.compiler}\n# base config: {job.recipe.base_config}\n"
+                f"# fragments: {', '.join(str(f) for f in job.fragments) or '-'}\n"
+                f"# patches: {', '.join(str(p) for p in job.patches) or '-'}\n"
+                f"# cache key: {job.key}\n"
             )
             progress.update("copying source tree (hard links)")
-            link_tree(source, tree)
+            link_tree(job.source, tree)
             inputs = out / "inputs"
             inputs.mkdir()
-            for i, patch in enumerate(patches):
+            for i, patch in enumerate(job.patches):
                 progress.update(f"applying {patch.name}")
                 apply_patch(tree, patch, log)
                 shutil.copy2(patch, inputs / f"patch-{i:02d}-{patch.name}")
-            for i, frag in enumerate(fragments):
+            for i, frag in enumerate(job.fragments):
                 shutil.copy2(frag, inputs / f"fragment-{i:02d}-{frag.name}")
-            _tuxmake(tux, out, tree, build_dir, recipe, arch, ab, source, fragments, log, progress)
+            _tuxmake(job, out, tree, build_dir, log, progress)
         for name in ("vmlinux", "System.map"):
             if (build_dir / name).is_file():
                 shutil.copy2(build_dir / name, out / name)
-        shutil.copy2(build_dir / ab.image_path, out / ab.image_name)
+        shutil.copy2(build_dir / job.ab.image_path, out / job.ab.image_name)
         shutil.copy2(build_dir / ".config", out / "config")
         objects = _count_objects(build_dir)
-        hint = _objects_hint_file(arch)
-        hint.write_text(f"{objects}\n")
+        _objects_hint_file(job.arch).write_text(f"{objects}\n")
         shutil.rmtree(work)
-        (out / "kernel.json").write_text(
-            json.dumps(
-                {
-                    "recipe": recipe.name,
-                    "arch": arch,
-                    "source_identity": source.identity,
-                    "kernel_version": source.version,
-                    "base_config": recipe.base_config,
-                    "fragments": [f.name for f in fragments],
-                    "patches": [p.name for p in patches],
-                    "compiler": compiler,
-                    "cache_key": key,
-                    "objects": objects,
-                    "build_seconds": round(time.monotonic() - progress.start, 1),
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        progress.done(f"built {ab.image_name}")
+        info = {
+            "recipe": job.recipe.name,
+            "arch": job.arch,
+            "source_identity": job.source.identity,
+            "kernel_version": job.source.version,
+            "base_config": job.recipe.base_config,
+            "fragments": [f.name for f in job.fragments],
+            "patches": [p.name for p in job.patches],
+            "compiler": job.compiler,
+            "cache_key": job.key,
+            "objects": objects,
+            "build_seconds": round(time.monotonic() - progress.start, 1),
+        }
+        (out / "kernel.json").write_text(json.dumps(info, indent=2) + "\n")
+        progress.done(f"built {job.ab.image_name}")
     except BaseException as e:
-        failed = _failure_dir(key)
+        failed = _failure_dir(job.key)
         if log_path.is_file():
             shutil.copy2(log_path, failed / "build.log")
         if (build_dir / ".config").is_file():
@@ -975,66 +992,64 @@ def _build_into(
         raise
 
 
+def _build_timestamp(epoch: int) -> str:
+    """What `uname -v` shows as build date; fixed per source for reproducible builds."""
+    return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(epoch))
+
+
 def _tuxmake(
-    tux: Sequence[str],
-    out: Path,
-    tree: Path,
-    build_dir: Path,
-    recipe: Recipe,
-    arch: str,
-    ab: _ArchBuild,
-    source: Source,
-    fragments: Sequence[Path],
-    log: IO[str],
-    progress: _Progress,
+    job: _Job, out: Path, tree: Path, build_dir: Path, log: IO[str], progress: _Progress
 ) -> None:
     """Configure (and check the config), then compile, both through tuxmake."""
-    base = recipe.base_config
+    base = job.recipe.base_config
     if Path(base).expanduser().is_file():
         base = str(Path(base).expanduser().resolve())
     jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     common = [
-        *tux,
+        *job.tux,
         "--runtime=null",
-        f"--target-arch={ab.tux_arch}",
+        f"--target-arch={job.ab.tux_arch}",
         "--toolchain=gcc",
         "--wrapper=ccache",
         f"--jobs={jobs or 1}",
-        f"--kernel-image={ab.image_name}",
+        f"--kernel-image={job.ab.image_name}",
         f"--kconfig={base}",
-        *[f"--kconfig-add={f.resolve()}" for f in fragments],
-        f"--environment=KBUILD_BUILD_TIMESTAMP=@{source.timestamp}",
+        *[f"--kconfig-add={f.resolve()}" for f in job.fragments],
+        f"--environment=KBUILD_BUILD_TIMESTAMP={_build_timestamp(job.source.timestamp)}",
         "--environment=KBUILD_BUILD_USER=oomrace",
         "--environment=KBUILD_BUILD_HOST=oomrace",
         # tuxmake maps the absolute build dir away with -ffile-prefix-map; with our
         # relative srctree (`..`) that is not needed, and it would defeat ccache.
         "--environment=KCFLAGS=",
-        f"--environment=CCACHE_DIR={_ccache_dir()}",
-        "--environment=CCACHE_NOHASHDIR=true",
         "--color=never",
         f"--directory={tree}",
         f"--build-dir={build_dir}",
     ]
+    # tuxmake's ccache wrapper takes CCACHE_DIR from the environment (default ~/.ccache)
+    # and refuses it as --environment; it sets CCACHE_NOHASHDIR itself.
     env = dict(os.environ, CCACHE_DIR=str(_ccache_dir()))
     tux_out = out / "tuxmake"
+    (tux_out / "config").mkdir(parents=True)
     steps = (("configuring", "config", tux_out / "config"), ("compiling", "kernel", tux_out))
     for stage, target, outdir in steps:
         argv = [*common, f"--output-dir={outdir}", target]
-        expected = _read_hint(arch) if target == "kernel" else None
+        expected = _read_hint(job.arch) if target == "kernel" else None
         status = _run_logged(argv, log, env, progress, stage, build_dir, expected)
         if status != 0:
             log.flush()
             raise KernelError(
                 f"kernel build failed while {stage} (tuxmake exit status {status}) for recipe "
-                f"{recipe.name} ({arch}); last lines of the log:\n{_tail(Path(log.name))}"
+                f"{job.recipe.name} ({job.arch}); last lines of the log:\n{_tail(Path(log.name))}"
             )
         if target == "config":
             config = build_dir / ".config"
-            mismatches = check_config(config.read_text(errors="replace"), fragments)
+            mismatches = check_config(config.read_text(errors="replace"), job.fragments)
             if mismatches:
                 raise config_error(mismatches, config)
-            log.write(f"# config check: all options requested by {len(fragments)} fragment(s) set\n")
-    for name in ("build.log", "build-debug.log"):  # the same output is in our build.log
+            log.write(f"# config check: all {len(job.fragments)} fragment(s) fully applied\n")
+    # Keep tuxmake's metadata.json and reproducer.sh; its logs repeat our build.log and
+    # its artifacts are copied to the top of the entry.
+    for name in ("build.log", "build-debug.log", "config", job.ab.image_name):
         (tux_out / name).unlink(missing_ok=True)
         (tux_out / "config" / name).unlink(missing_ok=True)
 
@@ -1057,11 +1072,12 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
     try:
         if args.list:
             for name in recipe_names():
-                r = load_recipe(name)
-                print(f"{name:<36} {r.description}")
+                print(f"{name:<36} {load_recipe(name).description}")
             return 0
         if not args.recipe:
-            raise UsageError("--recipe NAME is required; valid recipes: " + ", ".join(recipe_names()))
+            raise UsageError(
+                "--recipe NAME is required; valid recipes: " + ", ".join(recipe_names())
+            )
         from .arches import parse_arch_list
 
         arches = parse_arch_list(args.arch or ["aarch64"])
@@ -1082,8 +1098,3 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
             state = "cached" if r.cached else "built"
             print(f"{r.recipe} {r.arch}: {state} {r.image}")
     return 0
-
-
-@contextlib.contextmanager
-def _no_op() -> Iterator[None]:  # pragma: no cover - placeholder for symmetry
-    yield

@@ -24,6 +24,11 @@ from .errors import KernelError, UsageError
 # dependencies are found from each module's own `depends=` record.
 WANTED_MODULES = ("virtio_pci", "virtio_net")
 
+# Debug features that exist in the kernel but stay off unless asked for at boot.
+DEBUG_BOOT_OPTIONS = (
+    ("PAGE_POISONING", "page_poison=1"),  # catches writes to free pages: the seed bug
+)
+
 
 @dataclass(frozen=True)
 class KernelImage:
@@ -43,6 +48,10 @@ class KernelImage:
         name = option if option.startswith("CONFIG_") else f"CONFIG_{option}"
         pattern = re.compile(rf"^{re.escape(name)}=[ym]$", re.M)
         return bool(pattern.search(self.config.read_text(errors="replace")))
+
+    def debug_cmdline(self) -> list[str]:
+        """Boot options that switch on debug features this kernel was built with."""
+        return [arg for option, arg in DEBUG_BOOT_OPTIONS if self.has_option(option)]
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)

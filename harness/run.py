@@ -16,7 +16,7 @@ from .arches import Arch
 from .errors import HarnessError
 from .guest import Guest
 from .machine import MachineOptions
-from .workload import WorkloadResult, get_workload
+from .workload import Workload, WorkloadResult, get_workload
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,16 @@ class RunSpec:
     kernel: str = "debian"
     scenario: str = "smoke"
     options: MachineOptions = field(default_factory=MachineOptions)
+    iterations: int = 0
+    duration_s: float = 30.0
+    seed: int | None = None
+    writers: int | None = None
+    stop_on_first_detection: bool = False
+
+    def workload(self) -> Workload:
+        return get_workload(self.scenario, iterations=self.iterations,
+                            duration_s=self.duration_s, seed=self.seed, writers=self.writers,
+                            stop_on_first_detection=self.stop_on_first_detection)
 
 
 @dataclass
@@ -92,7 +102,7 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
                 result.accel = guest.accel
                 result.boot_seconds = guest.boot_seconds
                 result.taint["before"] = _read_taint(guest)
-                workload = get_workload(spec.scenario).run(guest)
+                workload = spec.workload().run(guest)
                 result.taint["after"] = _read_taint(guest)
         finally:
             result.qemu_argv = guest.artifacts.qemu_argv
