@@ -107,6 +107,9 @@ def _summary(result: RunResult) -> str:
         titles[report["title"]] = titles.get(report["title"], 0) + 1
     for title, count in list(titles.items())[:5]:
         lines.append(f"  report:  {title}" + (f" (x{count})" if count > 1 else ""))
+    if result.taint.get("new"):
+        flags = ", ".join(f"{t['flag']} ({t['meaning']})" for t in result.taint["new"])
+        lines.append(f"  taint:   new during the run: {flags}")
     if result.error:
         lines.append(f"  error:   {result.error.splitlines()[0]}")
     lines += [f"  console: {result.console_log}", f"  dmesg:   {result.dmesg}",

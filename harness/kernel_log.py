@@ -1453,8 +1453,11 @@ _MAX_REPORT_LINES = 1000
 # Line prefixes
 # --------------------------------------------------------------------------------------
 
+# A shell prompt and terminal escapes (busybox asks for the cursor position) can stand
+# before a kernel line on a serial console.
 _PREFIX_RE = re.compile(
-    r"^(?:\*\* \d+ printk messages dropped \*\* )?(?:.* login: )?(?:<\d+>)?"
+    r"^(?:[\w@:~/.-]*[#$] ?)?(?:\x1b\[[0-9;?]*[A-Za-z])*"
+    r"(?:\*\* \d+ printk messages dropped \*\* )?(?:.* login: )?(?:<\d+>)?"
     r"\[ *\d+\.\d+\](?:\[ *([CT]\d+)\])? ?"
 )
 _QUESTIONABLE = re.compile(r"^\s*(?:\[<?[0-9a-f]+>?\]\s*)?\? ")

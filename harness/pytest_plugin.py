@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from . import kernels
+from . import kernel_log, kernels
 from .arches import Arch, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
@@ -42,6 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "guest: boots a real QEMU guest",
         "kernel_build: builds a kernel from source",
         "slow: takes minutes",
+        "kernel_reports(*patterns): kernel crash reports whose titles match one of these "
+        "regexes are expected; any other report fails the test",
     ):
         config.addinivalue_line("markers", line)
     try:
@@ -139,11 +141,35 @@ def guest(guest_arch: str, guest_factory: Callable[..., Guest]) -> Guest:
     return guest_factory(guest_arch)
 
 
+def unexpected_reports(item: pytest.Item, guests: list[Guest]) -> list[str]:
+    """Titles of kernel reports in the guests' console logs that the test did not expect."""
+    allowed = [re.compile(p) for m in item.iter_markers("kernel_reports") for p in m.args]
+    titles = []
+    for g in guests:
+        try:
+            text = g.artifacts.console_log.read_text(errors="replace")
+        except OSError:
+            continue
+        for report in kernel_log.parse(text).reports:
+            if not any(p.search(report.title) for p in allowed):
+                titles.append(f"{g.arch.name}: {report.title}")
+    return titles
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome: Any = yield
     report: pytest.TestReport = outcome.get_result()
     guests = item.stash.get(GUESTS_KEY, [])
+    if report.when == "call" and guests:
+        unexpected = unexpected_reports(item, guests)
+        if unexpected:
+            message = "unexpected kernel report(s):\n  " + "\n  ".join(unexpected)
+            if report.passed:
+                report.outcome = "failed"
+                report.longrepr = message
+            else:
+                report.sections.append(("oomrace kernel reports", message))
     if report.failed and guests:
         lines = [f"{g.arch.name}: console log {g.artifacts.console_log}\n"
                  f"{' ' * len(g.arch.name)}  dmesg       {g.artifacts.dmesg}" for g in guests]

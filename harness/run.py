@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import kernel_log, kernels, verdict
+from . import kernel_log, kernels, taint, verdict
 from .arches import Arch
 from .errors import HarnessError
 from .guest import Guest
@@ -57,7 +57,7 @@ class RunResult:
     workload: dict[str, Any] = field(default_factory=dict)
     reports: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
-    taint: dict[str, int | None] = field(default_factory=dict)
+    taint: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +104,8 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
                 result.taint["before"] = _read_taint(guest)
                 workload = spec.workload().run(guest)
                 result.taint["after"] = _read_taint(guest)
+                result.taint["new"] = taint.new_taint(result.taint["before"],
+                                                      result.taint["after"])
         finally:
             result.qemu_argv = guest.artifacts.qemu_argv
     except HarnessError as e:

@@ -480,3 +480,18 @@ def test_parse_log_main_crash_and_clean(tmp_path: Path, capsys: pytest.CaptureFi
     clean.write_text(OOM_LOG)
     assert parse_log_main(str(clean), as_json=False) == 0
     assert "no crash found" in capsys.readouterr().out
+
+
+def test_prompt_and_terminal_escapes_before_a_kernel_line() -> None:
+    # As captured from a busybox shell on a guest's serial console.
+    log = (
+        "oomrace# \x1b[6n[    5.166294] WARNING: CPU: 0 PID: 1 at mm/oom_kill.c:123 "
+        "__oom_reap_task_mm+0x10/0x20\n"
+        "[    5.166884] Modules linked in:\n"
+        "[    5.167430] RIP: 0010:__oom_reap_task_mm+0x10/0x20\n"
+        "[    5.167681] Call Trace:\n"
+        "[    5.168184]  <TASK>\n"
+        "[    5.168434]  oom_reaper+0x1a0/0x3c0\n"
+        "[    5.169080]  </TASK>\n"
+    )
+    assert [r.title for r in parse(log).reports] == ["WARNING in __oom_reap_task_mm"]
