@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import kernel_log, kernels
+from . import kbuild, kernel_log, kernels
 from .arches import ARCHES, GuestSpec, base_cmdline, parse_arch_list, qemu_argv
 from .errors import HarnessError
 from .machine import MachineOptions
@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="list missing host tools and how to install them")
     doctor.add_argument("--arch", action="append", default=None)
+
+    kernel = sub.add_parser("kernel", help="kernel recipes: build one (kernel build --help)",
+                            add_help=False)
+    kernel.add_argument("kernel_args", nargs=argparse.REMAINDER)
 
     parse_log = sub.add_parser("parse-log", help="find crash reports in a console log")
     parse_log.add_argument("file")
@@ -173,6 +177,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_kernel(args: argparse.Namespace) -> int:
+    rest = list(args.kernel_args)
+    if not rest or rest[0] in ("-h", "--help"):
+        print("usage: oomrace kernel build --recipe NAME --arch ARCH [--source PATH] "
+              "[--list] [--json]")
+        return 0 if rest else 2
+    if rest[0] != "build":
+        raise HarnessError(f"unknown kernel command {rest[0]!r}; valid: build")
+    return kbuild.main_kernel_build(rest[1:])
+
+
 def cmd_parse_log(args: argparse.Namespace) -> int:
     return kernel_log.parse_log_main(args.file, args.json)
 
@@ -187,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "boot": cmd_boot,
         "doctor": cmd_doctor,
         "parse-log": cmd_parse_log,
+        "kernel": cmd_kernel,
     }
     try:
         return int(handlers[args.command](args))

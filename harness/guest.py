@@ -62,7 +62,7 @@ class Guest:
                    *self.kernel.debug_cmdline(), *self.kernel.cmdline_extra,
                    *options.cmdline_extra]
         spec = GuestSpec(
-            kernel=self.kernel.path, initrd=initrd, cmdline=" ".join(cmdline),
+            kernel=self.kernel.path, initrd=initrd, cmdline=" ".join(dict.fromkeys(cmdline)),
             console_log=self.workdir / f"console{tag}.log", cpus=options.cpus,
             memory_mb=options.memory_mb, accel=options.accel,
         )

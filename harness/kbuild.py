@@ -1029,8 +1029,8 @@ def _tuxmake(
     # and refuses it as --environment; it sets CCACHE_NOHASHDIR itself.
     env = dict(os.environ, CCACHE_DIR=str(_ccache_dir()))
     tux_out = out / "tuxmake"
-    (tux_out / "config").mkdir(parents=True)
-    steps = (("configuring", "config", tux_out / "config"), ("compiling", "kernel", tux_out))
+    (tux_out / "configure").mkdir(parents=True)
+    steps = (("configuring", "config", tux_out / "configure"), ("compiling", "kernel", tux_out))
     for stage, target, outdir in steps:
         argv = [*common, f"--output-dir={outdir}", target]
         expected = _read_hint(job.arch) if target == "kernel" else None
@@ -1050,8 +1050,9 @@ def _tuxmake(
     # Keep tuxmake's metadata.json and reproducer.sh; its logs repeat our build.log and
     # its artifacts are copied to the top of the entry.
     for name in ("build.log", "build-debug.log", "config", job.ab.image_name):
-        (tux_out / name).unlink(missing_ok=True)
-        (tux_out / "config" / name).unlink(missing_ok=True)
+        for path in (tux_out / name, tux_out / "configure" / name):
+            if path.is_file():
+                path.unlink()
 
 
 # --- command line ---------------------------------------------------------------------

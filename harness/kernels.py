@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import cache, debian
+from . import cache, debian, kbuild
 from .arches import Arch
 from .cpio import CpioWriter
 from .errors import KernelError, UsageError
@@ -235,7 +235,7 @@ def resolve(spec: str, arch: Arch) -> KernelImage:
     path = Path(spec).expanduser()
     if path.exists() or "/" in spec or spec.startswith("."):
         return image_from_path(path, arch)
-    recipes = _recipe_names()
+    recipes = kbuild.recipe_names()
     if spec in recipes:
         return _build_recipe(spec, arch)
     valid = ", ".join(["debian", *recipes])
@@ -245,24 +245,14 @@ def resolve(spec: str, arch: Arch) -> KernelImage:
     )
 
 
-def _recipe_names() -> list[str]:
-    try:
-        from . import kbuild
-    except ImportError:
-        return []
-    return kbuild.recipe_names()
-
-
 def _build_recipe(name: str, arch: Arch) -> KernelImage:
-    from . import kbuild
-
     built = kbuild.build(name, arch.name)
     return KernelImage(
         path=built.image,
         arch=arch.name,
         description=f"recipe {name} ({built.source_identity})",
         config=built.config,
-        cmdline_extra=tuple(kbuild.load_recipe(name).cmdline),
-        source={"kind": "recipe", "recipe": name, "identity": built.source_identity},
+        cmdline_extra=tuple(built.cmdline),
+        source={"kind": "recipe", "recipe": name, "identity": built.source_identity,
+                "patches": ",".join(built.patches), "cache_key": built.cache_key},
     )
-
