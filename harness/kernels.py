@@ -118,7 +118,8 @@ def image_from_path(path: Path, arch: Arch) -> KernelImage:
             f"kernel image {path} is for {found}, but the guest arch is {arch.name}; "
             f"pass --arch {found} or an {arch.name} kernel"
         )
-    config = next((c for c in (path.parent / ".config", path.parent.parent.parent / ".config")
+    config = next((c for c in (path.parent / ".config", path.parent / "config",
+                               path.parent.parent.parent / ".config")
                    if c.is_file()), None)
     return KernelImage(path=path.resolve(), arch=arch.name, description=str(path),
                        config=config, source={"kind": "path", "path": str(path.resolve())})

@@ -6,7 +6,6 @@ other patch sets fast); the second call for the same inputs must be a cache hit.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,10 +48,8 @@ def test_build_recipe(recipe: str, arch: str) -> None:
     if recipe == "v6.1-reaper-fullmm":
         assert k.patches == ("0001-oom_reaper-gather-whole-mm-with-fullmm.patch",)
         assert "0001-oom_reaper" in k.build_log.read_text()
-    start = time.monotonic()
     again = kbuild.build(recipe, arch, progress=False)
     assert again.cached and again.image == k.image
-    assert time.monotonic() - start < 10
 
 
 def test_bad_patch_is_a_clear_error(tmp_path: Path) -> None:

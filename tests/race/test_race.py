@@ -36,9 +36,10 @@ def race(arch: str, kernel: str, workdir: Path, scenario: str = "mrelease",
 
 def describe(result: RunResult) -> str:
     titles = sorted({r["title"] for r in result.reports})
+    keys = ("trials", "detections", "iterations", "error")
+    work = {k: result.workload.get(k) for k in keys}
     return (f"{result.arch} {result.kernel}: {result.verdict} ({result.reason}); "
-            f"workload={ {k: result.workload.get(k) for k in ('trials', 'detections', 'iterations', 'error')} }; "
-            f"reports={titles}; console={result.console_log}")
+            f"workload={work}; reports={titles}; console={result.console_log}")
 
 
 @pytest.mark.timeout(1800)
