@@ -64,12 +64,11 @@ def test_command_timeout_keeps_the_console_log(guest_arch: str,
 @pytest.mark.timeout(120)
 def test_panic_during_boot_is_reported_quickly(guest_arch: str,
                                                guest_factory: Callable[..., Guest]) -> None:
-    import time
-
-    started = time.monotonic()
+    # The panic must end the boot at once, not by the boot timeout (typically ~6 s here;
+    # the limit only guards against a hang on a loaded machine).
     with pytest.raises(BootError) as e:
-        guest_factory(guest_arch, cmdline_extra=("rdinit=/nonexistent", "init=/nonexistent"))
-    assert time.monotonic() - started < 30
+        guest_factory(guest_arch, cmdline_extra=("rdinit=/nonexistent", "init=/nonexistent"),
+                      boot_timeout=60.0)
     assert "kernel panic while booting: Kernel panic - not syncing" in str(e.value)
     assert Path(e.value.console_log).read_text().count("Kernel panic") >= 1
 
@@ -79,8 +78,8 @@ def test_silent_guest_times_out_with_log_kept(guest_arch: str,
                                               guest_factory: Callable[..., Guest],
                                               oomrace_artifacts: Path) -> None:
     # The init stops before its ready marker and the kernel has nothing more to say.
-    with pytest.raises(BootError, match="printed nothing for 8 s") as e:
-        guest_factory(guest_arch, cmdline_extra=("oomrace.stall",), idle_timeout=8.0)
+    with pytest.raises(BootError, match="printed nothing for 20 s") as e:
+        guest_factory(guest_arch, cmdline_extra=("oomrace.stall",), idle_timeout=20.0)
     log = Path(e.value.console_log).read_text()
     assert "Linux version" in log and "oomrace-init: stalling as asked" in log
     assert qemu_processes_with(str(Path(e.value.console_log).parent)) == []
