@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     parse_log = sub.add_parser("parse-log", help="find crash reports in a console log")
     parse_log.add_argument("file")
     parse_log.add_argument("--json", action="store_true", help="print JSON")
+    _add_bisect_parser(sub)
+    _add_lab_parser(sub)
     return parser
 
 
@@ -192,6 +194,111 @@ def cmd_parse_log(args: argparse.Namespace) -> int:
     return kernel_log.parse_log_main(args.file, args.json)
 
 
+def _add_bisect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .bisect import BATCH_ITERATIONS
+
+    p = sub.add_parser(
+        "bisect", help="git-bisect a kernel tree for the commit that brought (or fixed) a bug",
+        description="Drive `git bisect` over a kernel git tree: build each commit, boot it, "
+                    "run the scenario; a commit is bad as soon as the bug's signature shows, "
+                    "good after enough clean trials for --confidence. Ctrl-C keeps the "
+                    "bisect; --resume continues it.")
+    p.add_argument("--repo", type=Path, required=True, help="kernel git checkout")
+    p.add_argument("--good", help="revision without the bug (with --find-fix: the newer end)")
+    p.add_argument("--bad", help="revision with the bug (with --find-fix: the older end)")
+    p.add_argument("--arch", default=None, help="guest arch (x86_64 or aarch64)")
+    p.add_argument("--scenario", default="mrelease", help="stress scenario (default mrelease)")
+    p.add_argument("--recipe-config", default="v6.1",
+                   help="recipe whose base config, fragments and cmdline are used (its "
+                        "patches are not applied; default v6.1)")
+    p.add_argument("--confidence", type=float, default=0.95,
+                   help="overall confidence the answer must reach (default 0.95)")
+    p.add_argument("--max-iterations-per-step", type=int, default=None,
+                   help=f"cap on the iterations of a good verdict ({BATCH_ITERATIONS} per trial)")
+    p.add_argument("--calibration-batches", type=int, default=6,
+                   help=f"trials ({BATCH_ITERATIONS} iterations each) on the bad end to "
+                        "estimate the detection rate (default 6)")
+    p.add_argument("--find-fix", action="store_true",
+                   help="find the commit that made the bug go away")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted bisect")
+    p.add_argument("--cpus", type=int, default=STRESS_CPUS, help="guest vCPUs (default 8)")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    p.add_argument("--seed", type=int, default=1, help="stress seed (default 1)")
+    p.add_argument("--json", type=Path, default=None, help="also write the report here")
+    p.add_argument("--artifacts", type=Path, default=None,
+                   help="folder for step logs (default oomrace-artifacts/bisect-<time>)")
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from . import bisect
+    from .errors import UsageError
+
+    try:
+        if args.resume:
+            state = bisect.resume(args.repo, lambda c: bisect.KernelStepRunner(c))
+        else:
+            missing = [f"--{n}" for n in ("good", "bad", "arch") if getattr(args, n) is None]
+            if missing:
+                raise UsageError(f"bisect needs {', '.join(missing)} (or --resume)")
+            arch = parse_arch_list([args.arch])
+            if len(arch) != 1:
+                raise UsageError("bisect needs a single --arch")
+            get_workload(args.scenario)
+            kbuild.load_recipe(args.recipe_config)
+            artifacts = args.artifacts or DEFAULT_ARTIFACTS / f"bisect-{_bisect_stamp()}"
+            config = bisect.BisectConfig(
+                repo=args.repo, good=args.good, bad=args.bad, arch=arch[0].name,
+                scenario=args.scenario, recipe_config=args.recipe_config,
+                confidence=args.confidence,
+                max_iterations_per_step=args.max_iterations_per_step,
+                calibration_batches=args.calibration_batches, find_fix=args.find_fix,
+                artifacts=artifacts, cpus=args.cpus, memory_mb=args.memory, seed=args.seed)
+            state = bisect.start(config, bisect.KernelStepRunner(config))
+    except KeyboardInterrupt:
+        print(f"oomrace: bisect interrupted; the repository keeps its bisect state, continue "
+              f"with: oomrace bisect --repo {args.repo} --resume", file=sys.stderr)
+        raise
+    print(bisect.report_text(state), flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(bisect.report_json(state), indent=2) + "\n")
+    return 0 if (state.result or {}).get("commit") else 1
+
+
+def _bisect_stamp() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def _add_lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "lab", help="nightly lab: run a matrix of cells in parallel, or merge shard outputs",
+        description="Run the cells of a matrix file (configs/nightly.toml) as pytest tests "
+                    "in parallel, writing summary.json, junit.xml and report.html into --out; "
+                    "or `lab merge DIR... --out DIR` to join shard outputs into one night. "
+                    "Exit: 0 as expected, 1 a cell not as expected, 3 a regression against "
+                    "the previous night, 130 interrupted.")
+    p.add_argument("target", nargs="+", metavar="MATRIX | merge DIR...",
+                   help="the matrix file, or `merge` and the folders to merge")
+    p.add_argument("--out", type=Path, default=None, help="the night's folder")
+    p.add_argument("-j", "-n", "--jobs", type=int, default=None,
+                   help="guests at once (default: by cores and free memory)")
+    p.add_argument("--shard", default=None, help="run only slice i of N (1-based): i/N")
+    p.add_argument("--compare", type=Path, default=None,
+                   help="previous night (folder or summary.json) to find regressions against")
+    p.add_argument("--history", type=Path, default=None,
+                   help="folder of previous nights: plotted, and the latest is compared with")
+    p.add_argument("-k", dest="keyword", default=None, help="pytest -k expression over cell ids")
+    p.add_argument("--lf", action="store_true", help="run only the cells that failed last time")
+    p.add_argument("--list", action="store_true", help="print the (shard's) cell ids and exit")
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from . import lab
+
+    return lab.main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -203,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "doctor": cmd_doctor,
         "parse-log": cmd_parse_log,
         "kernel": cmd_kernel,
+        "bisect": cmd_bisect,
+        "lab": cmd_lab,
     }
     try:
         return int(handlers[args.command](args))

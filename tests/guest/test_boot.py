@@ -62,6 +62,7 @@ def test_command_timeout_keeps_the_console_log(guest_arch: str,
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.kernel_reports(r"^kernel panic: ")
 def test_panic_during_boot_is_reported_quickly(guest_arch: str,
                                                guest_factory: Callable[..., Guest]) -> None:
     # The panic must end the boot at once, not by the boot timeout (typically ~6 s here;

@@ -1,0 +1,119 @@
+"""Real crash reports on demand: LKDTM crash types, provoked in a guest booted with the
+`v6.1-lkdtm` recipe, and the titles the console parser must give them.
+
+    python -m harness.lkdtm --arch all --out tests/data/lkdtm   # record console logs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import kernel_log, kernels
+from .arches import parse_arch_list
+from .errors import HarnessError
+from .guest import Guest
+from .machine import MachineOptions
+
+RECIPE = "v6.1-lkdtm"
+TRIGGER = "/sys/kernel/debug/provoke-crash/DIRECT"
+# Detectors made quick enough for a test: report a hung task after 2 s, a soft lockup
+# after 2 * 1 s.
+SYSCTLS = (("kernel/hung_task_timeout_secs", "2"), ("kernel/watchdog_thresh", "1"))
+
+
+@dataclass(frozen=True)
+class CrashType:
+    name: str  # what is written to provoke-crash/DIRECT
+    title: str  # the title the parser must produce
+    wait_s: float = 30.0  # how long the report may take to appear
+    # Where an arch's report differs. The x86_64 tinyconfig kernel has no reliable
+    # unwinder (UNWINDER_GUESS): when every frame is "? " the report is titled
+    # "in corrupted", as syzkaller does. CONFIG_UNWINDER_FRAME_POINTER would fix that.
+    titles_by_arch: tuple[tuple[str, str], ...] = ()
+
+    def title_for(self, arch: str) -> str:
+        return dict(self.titles_by_arch).get(arch, self.title)
+
+
+CRASH_TYPES: tuple[CrashType, ...] = (
+    CrashType("EXCEPTION",
+              "BUG: unable to handle kernel NULL pointer dereference in lkdtm_EXCEPTION"),
+    CrashType("BUG", "kernel BUG in lkdtm_BUG"),
+    CrashType("WARNING", "WARNING in lkdtm_WARNING"),
+    CrashType("CORRUPT_LIST_ADD", "BUG: corrupted list in lkdtm_CORRUPT_LIST_ADD",
+              titles_by_arch=(("x86_64", "BUG: corrupted list in corrupted"),)),
+    CrashType("SOFTLOCKUP", "BUG: soft lockup in lkdtm_SOFTLOCKUP", wait_s=60.0,
+              titles_by_arch=(("x86_64", "BUG: soft lockup in corrupted"),)),
+    CrashType("HUNG_TASK", "INFO: task hung in lkdtm_HUNG_TASK", wait_s=60.0,
+              titles_by_arch=(("x86_64", "INFO: task hung in corrupted"),)),
+    CrashType("PANIC", "kernel panic: dumptest"),
+)
+
+
+def crash_type(name: str) -> CrashType:
+    for c in CRASH_TYPES:
+        if c.name == name:
+            return c
+    valid = ", ".join(c.name for c in CRASH_TYPES)
+    raise HarnessError(f"unknown LKDTM crash type {name!r}; valid: {valid}")
+
+
+def provoke(guest: Guest, crash: CrashType) -> str:
+    """Provoke `crash` and return the console log once a report has appeared (or the
+    wait is over). The guest may be unusable afterwards."""
+    settings = "; ".join(f"echo {v} > /proc/sys/{k}" for k, v in SYSCTLS)
+    guest.run(f"{settings}; test -w {TRIGGER}", timeout=60, check=True)
+    # In the background: the writer may oops, hang or take the kernel down with it.
+    guest.run(f"(echo {crash.name} > {TRIGGER}) >/dev/null 2>&1 &", timeout=60)
+    log = guest.artifacts.console_log
+    deadline = time.monotonic() + crash.wait_s
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if kernel_log.parse(text).reports:
+            time.sleep(2.0)  # let the rest of the report reach the console
+            return log.read_text(errors="replace")
+        time.sleep(0.5)
+    return log.read_text(errors="replace")
+
+
+def record(arch_names: list[str], out: Path, names: list[str] | None = None) -> int:
+    """Record one console log per crash type and arch into out/<arch>/<TYPE>.log."""
+    failures = 0
+    for arch in parse_arch_list(arch_names):
+        image = kernels.resolve(RECIPE, arch)
+        for crash in CRASH_TYPES:
+            if names and crash.name not in names:
+                continue
+            workdir = out / ".work" / arch.name / crash.name
+            with Guest(arch, image, workdir, MachineOptions(cpus=2)) as guest:
+                text = provoke(guest, crash)
+            titles = [r.title for r in kernel_log.parse(text).reports]
+            target = out / arch.name / f"{crash.name}.log"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            ok = bool(titles) and titles[0] == crash.title_for(arch.name)
+            failures += not ok
+            print(f"{arch.name:<8} {crash.name:<18} {'ok  ' if ok else 'DIFF'} "
+                  f"{titles[0] if titles else '(no report)'}", flush=True)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Record LKDTM crash console logs.")
+    parser.add_argument("--arch", action="append", default=None)
+    parser.add_argument("--out", type=Path, default=Path("tests/data/lkdtm"))
+    parser.add_argument("--type", action="append", default=None, dest="types")
+    args = parser.parse_args(argv)
+    try:
+        return record(args.arch or ["all"], args.out, args.types)
+    except HarnessError as e:
+        print(f"lkdtm: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

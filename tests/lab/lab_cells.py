@@ -1,0 +1,28 @@
+"""The cells of a lab night as pytest tests: `oomrace lab` writes the night's plan.json and
+runs this module with $OOMRACE_LAB_PLAN pointing at it (not collected by a plain `pytest
+tests`: the name does not start with test_). Each cell is one test id, e.g.
+test_cell[aarch64-v6.1-reaper-fullmm-mrelease-r0], so -k, --lf and --junitxml work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from harness import lab
+
+PLAN = lab.plan_from_env()
+CELLS = PLAN.cells if PLAN is not None else []
+
+
+@pytest.mark.parametrize("cell", [
+    pytest.param(c, id=c.id, marks=[pytest.mark.timeout(c.timeout), pytest.mark.guest])
+    for c in CELLS
+])
+def test_cell(cell: lab.Cell, record_property: Callable[[str, object], None]) -> None:
+    assert PLAN is not None
+    record = lab.run_cell(cell, PLAN)
+    for name, value in lab.junit_properties(record):
+        record_property(name, value)
+    if record["outcome"] != "pass":
+        pytest.fail(lab.failure_message(record), pytrace=False)
