@@ -55,7 +55,7 @@ def compile_program(compiler: str, out: Path) -> None:
 @pytest.fixture(scope="module")
 def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed (apt-get install gcc)")
+        pytest.fail("gcc is not installed: run ./bootstrap (or apt-get install gcc)")
     out = tmp_path_factory.mktemp("stress") / "oomrace-stress"
     compile_program("gcc", out)
     return out
@@ -126,8 +126,9 @@ def assert_clean(done: subprocess.CompletedProcess[str], scenario: str) -> dict[
 
 def test_arm64_build_is_warning_free(tmp_path: Path) -> None:
     if shutil.which("aarch64-linux-gnu-gcc") is None:
-        pytest.skip(
-            "aarch64-linux-gnu-gcc is not installed (apt-get install gcc-aarch64-linux-gnu)"
+        pytest.fail(
+            "aarch64-linux-gnu-gcc is not installed: run ./bootstrap "
+            "(or apt-get install gcc-aarch64-linux-gnu)"
         )
     out = tmp_path / "oomrace-stress"
     compile_program("aarch64-linux-gnu-gcc", out)
@@ -138,7 +139,7 @@ def test_arm64_build_is_warning_free(tmp_path: Path) -> None:
 
 def test_makefile_builds_every_program(tmp_path: Path) -> None:
     if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+        pytest.fail("make is not installed: run ./bootstrap (or apt-get install make)")
     done = subprocess.run(
         ["make", "-C", str(GUEST), f"OUT={tmp_path}"],
         capture_output=True,
