@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import kbuild, kernel_log, kernels
-from .arches import ARCHES, GuestSpec, base_cmdline, parse_arch_list, qemu_argv
+from .arches import ARCHES, GuestSpec, parse_arch_list, qemu_argv
 from .errors import HarnessError
+from .guest import guest_cmdline
 from .machine import MachineOptions
 from .run import RunResult, RunSpec, new_run_dir, run_one
 from .tools import doctor_report
@@ -160,9 +161,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     key.save(run_dir / "id_ed25519")
     initrd = rootfs.initrd_for(rootfs.build(arch), image.modules_cpio, run_dir)
     port = free_port()
-    cmdline = [*base_cmdline(arch), f"oomrace.sshkey={key.public_base64}",
-               *image.cmdline_extra, *options.cmdline_extra]
-    spec = GuestSpec(kernel=image.path, initrd=initrd, cmdline=" ".join(cmdline),
+    cmdline = guest_cmdline(arch, image, key, options.cmdline_extra)
+    spec = GuestSpec(kernel=image.path, initrd=initrd, cmdline=cmdline,
                      console_log=run_dir / "console.log", cpus=options.cpus,
                      memory_mb=options.memory_mb, accel=options.accel if options.accel != "auto"
                      else "tcg", ssh_port=port, interactive=True)

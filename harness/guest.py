@@ -23,6 +23,15 @@ from .ssh import RunKey, SSHRunner
 log = logging.getLogger(__name__)
 
 
+def guest_cmdline(arch: Arch, kernel: KernelImage, key: RunKey,
+                  extra: tuple[str, ...] = ()) -> str:
+    """The kernel command line of every guest: console, the run's SSH key, the kernel's
+    debug options and its own extras, then the caller's; each argument once."""
+    args = [*base_cmdline(arch), f"oomrace.sshkey={key.public_base64}",
+            *kernel.debug_cmdline(), *kernel.cmdline_extra, *extra]
+    return " ".join(dict.fromkeys(args))
+
+
 @dataclass
 class GuestArtifacts:
     workdir: Path
@@ -58,11 +67,9 @@ class Guest:
         initramfs = self._initramfs or rootfs.build(self.arch)
         self._initramfs = initramfs
         initrd = rootfs.initrd_for(initramfs, self.kernel.modules_cpio, self.workdir)
-        cmdline = [*base_cmdline(self.arch), f"oomrace.sshkey={key.public_base64}",
-                   *self.kernel.debug_cmdline(), *self.kernel.cmdline_extra,
-                   *options.cmdline_extra]
         spec = GuestSpec(
-            kernel=self.kernel.path, initrd=initrd, cmdline=" ".join(dict.fromkeys(cmdline)),
+            kernel=self.kernel.path, initrd=initrd,
+            cmdline=guest_cmdline(self.arch, self.kernel, key, options.cmdline_extra),
             console_log=self.workdir / f"console{tag}.log", cpus=options.cpus,
             memory_mb=options.memory_mb, accel=options.accel,
         )
