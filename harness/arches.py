@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
+from .kversion import older_than
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,17 @@ class Arch:
     c_compiler_package: str
     host_machines: tuple[str, ...]  # `uname -m` values on which KVM can run this arch
     extra_args: tuple[str, ...] = field(default=())
+    old_kernel_cpu: str = ""  # TCG CPU model for kernels older than old_kernel_before
+    old_kernel_before: str = ""
 
     def can_use_kvm(self) -> bool:
         return platform.machine() in self.host_machines
+
+    def cpu_for(self, release: str | None) -> str:
+        """The TCG CPU model for a kernel: the default, or the old model for an old one."""
+        if self.old_kernel_cpu and older_than(release, self.old_kernel_before):
+            return self.old_kernel_cpu
+        return self.cpu
 
 
 ARCHES: dict[str, Arch] = {
@@ -63,6 +72,11 @@ ARCHES: dict[str, Arch] = {
             machine="virt",
             # pauth-impdef: QEMU's cheap pointer-auth hash; the architected one is slow in TCG.
             cpu="max,pauth-impdef=on",
+            # QEMU 7.2's `max` hangs Linux 4.14.2 before its first console byte; the
+            # oldest kernel seen to boot with it here is 6.1. cortex-a57 (ARMv8.0)
+            # boots both.
+            old_kernel_cpu="cortex-a57",
+            old_kernel_before="6.1",
             console="ttyAMA0",
             net_device="virtio-net-pci",
             debian_arch="arm64",
@@ -117,6 +131,7 @@ class GuestSpec:
     accel: str = "tcg"  # "tcg" or "kvm"; "auto" is resolved before this point
     ssh_port: int | None = None  # host port forwarded to the guest's port 22 on 127.0.0.1
     tcg_threads: str = "multi"
+    cpu: str | None = None  # TCG CPU model; None: the arch's default
     interactive: bool = False  # console on the user's terminal, with QEMU's Ctrl-A keys
 
 
@@ -127,7 +142,7 @@ def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
         cpu = "host"
     elif spec.accel == "tcg":
         accel = ["-accel", f"tcg,thread={spec.tcg_threads}"]
-        cpu = arch.cpu
+        cpu = spec.cpu or arch.cpu
     else:
         raise UsageError(f"unknown accel {spec.accel!r}; valid: tcg, kvm, auto")
     if spec.interactive:

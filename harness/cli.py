@@ -16,6 +16,7 @@ from .errors import HarnessError
 from .guest import guest_cmdline
 from .machine import MachineOptions
 from .run import RunResult, RunSpec, new_run_dir, run_one
+from .stress import Scenario
 from .tools import doctor_report
 from .workload import get_workload
 
@@ -36,6 +37,9 @@ def _add_guest_options(p: argparse.ArgumentParser) -> None:
                    help="seconds the guest may take to boot (default 180)")
     p.add_argument("--append", action="append", default=[],
                    help="extra kernel command-line argument (repeatable)")
+    p.add_argument("--cpu", default=None,
+                   help="QEMU CPU model under TCG (default: the arch's, or an older model "
+                        "for old kernels, e.g. cortex-a57 for arm64 kernels before 6.1)")
 
 
 STRESS_CPUS = 8
@@ -43,12 +47,14 @@ STRESS_CPUS = 8
 
 def _options(args: argparse.Namespace) -> MachineOptions:
     cpus = args.cpus
-    if cpus is None:
-        cpus = 2 if getattr(args, "scenario", "smoke") == "smoke" else STRESS_CPUS
+    if cpus is None:  # `run` without --scenario runs a stress scenario
+        smoke = args.command != "run" or args.scenario == "smoke"
+        cpus = 2 if smoke else STRESS_CPUS
     if cpus < 1 or args.memory < 128:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
     return MachineOptions(cpus=cpus, memory_mb=args.memory, accel=args.accel,
-                          boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append))
+                          boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append),
+                          cpu=args.cpu)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="boot guests, run a scenario, decide a verdict")
     _add_guest_options(run)
-    run.add_argument("--scenario", default="smoke",
-                     help="smoke (default), or a stress scenario: mrelease, oom, munmap, "
-                          "madvise")
+    run.add_argument("--scenario", default=None,
+                     help="a stress scenario: mrelease, oom, munmap, madvise; or smoke (boot "
+                          "and runners only). Default: the strongest the kernel supports "
+                          "(mrelease from Linux 5.15, oom before)")
     run.add_argument("--iterations", type=int, default=0,
                      help="stress: stop after this many iterations (default: duration only)")
     run.add_argument("--duration", type=float, default=30.0,
@@ -92,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse_log.add_argument("--json", action="store_true", help="print JSON")
     _add_bisect_parser(sub)
     _add_lab_parser(sub)
+    _add_evaluate_parser(sub)
     return parser
 
 
@@ -124,21 +132,33 @@ def _summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+SEED_BUG_COMMAND = "oomrace evaluate v4.14.2"
+"""What shows the seed bug caught on its own kernel and the proposed fixes judged."""
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     arches = parse_arch_list(args.arch or ["x86_64"])
     options = _options(args)
-    get_workload(args.scenario, args.iterations, args.duration, args.seed, args.writers)
+    specs = []
     for arch in arches:  # bad kernels and scenarios are refused before anything boots
-        kernels.resolve(args.kernel, arch)
+        image = kernels.resolve(args.kernel, arch)
+        scenario = args.scenario or Scenario.strongest_for(image.release).value
+        get_workload(scenario, args.iterations, args.duration, args.seed, args.writers)
+        spec = RunSpec(arch=arch, kernel=args.kernel, scenario=scenario, options=options,
+                       iterations=args.iterations, duration_s=args.duration, seed=args.seed,
+                       writers=args.writers, image=image)
+        spec.resolve_kernel()
+        specs.append(spec)
     run_dir = new_run_dir(args.artifacts)
     results = []
-    for arch in arches:
-        spec = RunSpec(arch=arch, kernel=args.kernel, scenario=args.scenario, options=options,
-                       iterations=args.iterations, duration_s=args.duration, seed=args.seed,
-                       writers=args.writers)
-        result = run_one(spec, run_dir / arch.name)
+    for spec in specs:
+        result = run_one(spec, run_dir / spec.arch.name)
         print(_summary(result), flush=True)
         results.append(result)
+    if args.scenario is None:
+        print(f"\nThe seed bug (CVE-2017-18202) caught on Linux 4.14.2 through the OOM "
+              f"killer, and the fixes from its thread judged side by side:\n  {SEED_BUG_COMMAND}",
+              flush=True)
     if args.json is not None:
         payload = (results[0].to_dict() if len(results) == 1
                    else {"runs": [r.to_dict() for r in results]})
@@ -165,7 +185,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     spec = GuestSpec(kernel=image.path, initrd=initrd, cmdline=cmdline,
                      console_log=run_dir / "console.log", cpus=options.cpus,
                      memory_mb=options.memory_mb, accel=options.accel if options.accel != "auto"
-                     else "tcg", ssh_port=port, interactive=True)
+                     else "tcg", ssh_port=port, interactive=True,
+                     cpu=options.cpu or arch.cpu_for(image.release))
     print(f"console log: {spec.console_log}\n"
           f"ssh: ssh -i {run_dir / 'id_ed25519'} -p {port} root@127.0.0.1\n"
           "quit: Ctrl-A X (or `reboot -f` in the guest)", flush=True)
@@ -293,6 +314,54 @@ def _add_lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--list", action="store_true", help="print the (shard's) cell ids and exit")
 
 
+def _add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .evaluate import evaluation_names
+
+    p = sub.add_parser(
+        "evaluate", help="which fix works? a bug and each proposed fix, side by side",
+        description="Run the bug's kernel and each candidate fix (configs/evaluations.toml) "
+                    "on every arch and print one row per recipe and arch: verdict, "
+                    "detections per batch with a 95%% interval, the evidence, and whether the "
+                    "fix's interval lies below the bug's. Exit 0 when the bug shows on some "
+                    "arch and every fix is judged to fix it there.")
+    p.add_argument("evaluation", help=f"one of: {', '.join(evaluation_names())}")
+    p.add_argument("--arch", action="append", default=None,
+                   help="arches (repeatable, or all; default: the evaluation's)")
+    p.add_argument("--source", default=None,
+                   help="build the recipes from this source instead (tree, git repository, "
+                        "tarball or URL) with the same patches")
+    p.add_argument("--bug-seconds", type=float, default=None, help="stress budget of the bug")
+    p.add_argument("--fix-seconds", type=float, default=None, help="most a fix run may take")
+    p.add_argument("--cpus", type=int, default=STRESS_CPUS, help="guest vCPUs (default 8)")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    p.add_argument("--seed", type=int, default=None, help="stress seed")
+    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
+                   help="folder for results; each evaluation gets its own subfolder")
+    p.add_argument("--json", type=Path, default=None, help="also write the table here")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import evaluate
+
+    ev = evaluate.with_budget(evaluate.load_evaluation(args.evaluation), args.bug_seconds,
+                              args.fix_seconds)
+    arches = parse_arch_list(args.arch or list(ev.arches))
+    if args.cpus < 1 or args.memory < 128:
+        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
+    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory)
+    out = new_run_dir(args.artifacts)
+    rows = evaluate.evaluate(ev, arches, out, options, source=args.source, seed=args.seed,
+                             progress=lambda s: print(s, file=sys.stderr, flush=True))
+    evaluate.write_json(out / "evaluation.json", ev, rows)
+    if args.json is not None:
+        evaluate.write_json(args.json, ev, rows)
+    print(f"{ev.description}\n\n{evaluate.table(rows)}\n\nresults: {out}", flush=True)
+    bug_shows = any(r.role == "bug" and r.verdict == "corrupted" for r in rows)
+    fixes_hold = all(r.judgement.startswith(("fixes it", "no judgement: the bug does not"))
+                     for r in rows if r.role == "fix")
+    return 0 if bug_shows and fixes_hold else 1
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     from . import lab
 
@@ -312,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kernel": cmd_kernel,
         "bisect": cmd_bisect,
         "lab": cmd_lab,
+        "evaluate": cmd_evaluate,
     }
     try:
         return int(handlers[args.command](args))

@@ -72,6 +72,7 @@ class Guest:
             cmdline=guest_cmdline(self.arch, self.kernel, key, options.cmdline_extra),
             console_log=self.workdir / f"console{tag}.log", cpus=options.cpus,
             memory_mb=options.memory_mb, accel=options.accel,
+            cpu=options.cpu or self.arch.cpu_for(self.kernel.release),
         )
         return Machine(self.arch, spec, options, self.workdir)
 

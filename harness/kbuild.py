@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
-import hashlib
 import importlib.util
 import json
 import os
@@ -43,15 +41,36 @@ import sys
 import threading
 import time
 import tomllib
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 from . import cache
 from .arches import Arch, get_arch
 from .errors import HarnessError, KernelError, MissingToolError, UsageError
+from .ksource import (
+    DEBIAN_PREFIX,
+    CompatFix,
+    Source,
+    apply_compat,
+    apply_patch,
+    compat_fixes,
+    debian_source,
+    link_tree,
+    makefile_version,
+    patched_paths,
+    resolve_source,
+    run_text,
+    unshare,
+)
 from .paths import PROJECT_ROOT
+
+__all__ = [  # sources live in ksource; kept importable from here for callers
+    "DEBIAN_PREFIX", "Source", "apply_patch", "debian_source", "link_tree",
+    "makefile_version", "patched_paths", "resolve_source", "unshare",
+]
 
 # Bump when the way a build is done changes in a way that changes its output.
 BUILD_SCHEME = 2
@@ -61,7 +80,6 @@ FRAGMENTS_DIR = KERNELS_DIR / "fragments"
 PATCHES_DIR = KERNELS_DIR / "patches"
 RECIPES_FILE = PROJECT_ROOT / "configs" / "kernels.toml"
 
-DEBIAN_PREFIX = "debian:"
 BUILD_SUBDIR = "build"  # O= directory, a direct child of the copied source tree
 KIND = "kbuild"  # cache_root()/kbuild/<key>: built kernels
 
@@ -109,7 +127,9 @@ class Recipe:
     """A named way to build a kernel (one table of configs/kernels.toml)."""
 
     name: str
-    source: str  # "debian:<package>" or a path to a kernel tree / git checkout
+    source: str  # "debian:<package>", a tarball (name, path or URL), a tree or git repo
+    sha256: str | None = None  # of a tarball source: checked before it is used
+    ref: str | None = None  # with a git repository as source: the commit to build
     base_config: str = "tinyconfig"  # a make *config target, or a path to a .config
     fragments: tuple[str, ...] = ()  # names in kernels/fragments (or paths); may use {arch}
     patches: tuple[str, ...] = ()  # names in kernels/patches (or paths), applied in order
@@ -129,7 +149,10 @@ def _input_path(base: Path, name: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-_RECIPE_KEYS = {"source", "base", "fragments", "patches", "cmdline", "description", "extends"}
+_RECIPE_KEYS = {
+    "source", "sha256", "ref", "base", "fragments", "patches", "cmdline", "description",
+    "extends",
+}
 
 
 def _read_recipes(path: Path | None = None) -> dict[str, dict[str, object]]:
@@ -155,6 +178,12 @@ def _str_list(where: str, key: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise UsageError(f"{where}: {key} must be a list of strings")
     return tuple(value)
+
+
+def _optional_str(where: str, key: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{where}: {key} must be a string")
+    return value
 
 
 def load_recipe(name: str, path: Path | None = None) -> Recipe:
@@ -196,6 +225,8 @@ def load_recipe(name: str, path: Path | None = None) -> Recipe:
     return Recipe(
         name=name,
         source=source,
+        sha256=_optional_str(where, "sha256", merged.get("sha256")),
+        ref=_optional_str(where, "ref", merged.get("ref")),
         base_config=base,
         fragments=_str_list(where, "fragments", merged.get("fragments", [])),
         patches=_str_list(where, "patches", merged.get("patches", [])),
@@ -272,339 +303,6 @@ def config_error(mismatches: Sequence[ConfigMismatch], config: Path) -> KernelEr
     )
 
 
-# --- sources -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """A kernel tree we may read but never write, and what identifies its contents."""
-
-    tree: Path
-    identity: str
-    kind: Literal["debian", "git", "tree"]
-    version: str  # from the Makefile, e.g. 6.1.192
-    timestamp: int  # for KBUILD_BUILD_TIMESTAMP (reproducible builds)
-    git_files: tuple[str, ...] | None = None  # for git trees: what the copy should hold
-
-
-def _run(argv: Sequence[str], cwd: Path | None = None, check: bool = True) -> str:
-    try:
-        proc = subprocess.run(
-            list(argv), cwd=cwd, capture_output=True, text=True, errors="replace", check=False
-        )
-    except FileNotFoundError:
-        raise MissingToolError(argv[0], argv[0]) from None
-    if check and proc.returncode != 0:
-        raise KernelError(
-            f"command failed ({proc.returncode}): {' '.join(argv)}\n"
-            f"{(proc.stdout + proc.stderr).strip()[-3000:]}"
-        )
-    return proc.stdout
-
-
-def makefile_version(tree: Path) -> str:
-    """VERSION.PATCHLEVEL.SUBLEVEL[EXTRAVERSION] from a kernel tree's top Makefile."""
-    makefile = tree / "Makefile"
-    try:
-        text = makefile.read_text(errors="replace")
-    except FileNotFoundError:
-        raise UsageError(f"{tree} is not a kernel source tree (no Makefile)") from None
-    fields = {}
-    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
-        m = re.search(rf"^{key}\s*=\s*(\S*)\s*$", text, re.M)
-        fields[key] = m.group(1) if m else ""
-    if not fields["VERSION"] or not (tree / "Kconfig").is_file():
-        raise UsageError(f"{tree} is not a kernel source tree (no VERSION in its Makefile)")
-    version = f"{fields['VERSION']}.{fields['PATCHLEVEL']}"
-    if fields["SUBLEVEL"]:
-        version += f".{fields['SUBLEVEL']}"
-    return version + fields["EXTRAVERSION"]
-
-
-def _dpkg_version(package: str) -> str | None:
-    proc = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Status}\t${Version}", package],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    status, _, version = proc.stdout.partition("\t")
-    return version if proc.returncode == 0 and status.endswith(" installed") else None
-
-
-def _apt_install(package: str) -> None:
-    if shutil.which("apt-get") is None:
-        raise MissingToolError("apt-get", "apt")
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        if shutil.which("sudo") is None:
-            raise MissingToolError(f"{package} (kernel source tarball)", package)
-        prefix = ["sudo", "-n"]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    print(f"oomrace: installing {package} with apt-get", file=sys.stderr)
-    argv = [*prefix, "apt-get", "install", "-y", "--no-install-recommends", package]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 and "Unable to locate package" in proc.stderr:
-        subprocess.run([*prefix, "apt-get", "update"], env=env, capture_output=True, check=False)
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise KernelError(
-            f"could not install {package}: {' '.join(argv)} failed\n"
-            f"{(proc.stdout + proc.stderr).strip()[-2000:]}\n"
-            f"install it yourself with: sudo apt-get install {package}"
-        )
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
-
-
-def debian_source(package: str) -> Source:
-    """Debian's linux-source-X.Y tarball, installed if missing, unpacked once into the cache."""
-    version = _dpkg_version(package)
-    if version is None:
-        _apt_install(package)
-        version = _dpkg_version(package)
-        if version is None:
-            raise KernelError(f"apt-get reported success but {package} is not installed")
-    listing = _run(["dpkg", "-L", package])
-    tarballs = [Path(p) for p in listing.splitlines() if re.search(r"\.tar\.(xz|bz2|gz)$", p)]
-    if not tarballs or not tarballs[0].is_file():
-        raise KernelError(
-            f"{package} {version} is installed but its source tarball is missing; "
-            f"reinstall it with: sudo apt-get install --reinstall {package}"
-        )
-    tarball = tarballs[0]
-    top = re.sub(r"\.tar\.\w+$", "", tarball.name)
-
-    def unpack(tmp: Path) -> None:
-        if shutil.which("xz") is None and tarball.suffix == ".xz":
-            raise MissingToolError("xz", "xz-utils")
-        print(f"oomrace: unpacking {tarball} into the cache", file=sys.stderr)
-        _run(["tar", "-xf", str(tarball), "-C", str(tmp)])
-        if not (tmp / top / "Makefile").is_file():
-            raise KernelError(f"{tarball} did not unpack to {top}/")
-
-    entry = cache.entry("sources", _safe_name(f"debian-{package}-{version}"), unpack)
-    tree = entry / top
-    return Source(
-        tree=tree,
-        identity=f"debian:{package}={version}",
-        kind="debian",
-        version=makefile_version(tree),
-        timestamp=int((tree / "Makefile").stat().st_mtime),
-    )
-
-
-def _git_toplevel(path: Path) -> Path | None:
-    if shutil.which("git") is None:
-        return None
-    proc = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return Path(proc.stdout.strip()).resolve() if proc.returncode == 0 else None
-
-
-def git_source(tree: Path) -> Source:
-    """A git checkout: HEAD, plus a hash of uncommitted changes and untracked files."""
-    head = _run(["git", "-C", str(tree), "rev-parse", "HEAD"]).strip()
-    timestamp = int(_run(["git", "-C", str(tree), "log", "-1", "--format=%ct", "HEAD"]).strip())
-    files_out = _run(
-        ["git", "-C", str(tree), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
-    )
-    files = tuple(sorted({f for f in files_out.split("\0") if f}))
-    status = _run(["git", "-C", str(tree), "status", "--porcelain", "-z", "--untracked-files=all"])
-    identity = f"git:{head}"
-    if status.strip("\0"):
-        h = hashlib.sha256()
-        h.update(
-            subprocess.run(
-                ["git", "-C", str(tree), "diff", "HEAD", "--binary"],
-                capture_output=True,
-                check=True,
-            ).stdout
-        )
-        untracked = _run(
-            ["git", "-C", str(tree), "ls-files", "-z", "--others", "--exclude-standard"]
-        )
-        for rel in sorted(f for f in untracked.split("\0") if f):
-            p = tree / rel
-            h.update(rel.encode() + b"\0")
-            if p.is_file() and not p.is_symlink():
-                h.update(cache.file_digest(p).encode())
-        identity += f"+dirty.{h.hexdigest()[:16]}"
-    return Source(
-        tree=tree,
-        identity=identity,
-        kind="git",
-        version=makefile_version(tree),
-        timestamp=timestamp,
-        git_files=files,
-    )
-
-
-def _tree_fingerprint(tree: Path) -> str:
-    """Hash of (path, size, mtime) of every file: cheap, catches edits in place."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(tree):
-        dirnames.sort()
-        for name in sorted(filenames):
-            p = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
-            h.update(f"{os.path.relpath(p, tree)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def plain_source(tree: Path) -> Source:
-    version = makefile_version(tree)
-    return Source(
-        tree=tree,
-        identity=f"tree:{version}:{cache.digest(str(tree))}:{_tree_fingerprint(tree)}",
-        kind="tree",
-        version=version,
-        timestamp=int((tree / "Makefile").stat().st_mtime),
-    )
-
-
-def resolve_source(spec: str | Path) -> Source:
-    """`debian:<package>`, or a path to a kernel tree (a git checkout or not)."""
-    if isinstance(spec, str) and spec.startswith(DEBIAN_PREFIX):
-        return debian_source(spec[len(DEBIAN_PREFIX) :])
-    tree = Path(spec).expanduser().resolve()
-    if not tree.is_dir():
-        raise UsageError(f"kernel source {tree} is not a directory")
-    makefile_version(tree)  # a clear error early if it is not a kernel tree
-    if _git_toplevel(tree) == tree:
-        return git_source(tree)
-    for leftover in (".config", "include/config"):
-        if (tree / leftover).exists():
-            raise KernelError(
-                f"{tree} has been built in place ({leftover} exists) and kbuild refuses to "
-                f"build it out of tree; run `make mrproper` there, or give a git checkout"
-            )
-    return plain_source(tree)
-
-
-# --- copying a tree and patching the copy ---------------------------------------------
-
-
-def link_tree(source: Source, dest: Path) -> None:
-    """Make `dest` a copy of the source tree built from hard links (falls back to copying)."""
-    if source.git_files is None:
-        proc = subprocess.run(
-            ["cp", "-al", str(source.tree), str(dest)], capture_output=True, text=True, check=False
-        )
-        if proc.returncode == 0:
-            return
-        shutil.rmtree(dest, ignore_errors=True)
-        if "cross-device" not in proc.stderr.lower() and "invalid cross" not in proc.stderr.lower():
-            raise KernelError(f"cp -al {source.tree} {dest} failed: {proc.stderr.strip()}")
-        _run(["cp", "-a", "--reflink=auto", str(source.tree), str(dest)])
-        return
-    dest.mkdir(parents=True)
-    can_link = True
-    for rel in source.git_files:
-        src = source.tree / rel
-        if not src.exists() and not src.is_symlink():
-            continue  # deleted in the working tree but not committed
-        out = dest / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            out.symlink_to(os.readlink(src))
-            continue
-        if src.is_dir():  # a submodule
-            continue
-        if can_link:
-            try:
-                os.link(src, out)
-                continue
-            except OSError as e:
-                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                    raise
-                can_link = False
-        shutil.copy2(src, out)
-
-
-def patched_paths(patch_text: str) -> list[str]:
-    """Paths (as after -p1) of the files a unified or git diff reads or writes."""
-    paths: list[str] = []
-
-    def add(raw: str, strip: int = 1) -> None:
-        name = raw.split("\t")[0].strip()
-        if name == "/dev/null" or not name:
-            return
-        if name.startswith('"') and name.endswith('"'):
-            name = name[1:-1]
-        parts = name.split("/")[strip:]
-        if parts and ".." not in parts:
-            rel = "/".join(parts)
-            if rel not in paths:
-                paths.append(rel)
-
-    for line in patch_text.splitlines():
-        if line.startswith(("--- ", "+++ ")):
-            add(line[4:])
-        elif line.startswith(("rename from ", "copy from ")):
-            add(line.split(" ", 2)[2], strip=0)
-    return paths
-
-
-def unshare(path: Path) -> None:
-    """Give `path` its own inode, so that writing to it cannot reach a hard-linked twin."""
-    if path.is_symlink() or not path.is_file():
-        return
-    if path.stat().st_nlink <= 1:
-        return
-    tmp = path.with_name(f".{path.name}.oomrace-unshare")
-    shutil.copy2(path, tmp)
-    os.replace(tmp, path)
-
-
-def apply_patch(tree: Path, patch: Path, log: IO[str] | None = None) -> None:
-    """Apply `patch` with -p1 to `tree` (a private copy); KernelError names failing hunks."""
-    if shutil.which("patch") is None:
-        raise MissingToolError("patch", "patch")
-    try:
-        text = patch.read_text(errors="replace")
-    except FileNotFoundError:
-        raise UsageError(f"patch {patch} does not exist") from None
-    if not patched_paths(text):
-        raise KernelError(f"patch {patch} contains no diff")
-    for rel in patched_paths(text):
-        target = tree / rel
-        if target.is_symlink():
-            resolved = target.resolve()
-            if resolved.is_relative_to(tree.resolve()):
-                unshare(resolved)
-        unshare(target)
-    reject = tree.parent / f".{patch.name}.rej"
-    reject.unlink(missing_ok=True)
-    argv = [
-        "patch", "-p1", "--forward", "--batch", "--fuzz=0", "--no-backup-if-mismatch",
-        f"--reject-file={reject}", "-d", str(tree), "-i", str(patch.resolve()),
-    ]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
-    output = (proc.stdout + proc.stderr).strip()
-    if log is not None:
-        log.write(f"$ patch -p1 < {patch}\n{output}\n")
-    if proc.returncode != 0:
-        hunks = reject.read_text(errors="replace").strip() if reject.is_file() else ""
-        failed = re.findall(r"^Hunk #\d+ FAILED at \d+.*$", output, re.M)
-        msg = f"patch {patch} does not apply"
-        if failed:
-            msg += f" ({'; '.join(failed)})"
-        msg += f":\n{output}"
-        if hunks:
-            msg += f"\nrejected hunk(s):\n{hunks[:4000]}"
-        raise KernelError(msg)
-
-
 # --- running tuxmake with a progress line ----------------------------------------------
 
 
@@ -624,7 +322,7 @@ def compiler_version(ab: _ArchBuild) -> str:
     gcc = ab.cross_compile + "gcc"
     if shutil.which(gcc) is None:
         raise MissingToolError(gcc, _compiler_package(ab))
-    return _run([gcc, "--version"]).splitlines()[0].strip()
+    return run_text([gcc, "--version"]).splitlines()[0].strip()
 
 
 def _require_build_tools() -> None:
@@ -765,6 +463,7 @@ class BuiltKernel:
     cache_key: str = ""
     cached: bool = False  # True when this call found it already built
     fragments: tuple[str, ...] = field(default=())
+    compat: tuple[str, ...] = field(default=())  # toolchain fixes selected for its version
 
     def option(self, name: str) -> str | None:
         """The value of CONFIG_<name> in the .config; None when not set."""
@@ -859,16 +558,18 @@ def build(
     recipe = load_recipe(recipe_or_name) if isinstance(recipe_or_name, str) else recipe_or_name
     arch_info, ab = _arch(arch)
     if source_path is not None:
-        recipe = replace(recipe, source=str(source_path))
+        recipe = replace(recipe, source=str(source_path), sha256=None, ref=None)
     fragments = recipe.fragment_paths(arch_info.name)
     patches = recipe.patch_paths()
     for p in [*fragments, *patches]:
         if not p.is_file():
             raise UsageError(f"recipe {recipe.name}: {p} does not exist")
     compiler = compiler_version(ab)
-    source = resolve_source(recipe.source)
+    source = resolve_source(recipe.source, recipe.sha256, recipe.ref)
+    compat = tuple(compat_fixes(source.version))
     key = cache_key(
-        source.identity, recipe.base_config, fragments, patches, arch_info.name, compiler
+        source.identity, recipe.base_config, fragments, [*(f.patch for f in compat), *patches],
+        arch_info.name, compiler,
     )
     final = cache.cache_root() / KIND / key
     cached = final.is_dir()
@@ -888,6 +589,7 @@ def build(
                 compiler,
                 key,
                 tuple(tux),
+                compat,
             )
             _build_into(tmp, job, _Progress(label, progress))
 
@@ -913,6 +615,7 @@ def build(
         cache_key=key,
         cached=cached,
         fragments=tuple(p.name for p in fragments),
+        compat=tuple(f.patch.name for f in compat),
     )
 
 
@@ -927,6 +630,7 @@ class _Job:
     compiler: str
     key: str
     tux: tuple[str, ...]
+    compat: tuple[CompatFix, ...] = ()
 
 
 def _build_into(out: Path, job: _Job, progress: _Progress) -> None:
@@ -950,6 +654,7 @@ def _build_into(out: Path, job: _Job, progress: _Progress) -> None:
             link_tree(job.source, tree)
             inputs = out / "inputs"
             inputs.mkdir()
+            compat = [f.patch.name for f in job.compat if apply_compat(tree, f, log)]
             for i, patch in enumerate(job.patches):
                 progress.update(f"applying {patch.name}")
                 apply_patch(tree, patch, log)
@@ -973,6 +678,7 @@ def _build_into(out: Path, job: _Job, progress: _Progress) -> None:
             "base_config": job.recipe.base_config,
             "fragments": [f.name for f in job.fragments],
             "patches": [p.name for p in job.patches],
+            "compat": compat,
             "compiler": job.compiler,
             "cache_key": job.key,
             "objects": objects,
@@ -1042,11 +748,7 @@ def _tuxmake(
                 f"{job.recipe.name} ({job.arch}); last lines of the log:\n{_tail(Path(log.name))}"
             )
         if target == "config":
-            config = build_dir / ".config"
-            mismatches = check_config(config.read_text(errors="replace"), job.fragments)
-            if mismatches:
-                raise config_error(mismatches, config)
-            log.write(f"# config check: all {len(job.fragments)} fragment(s) fully applied\n")
+            _check_fragments(tree, build_dir / ".config", job.fragments, log)
     # Keep tuxmake's metadata.json and reproducer.sh; its logs repeat our build.log and
     # its artifacts are copied to the top of the entry.
     for name in ("build.log", "build-debug.log", "config", job.ab.image_name):
@@ -1055,17 +757,61 @@ def _tuxmake(
                 path.unlink()
 
 
+def _check_fragments(tree: Path, config: Path, fragments: Sequence[Path], log: IO[str]) -> None:
+    """Every fragment option must be in the final .config, except options this kernel
+    version does not have at all (a fragment serves several versions): those are logged."""
+    mismatches = check_config(config.read_text(errors="replace"), fragments)
+    missing: list[ConfigMismatch] = []
+    if mismatches:
+        known = kconfig_symbols(tree)
+        missing = [m for m in mismatches if m.option.removeprefix("CONFIG_") not in known]
+        mismatches = [m for m in mismatches if m not in missing]
+    if mismatches:
+        raise config_error(mismatches, config)
+    for m in missing:
+        log.write(f"# config check: {m.option} ({m.fragment}) does not exist in this kernel\n")
+    log.write(f"# config check: all {len(fragments)} fragment(s) applied\n")
+
+
+_KCONFIG_SYMBOL = re.compile(r"^\s*(?:menu)?config\s+([A-Za-z0-9_]+)\s*$", re.M)
+
+
+def kconfig_symbols(tree: Path) -> set[str]:
+    """Every symbol a Kconfig file of the tree declares (without CONFIG_)."""
+    symbols: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames[:] = [d for d in dirnames if d != BUILD_SUBDIR or Path(dirpath) != tree]
+        for name in filenames:
+            if name.startswith("Kconfig"):
+                text = Path(dirpath, name).read_text(errors="replace")
+                symbols.update(_KCONFIG_SYMBOL.findall(text))
+    return symbols
+
+
 # --- command line ---------------------------------------------------------------------
 
 
 def main_kernel_build(argv: Sequence[str] | None = None) -> int:
-    """`oomrace kernel build --recipe NAME --arch A [--source PATH]`: exit status."""
+    """`oomrace kernel build`: exit status; the image path is the last line printed."""
     parser = argparse.ArgumentParser(
-        prog="oomrace kernel build", description="Build (or find cached) a kernel recipe."
+        prog="oomrace kernel build",
+        description="Build (or find cached) a kernel: a recipe, or any source with the "
+        "config of a recipe and your patches. Prints the image path last.",
     )
     parser.add_argument("--recipe", help="recipe name from configs/kernels.toml")
     parser.add_argument("--arch", action="append", default=[], help="x86_64, aarch64 or all")
-    parser.add_argument("--source", type=Path, help="kernel tree or git checkout to build")
+    parser.add_argument(
+        "--source",
+        help="kernel tree, git repository, tarball (path, file name or URL); with --recipe "
+        "it replaces the recipe's source",
+    )
+    parser.add_argument("--sha256", help="expected sha256 of a tarball source (needed for a URL)")
+    parser.add_argument("--ref", help="with a git repository as --source: the commit to build")
+    parser.add_argument("--patch", action="append", default=[], type=Path,
+                        help="a patch to apply (patch -p1) after the recipe's; repeatable")
+    parser.add_argument("--config-from", metavar="RECIPE", default=DEFAULT_CONFIG_RECIPE,
+                        help="with --source and no --recipe: the recipe whose base config, "
+                        f"fragments and boot options to use (default {DEFAULT_CONFIG_RECIPE})")
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
@@ -1075,17 +821,12 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
             for name in recipe_names():
                 print(f"{name:<36} {load_recipe(name).description}")
             return 0
-        if not args.recipe:
-            raise UsageError(
-                "--recipe NAME is required; valid recipes: " + ", ".join(recipe_names())
-            )
+        recipe = recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
+                                args.sha256, args.ref)
         from .arches import parse_arch_list
 
         arches = parse_arch_list(args.arch or ["aarch64"])
-        results = [
-            build(args.recipe, a.name, source_path=args.source, progress=not args.no_progress)
-            for a in arches
-        ]
+        results = [build(recipe, a.name, progress=not args.no_progress) for a in arches]
     except UsageError as e:
         print(f"oomrace: error: {e}", file=sys.stderr)
         return 2
@@ -1097,5 +838,33 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
     else:
         for r in results:
             state = "cached" if r.cached else "built"
-            print(f"{r.recipe} {r.arch}: {state} {r.image}")
+            print(f"{r.recipe} {r.arch} ({r.kernel_version}): {state}", file=sys.stderr)
+            print(r.image)
     return 0
+
+
+DEFAULT_CONFIG_RECIPE = "v6.1"
+
+
+def recipe_for_cli(name: str | None, source: str | None, config_from: str,
+                   patches: Sequence[Path], sha256: str | None, ref: str | None) -> Recipe:
+    """The recipe `kernel build` options describe: a named one (its source replaced by
+    --source), or --source with the config of --config-from; --patch files appended."""
+    if name is None and source is None:
+        raise UsageError(
+            "give --recipe NAME or --source PATH_OR_URL; valid recipes: "
+            + ", ".join(recipe_names())
+        )
+    base = load_recipe(name or config_from)
+    extra = tuple(str(p.expanduser().resolve()) for p in patches)
+    for p in patches:
+        if not p.is_file():
+            raise UsageError(f"patch {p} does not exist")
+    if source is None:
+        return replace(base, patches=base.patches + extra)
+    label = name or f"{Path(urllib.parse.urlparse(source).path).name or source}"
+    return replace(
+        base, name=label, source=source, sha256=sha256, ref=ref,
+        patches=(base.patches if name else ()) + extra,
+        description=f"{source} with the config of {base.name}",
+    )

@@ -19,6 +19,7 @@ from . import cache, debian, kbuild
 from .arches import Arch
 from .cpio import CpioWriter
 from .errors import KernelError, UsageError
+from .kversion import image_release
 
 # Modules the guest needs from a modular kernel: the virtio NIC for SSH. Their
 # dependencies are found from each module's own `depends=` record.
@@ -118,11 +119,20 @@ def image_from_path(path: Path, arch: Arch) -> KernelImage:
             f"kernel image {path} is for {found}, but the guest arch is {arch.name}; "
             f"pass --arch {found} or an {arch.name} kernel"
         )
-    config = next((c for c in (path.parent / ".config", path.parent / "config",
-                               path.parent.parent.parent / ".config")
-                   if c.is_file()), None)
     return KernelImage(path=path.resolve(), arch=arch.name, description=str(path),
-                       config=config, source={"kind": "path", "path": str(path.resolve())})
+                       release=image_release(path), config=config_beside(path),
+                       source={"kind": "path", "path": str(path.resolve())})
+
+
+def config_beside(image: Path) -> Path | None:
+    """The .config of the build an image came from: beside it (our cache entries keep
+    `config` there), or at the top of the build directory, which is four levels up
+    from arch/<arch>/boot/<image> (in a tree or a `make O=DIR` build)."""
+    candidates = [image.parent / ".config", image.parent / "config"]
+    parents = image.resolve().parents
+    if len(parents) > 3 and parents[0].name == "boot" and parents[2].name == "arch":
+        candidates.append(parents[3] / ".config")
+    return next((c for c in candidates if c.is_file()), None)
 
 
 # --- Debian kernels -----------------------------------------------------------------------
@@ -247,13 +257,18 @@ def resolve(spec: str, arch: Arch) -> KernelImage:
 
 
 def _build_recipe(name: str, arch: Arch) -> KernelImage:
-    built = kbuild.build(name, arch.name)
+    return from_build(kbuild.build(name, arch.name))
+
+
+def from_build(built: kbuild.BuiltKernel) -> KernelImage:
+    """The bootable image of a kernel built from a recipe."""
     return KernelImage(
         path=built.image,
-        arch=arch.name,
-        description=f"recipe {name} ({built.source_identity})",
+        arch=built.arch,
+        description=f"recipe {built.recipe} ({built.source_identity})",
+        release=built.kernel_version,
         config=built.config,
         cmdline_extra=tuple(built.cmdline),
-        source={"kind": "recipe", "recipe": name, "identity": built.source_identity,
+        source={"kind": "recipe", "recipe": built.recipe, "identity": built.source_identity,
                 "patches": ",".join(built.patches), "cache_key": built.cache_key},
     )

@@ -45,6 +45,7 @@ class MachineOptions:
     cmdline_extra: tuple[str, ...] = field(default=())
     boot_timeout: float = 180.0
     idle_timeout: float = 60.0  # no console output for this long during boot is a failure
+    cpu: str | None = None  # TCG CPU model; None: chosen from the arch and kernel version
     shutdown_timeout: float = 10.0
     ssh: bool = True
 
@@ -154,10 +155,8 @@ class Machine:
                 raise BootError(f"the guest did not boot within {options.boot_timeout:.0f} s",
                                 str(self.console_log), self.console_tail())
             if now - self.console.last_output > options.idle_timeout:
-                raise BootError(
-                    f"the guest printed nothing for {options.idle_timeout:.0f} s while booting",
-                    str(self.console_log), self.console_tail(),
-                )
+                raise BootError(self._silence_message(), str(self.console_log),
+                                self.console_tail())
             index = self.console.expect(patterns, timeout=min(1.0, deadline - now))
             if index == 0:
                 match = self.console.match
@@ -182,6 +181,20 @@ class Machine:
                     f"QEMU exited (code {self.proc.returncode}) before the guest was ready",
                     str(self.console_log), self.console_tail(),
                 )
+
+    def _silence_message(self) -> str:
+        """Silence from the first byte often means the kernel cannot run on the CPU model."""
+        assert self.console is not None
+        what = f"the guest printed nothing for {self.options.idle_timeout:.0f} s while booting"
+        if self.spec.accel != "tcg":
+            return what
+        cpu = self.spec.cpu or self.arch.cpu
+        what += f" (QEMU -cpu {cpu})"
+        if self.console.total_bytes == 0 and self.arch.old_kernel_cpu \
+                and cpu != self.arch.old_kernel_cpu:
+            what += (f"; an older kernel may hang on this CPU model before its first "
+                     f"message: try --cpu {self.arch.old_kernel_cpu}")
+        return what
 
     def _collect_crash_tail(self, seconds: float) -> None:
         """Let the rest of a crash report reach the log (QEMU exits on panic=-1)."""

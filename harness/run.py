@@ -15,8 +15,9 @@ from . import kernel_log, kernels, taint, verdict
 from .arches import Arch
 from .errors import HarnessError
 from .guest import Guest
+from .kernels import KernelImage
 from .machine import MachineOptions
-from .workload import Workload, WorkloadResult, get_workload
+from .workload import Workload, WorkloadResult, check_supported, get_workload
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,20 @@ class RunSpec:
     seed: int | None = None
     writers: int | None = None
     stop_on_first_detection: bool = False
+    max_trials: int = 0  # stress: stop after this many batches (0: budget only)
+    image: KernelImage | None = None  # the kernel, when the caller has resolved it already
 
     def workload(self) -> Workload:
         return get_workload(self.scenario, iterations=self.iterations,
                             duration_s=self.duration_s, seed=self.seed, writers=self.writers,
-                            stop_on_first_detection=self.stop_on_first_detection)
+                            stop_on_first_detection=self.stop_on_first_detection,
+                            max_trials=self.max_trials)
+
+    def resolve_kernel(self) -> KernelImage:
+        """The kernel image, checked to support the scenario (UsageError before boot)."""
+        image = self.image or kernels.resolve(self.kernel, self.arch)
+        check_supported(self.scenario, image.release)
+        return image
 
 
 @dataclass
@@ -94,7 +104,7 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
     )
     workload = WorkloadResult(spec.scenario, "error")
     try:
-        image = kernels.resolve(spec.kernel, spec.arch)
+        image = spec.resolve_kernel()
         result.kernel_description, result.kernel_path = image.description, str(image.path)
         guest = Guest(spec.arch, image, workdir, spec.options)
         try:

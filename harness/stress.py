@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from .errors import GuestCommandError, UsageError
+from .kversion import older_than
 from .runner import Runner
 
 DEFAULT_BINARY = "/bin/oomrace-stress"
@@ -48,6 +49,22 @@ class Scenario(StrEnum):
     MADVISE = "madvise"
     """One thread MADV_DONTNEEDs pages the other threads store to."""
 
+    def unsupported_by(self, release: str | None) -> str | None:
+        """Why a kernel of `release` cannot run this scenario; None when it can (or when
+        the release is unknown: the program then says so itself)."""
+        need = REQUIREMENTS.get(self)
+        if need is None or not older_than(release, need[0]):
+            return None
+        return (f"scenario {self.value} needs Linux >= {need[0]} ({need[1]}), and this "
+                f"kernel is {release}; use --scenario oom, munmap or madvise")
+
+    @classmethod
+    def strongest_for(cls, release: str | None) -> Scenario:
+        """The scenario that reaches the reaper most directly on this kernel:
+        process_mrelease where it exists, the OOM killer and oom_reaper before."""
+        return cls.MRELEASE if cls.MRELEASE.unsupported_by(release) is None \
+            and release is not None else cls.OOM
+
     @classmethod
     def parse(cls, name: str) -> Scenario:
         """The scenario called `name`; UsageError naming the valid ones otherwise."""
@@ -56,6 +73,12 @@ class Scenario(StrEnum):
         except ValueError:
             valid = ", ".join(s.value for s in cls)
             raise UsageError(f"unknown stress scenario {name!r}; choose one of: {valid}") from None
+
+
+REQUIREMENTS: dict[Scenario, tuple[str, str]] = {
+    Scenario.MRELEASE: ("5.15", "the process_mrelease system call"),
+}
+"""The oldest kernel each scenario runs on, and what it needs from it."""
 
 
 @dataclass(frozen=True)

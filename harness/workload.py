@@ -89,6 +89,7 @@ class StressWorkload:
     batch_iterations: int = 25
     batch_seconds: float = 10.0
     stop_on_first_detection: bool = False
+    max_trials: int = 0  # stop after this many batches; 0: only the budget bounds the run
 
     @property
     def name(self) -> str:
@@ -142,6 +143,8 @@ class StressWorkload:
                 break
             if detected and self.stop_on_first_detection:
                 break
+            if self.max_trials and len(batches) >= self.max_trials:
+                break
         trials = len(batches)
         detections = sum(1 for b in batches if b["detected"])
         low, high = verdict.wilson_interval(detections, trials)
@@ -159,7 +162,7 @@ class StressWorkload:
 
 def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,
                  seed: int | None = None, writers: int | None = None,
-                 stop_on_first_detection: bool = False) -> Workload:
+                 stop_on_first_detection: bool = False, max_trials: int = 0) -> Workload:
     """The workload called `name`: smoke, or a stress scenario with its budget."""
     if name in WORKLOADS:
         return WORKLOADS[name]
@@ -172,4 +175,14 @@ def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,
         raise UsageError("--iterations must be >= 0 and --duration > 0")
     options = stress.StressOptions(scenario=scenario, seed=seed, writers=writers)
     return StressWorkload(options, iterations=iterations, duration_s=duration_s,
-                          stop_on_first_detection=stop_on_first_detection)
+                          stop_on_first_detection=stop_on_first_detection,
+                          max_trials=max_trials)
+
+
+def check_supported(name: str, release: str | None) -> None:
+    """UsageError when a kernel of `release` cannot run the scenario called `name`."""
+    if name in WORKLOADS:
+        return
+    reason = stress.Scenario.parse(name).unsupported_by(release)
+    if reason is not None:
+        raise UsageError(reason)

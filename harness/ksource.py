@@ -1,0 +1,560 @@
+"""Kernel sources: where a tree comes from, what identifies it, and a private copy to patch.
+
+A source is read, never written. It can be Debian's ``linux-source-X.Y`` package, a
+tarball (a path, a name found in the source search path, or a URL; its sha256 checked),
+a git repository at a ref, or a tree given by path. Tarballs and git refs are unpacked
+once into ``cache_root()/sources``, keyed by their content (sha256, commit id). Builds
+work on a farm of hard links of the tree, and a file is given its own copy before a
+patch touches it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from . import cache
+from .errors import KernelError, MissingToolError, UsageError
+from .kversion import version_tuple
+from .paths import PROJECT_ROOT
+
+DEBIAN_PREFIX = "debian:"
+TARBALL_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+SOURCES_ENV = "OOMRACE_KERNEL_SOURCES"
+"""Folders (separated by ':') searched for a source given by file name only."""
+SHARED_SOURCES = PROJECT_ROOT.parent / "shared" / "linux"
+"""Where the project's CI and its developers keep the kernel tarballs the recipes name."""
+
+
+# --- sources -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """A kernel tree we may read but never write, and what identifies its contents."""
+
+    tree: Path
+    identity: str
+    kind: Literal["debian", "git", "tree", "tarball"]
+    version: str  # from the Makefile, e.g. 6.1.192
+    timestamp: int  # for KBUILD_BUILD_TIMESTAMP (reproducible builds)
+    git_files: tuple[str, ...] | None = None  # for git trees: what the copy should hold
+
+
+def run_text(argv: Sequence[str], cwd: Path | None = None, check: bool = True) -> str:
+    try:
+        proc = subprocess.run(
+            list(argv), cwd=cwd, capture_output=True, text=True, errors="replace", check=False
+        )
+    except FileNotFoundError:
+        raise MissingToolError(argv[0], argv[0]) from None
+    if check and proc.returncode != 0:
+        raise KernelError(
+            f"command failed ({proc.returncode}): {' '.join(argv)}\n"
+            f"{(proc.stdout + proc.stderr).strip()[-3000:]}"
+        )
+    return proc.stdout
+
+
+def makefile_version(tree: Path) -> str:
+    """VERSION.PATCHLEVEL.SUBLEVEL[EXTRAVERSION] from a kernel tree's top Makefile."""
+    makefile = tree / "Makefile"
+    try:
+        text = makefile.read_text(errors="replace")
+    except FileNotFoundError:
+        raise UsageError(f"{tree} is not a kernel source tree (no Makefile)") from None
+    fields = {}
+    for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
+        m = re.search(rf"^{key}\s*=\s*(\S*)\s*$", text, re.M)
+        fields[key] = m.group(1) if m else ""
+    if not fields["VERSION"] or not (tree / "Kconfig").is_file():
+        raise UsageError(f"{tree} is not a kernel source tree (no VERSION in its Makefile)")
+    version = f"{fields['VERSION']}.{fields['PATCHLEVEL']}"
+    if fields["SUBLEVEL"]:
+        version += f".{fields['SUBLEVEL']}"
+    return version + fields["EXTRAVERSION"]
+
+
+def _dpkg_version(package: str) -> str | None:
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Status}\t${Version}", package],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    status, _, version = proc.stdout.partition("\t")
+    return version if proc.returncode == 0 and status.endswith(" installed") else None
+
+
+def _apt_install(package: str) -> None:
+    if shutil.which("apt-get") is None:
+        raise MissingToolError("apt-get", "apt")
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            raise MissingToolError(f"{package} (kernel source tarball)", package)
+        prefix = ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    print(f"oomrace: installing {package} with apt-get", file=sys.stderr)
+    argv = [*prefix, "apt-get", "install", "-y", "--no-install-recommends", package]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 and "Unable to locate package" in proc.stderr:
+        subprocess.run([*prefix, "apt-get", "update"], env=env, capture_output=True, check=False)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise KernelError(
+            f"could not install {package}: {' '.join(argv)} failed\n"
+            f"{(proc.stdout + proc.stderr).strip()[-2000:]}\n"
+            f"install it yourself with: sudo apt-get install {package}"
+        )
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
+
+
+def debian_source(package: str) -> Source:
+    """Debian's linux-source-X.Y tarball, installed if missing, unpacked once into the cache."""
+    version = _dpkg_version(package)
+    if version is None:
+        _apt_install(package)
+        version = _dpkg_version(package)
+        if version is None:
+            raise KernelError(f"apt-get reported success but {package} is not installed")
+    listing = run_text(["dpkg", "-L", package])
+    tarballs = [Path(p) for p in listing.splitlines() if re.search(r"\.tar\.(xz|bz2|gz)$", p)]
+    if not tarballs or not tarballs[0].is_file():
+        raise KernelError(
+            f"{package} {version} is installed but its source tarball is missing; "
+            f"reinstall it with: sudo apt-get install --reinstall {package}"
+        )
+    tarball = tarballs[0]
+    top = re.sub(r"\.tar\.\w+$", "", tarball.name)
+
+    def unpack(tmp: Path) -> None:
+        if shutil.which("xz") is None and tarball.suffix == ".xz":
+            raise MissingToolError("xz", "xz-utils")
+        print(f"oomrace: unpacking {tarball} into the cache", file=sys.stderr)
+        run_text(["tar", "-xf", str(tarball), "-C", str(tmp)])
+        if not (tmp / top / "Makefile").is_file():
+            raise KernelError(f"{tarball} did not unpack to {top}/")
+
+    entry = cache.entry("sources", _safe_name(f"debian-{package}-{version}"), unpack)
+    tree = entry / top
+    return Source(
+        tree=tree,
+        identity=f"debian:{package}={version}",
+        kind="debian",
+        version=makefile_version(tree),
+        timestamp=int((tree / "Makefile").stat().st_mtime),
+    )
+
+
+def _git_toplevel(path: Path) -> Path | None:
+    if shutil.which("git") is None:
+        return None
+    proc = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return Path(proc.stdout.strip()).resolve() if proc.returncode == 0 else None
+
+
+def git_source(tree: Path) -> Source:
+    """A git checkout: HEAD, plus a hash of uncommitted changes and untracked files."""
+    head = run_text(["git", "-C", str(tree), "rev-parse", "HEAD"]).strip()
+    timestamp = int(run_text(["git", "-C", str(tree), "log", "-1", "--format=%ct", "HEAD"]).strip())
+    files_out = run_text(
+        ["git", "-C", str(tree), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    )
+    files = tuple(sorted({f for f in files_out.split("\0") if f}))
+    status = run_text(
+        ["git", "-C", str(tree), "status", "--porcelain", "-z", "--untracked-files=all"]
+    )
+    identity = f"git:{head}"
+    if status.strip("\0"):
+        h = hashlib.sha256()
+        h.update(
+            subprocess.run(
+                ["git", "-C", str(tree), "diff", "HEAD", "--binary"],
+                capture_output=True,
+                check=True,
+            ).stdout
+        )
+        untracked = run_text(
+            ["git", "-C", str(tree), "ls-files", "-z", "--others", "--exclude-standard"]
+        )
+        for rel in sorted(f for f in untracked.split("\0") if f):
+            p = tree / rel
+            h.update(rel.encode() + b"\0")
+            if p.is_file() and not p.is_symlink():
+                h.update(cache.file_digest(p).encode())
+        identity += f"+dirty.{h.hexdigest()[:16]}"
+    return Source(
+        tree=tree,
+        identity=identity,
+        kind="git",
+        version=makefile_version(tree),
+        timestamp=timestamp,
+        git_files=files,
+    )
+
+
+def _tree_fingerprint(tree: Path) -> str:
+    """Hash of (path, size, mtime) of every file: cheap, catches edits in place."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            h.update(f"{os.path.relpath(p, tree)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def plain_source(tree: Path) -> Source:
+    version = makefile_version(tree)
+    return Source(
+        tree=tree,
+        identity=f"tree:{version}:{cache.digest(str(tree))}:{_tree_fingerprint(tree)}",
+        kind="tree",
+        version=version,
+        timestamp=int((tree / "Makefile").stat().st_mtime),
+    )
+
+
+def resolve_source(spec: str | Path, sha256: str | None = None, ref: str | None = None) -> Source:
+    """Any kind of source from its spec.
+
+    - ``debian:<package>``: Debian's source package;
+    - a URL, or a path or bare file name ending in .tar.xz/.tar.gz/...: a tarball
+      (``sha256`` checked when given, required for a URL);
+    - a directory: with ``ref``, that commit of its git repository; without, the
+      tree as it is (a git checkout with its uncommitted changes, or any tree).
+    """
+    text = str(spec)
+    if text.startswith(DEBIAN_PREFIX):
+        return debian_source(text[len(DEBIAN_PREFIX) :])
+    if _is_url(text):
+        return tarball_source(download(text, sha256), sha256, origin=text)
+    if text.endswith(TARBALL_SUFFIXES):
+        return tarball_source(find_source_file(text), sha256)
+    tree = Path(text).expanduser().resolve()
+    if not tree.is_dir():
+        raise UsageError(
+            f"kernel source {tree} is not a directory; give a kernel tree, a git "
+            "repository, a tarball (.tar.xz, .tar.gz, ...) or a URL"
+        )
+    if ref is not None:
+        return git_ref_source(tree, ref)
+    makefile_version(tree)  # a clear error early if it is not a kernel tree
+    if _git_toplevel(tree) == tree:
+        return git_source(tree)
+    for leftover in (".config", "include/config"):
+        if (tree / leftover).exists():
+            raise KernelError(
+                f"{tree} has been built in place ({leftover} exists) and kbuild refuses to "
+                f"build it out of tree; run `make mrproper` there, or give a git checkout"
+            )
+    return plain_source(tree)
+
+
+def source_search_path() -> list[Path]:
+    """Folders searched for a source named by file name alone: $OOMRACE_KERNEL_SOURCES,
+    then the shared folder beside the project (where CI keeps the 4.14.2 tarball)."""
+    extra = [Path(p).expanduser() for p in os.environ.get(SOURCES_ENV, "").split(":") if p]
+    return [*extra, SHARED_SOURCES]
+
+
+def find_source_file(name: str) -> Path:
+    """A tarball by path, or by bare name in the search path; one-line error otherwise."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.resolve()
+    if path.name != name:  # a path with folders: look only there
+        raise UsageError(f"kernel source {path} does not exist")
+    places = source_search_path()
+    for folder in places:
+        if (folder / name).is_file():
+            return (folder / name).resolve()
+    where = ", ".join(str(p) for p in places)
+    raise UsageError(
+        f"kernel source {name} not found (looked in {where}); put it there or set "
+        f"{SOURCES_ENV}=DIR to the folder that holds it"
+    )
+
+
+def _is_url(text: str) -> bool:
+    return urllib.parse.urlparse(text).scheme in ("http", "https", "file")
+
+
+def _check_sha256(path: Path, sha256: str | None, origin: str) -> str:
+    """The file's sha256; KernelError when it is not the expected one."""
+    actual = cache.file_digest(path)
+    if sha256 is not None and actual != sha256.lower():
+        raise KernelError(
+            f"{origin}: sha256 is {actual}, expected {sha256}; the file is damaged or "
+            "not the one the recipe names"
+        )
+    return actual
+
+
+def download(url: str, sha256: str | None) -> Path:
+    """A tarball from a URL, fetched once into the cache under its sha256."""
+    if sha256 is None:
+        raise UsageError(f"{url}: a source fetched from a URL needs its sha256 (--sha256)")
+    name = Path(urllib.parse.urlparse(url).path).name or "source.tar"
+    if not name.endswith(TARBALL_SUFFIXES):
+        raise UsageError(f"{url}: not a tarball (.tar.xz, .tar.gz, .tar.bz2 or .tar)")
+
+    def fetch(tmp: Path) -> None:
+        print(f"oomrace: downloading {url}", file=sys.stderr)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, \
+                    (tmp / name).open("wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+        except OSError as e:
+            raise KernelError(f"cannot download {url}: {e}") from None
+        _check_sha256(tmp / name, sha256, url)
+
+    return cache.entry("downloads", sha256.lower()[:32], fetch) / name
+
+
+def tarball_source(tarball: Path, sha256: str | None, origin: str | None = None) -> Source:
+    """A tarball unpacked once into the cache, keyed by its sha256."""
+    digest = _check_sha256(tarball, sha256, origin or str(tarball))
+
+    def unpack(tmp: Path) -> None:
+        if tarball.name.endswith(".xz") and shutil.which("xz") is None:
+            raise MissingToolError("xz", "xz-utils")
+        print(f"oomrace: unpacking {tarball} into the cache", file=sys.stderr)
+        run_text(["tar", "-xf", str(tarball), "-C", str(tmp), "--no-same-owner"])
+
+    entry = cache.entry("sources", f"tarball-{digest[:32]}", unpack)
+    tops = [p for p in entry.iterdir() if p.is_dir()]
+    if len(tops) != 1:
+        raise KernelError(f"{tarball} does not unpack to a single folder ({entry})")
+    tree = tops[0]
+    return Source(
+        tree=tree,
+        identity=f"tarball:{digest}",
+        kind="tarball",
+        version=makefile_version(tree),
+        timestamp=int((tree / "Makefile").stat().st_mtime),
+    )
+
+
+def git_ref_source(repo: Path, ref: str) -> Source:
+    """One commit of a git repository, exported once into the cache (`git archive`):
+    the user's working tree, index and HEAD are never touched."""
+    if _git_toplevel(repo) is None:
+        raise UsageError(f"{repo} is not a git repository, so it has no ref {ref!r}")
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        capture_output=True, text=True, check=False,
+    )
+    commit = proc.stdout.strip()
+    if proc.returncode != 0 or not commit:
+        raise UsageError(f"{repo} has no commit {ref!r}; check the ref with `git log {ref}`")
+    timestamp = int(run_text(["git", "-C", str(repo), "log", "-1", "--format=%ct", commit]).strip())
+
+    def export(tmp: Path) -> None:
+        archive = tmp / "src.tar"
+        run_text(["git", "-C", str(repo), "archive", "--format=tar", "-o", str(archive), commit])
+        (tmp / "src").mkdir()
+        run_text(["tar", "-xf", str(archive), "-C", str(tmp / "src")])
+        archive.unlink()
+
+    tree = cache.entry("sources", f"git-{commit}", export) / "src"
+    return Source(
+        tree=tree,
+        identity=f"git:{commit}",
+        kind="git",
+        version=makefile_version(tree),
+        timestamp=timestamp,
+    )
+
+
+# --- copying a tree and patching the copy ---------------------------------------------
+
+
+def link_tree(source: Source, dest: Path) -> None:
+    """Make `dest` a copy of the source tree built from hard links (falls back to copying)."""
+    if source.git_files is None:
+        proc = subprocess.run(
+            ["cp", "-al", str(source.tree), str(dest)], capture_output=True, text=True, check=False
+        )
+        if proc.returncode == 0:
+            return
+        shutil.rmtree(dest, ignore_errors=True)
+        if "cross-device" not in proc.stderr.lower() and "invalid cross" not in proc.stderr.lower():
+            raise KernelError(f"cp -al {source.tree} {dest} failed: {proc.stderr.strip()}")
+        run_text(["cp", "-a", "--reflink=auto", str(source.tree), str(dest)])
+        return
+    dest.mkdir(parents=True)
+    can_link = True
+    for rel in source.git_files:
+        src = source.tree / rel
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the working tree but not committed
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            out.symlink_to(os.readlink(src))
+            continue
+        if src.is_dir():  # a submodule
+            continue
+        if can_link:
+            try:
+                os.link(src, out)
+                continue
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                can_link = False
+        shutil.copy2(src, out)
+
+
+def patched_paths(patch_text: str) -> list[str]:
+    """Paths (as after -p1) of the files a unified or git diff reads or writes."""
+    paths: list[str] = []
+
+    def add(raw: str, strip: int = 1) -> None:
+        name = raw.split("\t")[0].strip()
+        if name == "/dev/null" or not name:
+            return
+        if name.startswith('"') and name.endswith('"'):
+            name = name[1:-1]
+        parts = name.split("/")[strip:]
+        if parts and ".." not in parts:
+            rel = "/".join(parts)
+            if rel not in paths:
+                paths.append(rel)
+
+    for line in patch_text.splitlines():
+        if line.startswith(("--- ", "+++ ")):
+            add(line[4:])
+        elif line.startswith(("rename from ", "copy from ")):
+            add(line.split(" ", 2)[2], strip=0)
+    return paths
+
+
+def unshare(path: Path) -> None:
+    """Give `path` its own inode, so that writing to it cannot reach a hard-linked twin."""
+    if path.is_symlink() or not path.is_file():
+        return
+    if path.stat().st_nlink <= 1:
+        return
+    tmp = path.with_name(f".{path.name}.oomrace-unshare")
+    shutil.copy2(path, tmp)
+    os.replace(tmp, path)
+
+
+def apply_patch(tree: Path, patch: Path, log: IO[str] | None = None) -> None:
+    """Apply `patch` with -p1 to `tree` (a private copy); KernelError names failing hunks."""
+    if shutil.which("patch") is None:
+        raise MissingToolError("patch", "patch")
+    try:
+        text = patch.read_text(errors="replace")
+    except FileNotFoundError:
+        raise UsageError(f"patch {patch} does not exist") from None
+    if not patched_paths(text):
+        raise KernelError(f"patch {patch} contains no diff")
+    for rel in patched_paths(text):
+        target = tree / rel
+        if target.is_symlink():
+            resolved = target.resolve()
+            if resolved.is_relative_to(tree.resolve()):
+                unshare(resolved)
+        unshare(target)
+    reject = tree.parent / f".{patch.name}.rej"
+    reject.unlink(missing_ok=True)
+    argv = [
+        "patch", "-p1", "--forward", "--batch", "--fuzz=0", "--no-backup-if-mismatch",
+        f"--reject-file={reject}", "-d", str(tree), "-i", str(patch.resolve()),
+    ]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
+    output = (proc.stdout + proc.stderr).strip()
+    if log is not None:
+        log.write(f"$ patch -p1 < {patch}\n{output}\n")
+    if proc.returncode != 0:
+        hunks = reject.read_text(errors="replace").strip() if reject.is_file() else ""
+        failed = re.findall(r"^Hunk #\d+ FAILED at \d+.*$", output, re.M)
+        msg = f"patch {patch} does not apply"
+        if failed:
+            msg += f" ({'; '.join(failed)})"
+        msg += f":\n{output}"
+        if hunks:
+            msg += f"\nrejected hunk(s):\n{hunks[:4000]}"
+        raise KernelError(msg)
+
+
+
+
+# --- toolchain compatibility fixes -----------------------------------------------------
+
+COMPAT_DIR = PROJECT_ROOT / "kernels" / "compat"
+
+
+@dataclass(frozen=True)
+class CompatFix:
+    """A patch an old tree needs to build with today's compilers (kernels/compat/)."""
+
+    patch: Path
+    since: tuple[int, int, int]
+    before: tuple[int, int, int]
+    why: str
+
+
+def compat_fixes(version: str, table: Path | None = None) -> list[CompatFix]:
+    """The fixes a tree of `version` needs, in table order."""
+    import tomllib
+
+    table = table or COMPAT_DIR / "compat.toml"
+    try:
+        entries = tomllib.loads(table.read_text()).get("fix", [])
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"{table}: {e}") from None
+    fixes = []
+    for entry in entries:
+        try:
+            fix = CompatFix(table.parent / entry["patch"], version_tuple(entry["since"]),
+                            version_tuple(entry["before"]), str(entry["why"]))
+        except (KeyError, TypeError) as e:
+            raise UsageError(f"{table}: each [[fix]] needs patch, since, before, why ({e})") \
+                from None
+        if fix.since <= version_tuple(version) < fix.before:
+            fixes.append(fix)
+    return fixes
+
+
+def apply_compat(tree: Path, fix: CompatFix, log: IO[str]) -> bool:
+    """Apply `fix` to our copy unless the tree already has it; whether it was applied."""
+    dry = subprocess.run(
+        ["patch", "-p1", "--forward", "--batch", "--dry-run", "--fuzz=0", "-d", str(tree),
+         "-i", str(fix.patch)],
+        capture_output=True, text=True, errors="replace", check=False,
+    )
+    if dry.returncode != 0:
+        log.write(f"# compat fix {fix.patch.name} skipped: it does not apply, the tree "
+                  "already has it or another form of it\n")
+        return False
+    log.write(f"# compat fix {fix.patch.name}: {fix.why}\n")
+    apply_patch(tree, fix.patch, log)
+    return True
