@@ -109,7 +109,8 @@ class StressWorkload:
         kernel_seen = _kernel_corruption_reports(console)
         batches: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []
-        totals = {"iterations": 0, "reaps": 0, "reap_failures_gone": 0, "oom_kills": 0}
+        totals = {"iterations": 0, "reaps": 0, "reap_failures_gone": 0, "oom_kills": 0,
+                  "oom_late": 0, "stuck_victims": 0}
         first_detection: float | None = None
         error: str | None = None
         while time.monotonic() < deadline and (
