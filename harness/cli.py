@@ -350,7 +350,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
     options = MachineOptions(cpus=args.cpus, memory_mb=args.memory)
     out = new_run_dir(args.artifacts)
-    rows = evaluate.evaluate(ev, arches, out, options, source=args.source, seed=args.seed,
+    rows = evaluate.evaluate(ev, arches, out, options, evaluate.recipe_resolver(args.source),
+                             seed=args.seed,
                              progress=lambda s: print(s, file=sys.stderr, flush=True))
     evaluate.write_json(out / "evaluation.json", ev, rows)
     if args.json is not None:

@@ -22,6 +22,7 @@ from typing import Any
 from . import kbuild, kernels
 from .arches import Arch
 from .errors import UsageError
+from .kernels import KernelImage
 from .machine import MachineOptions
 from .paths import PROJECT_ROOT
 from .run import RunResult, RunSpec, run_one
@@ -165,21 +166,31 @@ def judge_fix(bug: Row, fix: Row) -> str:
 
 
 Runner = Callable[[RunSpec, Path], RunResult]
+Resolver = Callable[[str, Arch], KernelImage]
+
+
+def recipe_resolver(source: str | None) -> Resolver:
+    """Build a recipe for an arch (from `source` instead of its own, when given)."""
+    def resolve(recipe: str, arch: Arch) -> KernelImage:
+        base = kbuild.load_recipe(recipe)
+        if source is not None:
+            base = replace(base, source=source, sha256=None, ref=None)
+        return kernels.from_build(kbuild.build(base, arch.name))
+
+    return resolve
 
 
 def evaluate(ev: Evaluation, arches: Sequence[Arch], out: Path, options: MachineOptions,
-             source: str | None = None, seed: int | None = None,
-             runner: Runner = run_one, progress: Callable[[str], None] = print) -> list[Row]:
+             resolve: Resolver, seed: int | None = None, runner: Runner = run_one,
+             progress: Callable[[str], None] = print) -> list[Row]:
     """Run the bug, then each fix, on every arch; one folder per run under `out`."""
     rows: list[Row] = []
     for arch in arches:
         def spec(recipe: str, seconds: float, max_trials: int = 0,
                  arch: Arch = arch) -> RunSpec:
-            built = kbuild.build(kbuild.load_recipe(recipe), arch.name,
-                                 source_path=Path(source) if source else None)
             return RunSpec(arch=arch, kernel=recipe, scenario=ev.scenario, options=options,
                            duration_s=seconds, seed=seed, max_trials=max_trials,
-                           image=kernels.from_build(built))
+                           image=resolve(recipe, arch))
 
         progress(f"[evaluate] {arch.name} {ev.bug}: {ev.scenario} for {ev.bug_seconds:.0f} s")
         bug_result = runner(spec(ev.bug, ev.bug_seconds), out / ev.bug / arch.name)

@@ -31,6 +31,7 @@ from .paths import PROJECT_ROOT
 
 DEBIAN_PREFIX = "debian:"
 TARBALL_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+DOWNLOADED = "tarball"  # a download's file name in the cache (tar reads any compression)
 SOURCES_ENV = "OOMRACE_KERNEL_SOURCES"
 """Folders (separated by ':') searched for a source given by file name only."""
 SHARED_SOURCES = PROJECT_ROOT.parent / "shared" / "linux"
@@ -327,13 +328,14 @@ def download(url: str, sha256: str | None) -> Path:
         print(f"oomrace: downloading {url}", file=sys.stderr)
         try:
             with urllib.request.urlopen(url, timeout=60) as response, \
-                    (tmp / name).open("wb") as out:
+                    (tmp / DOWNLOADED).open("wb") as out:
                 shutil.copyfileobj(response, out, 1 << 20)
         except OSError as e:
             raise KernelError(f"cannot download {url}: {e}") from None
-        _check_sha256(tmp / name, sha256, url)
+        _check_sha256(tmp / DOWNLOADED, sha256, url)
 
-    return cache.entry("downloads", sha256.lower()[:32], fetch) / name
+    # Named by content: any URL with the same sha256 is the same tarball.
+    return cache.entry("downloads", sha256.lower(), fetch) / DOWNLOADED
 
 
 def tarball_source(tarball: Path, sha256: str | None, origin: str | None = None) -> Source:
@@ -341,7 +343,7 @@ def tarball_source(tarball: Path, sha256: str | None, origin: str | None = None)
     digest = _check_sha256(tarball, sha256, origin or str(tarball))
 
     def unpack(tmp: Path) -> None:
-        if tarball.name.endswith(".xz") and shutil.which("xz") is None:
+        if (origin or tarball.name).endswith(".xz") and shutil.which("xz") is None:
             raise MissingToolError("xz", "xz-utils")
         print(f"oomrace: unpacking {tarball} into the cache", file=sys.stderr)
         run_text(["tar", "-xf", str(tarball), "-C", str(tmp), "--no-same-owner"])

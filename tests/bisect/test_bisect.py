@@ -210,6 +210,7 @@ def test_bisect_refuses_a_bad_end_that_does_not_reproduce_on_x86_64(tmp_path: Pa
     print(f"x86_64 refusal: {run.seconds:.0f} s")
 
 
+@pytest.mark.full  # a second whole bisect; its logic is unit-tested (test_bisect_unit)
 @pytest.mark.timeout(3600)
 def test_find_fix_names_the_fix_commit_on_aarch64(tmp_path: Path) -> None:
     repo = fresh_clone(tmp_path / "linux")

@@ -236,7 +236,8 @@ def test_shipped_recipes_have_distinct_keys() -> None:
         r = kbuild.load_recipe(name)
         keys.add(
             kbuild.cache_key(
-                "src", r.base_config, r.fragment_paths("aarch64"), r.patch_paths(), "aarch64", "g"
+                r.source, r.base_config, r.fragment_paths("aarch64"), r.patch_paths(), "aarch64",
+                "g",
             )
         )
     assert len(keys) == len(kbuild.recipe_names())
