@@ -49,6 +49,7 @@ from . import kbuild, verdict
 from .arches import get_arch
 from .errors import HarnessError, KernelError, MissingToolError, UsageError
 from .machine import MachineOptions
+from .verdict import title_family
 
 STATE_NAME = "oomrace-bisect.json"
 STATE_VERSION = 1
@@ -102,10 +103,6 @@ def per_verdict_confidence(confidence: float, verdicts: int) -> float:
 
 
 # --- signatures ----------------------------------------------------------------------
-
-
-def title_family(title: str) -> str:
-    return title.split(" in ", 1)[0].strip()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from .kernels import KernelImage
 from .machine import MachineOptions
 from .paths import PROJECT_ROOT
 from .run import RunResult, RunSpec, run_one
-from .verdict import is_corruption, wilson_interval
+from .verdict import is_corruption, title_family, wilson_interval
 from .workload import StressWorkload
 
 EVALUATIONS_FILE = PROJECT_ROOT / "configs" / "evaluations.toml"
@@ -121,12 +121,13 @@ class Row:
 
 
 def evidence_of(result: RunResult) -> str:
-    """The kernel's corruption reports by title and the checker's records, briefly."""
+    """The kernel's corruption reports by kind and the checker's records, briefly."""
     counts: dict[str, int] = {}
     for report in result.reports:
-        counts[report["title"]] = counts.get(report["title"], 0) + 1
-    parts = [f"{n} x {title}" for title, n in counts.items()
-             if is_corruption(_Titled(title))][:2]
+        if is_corruption(_Titled(report["title"])):
+            family = title_family(report["title"])
+            counts[family] = counts.get(family, 0) + 1
+    parts = [f"{n} x {family}" for family, n in counts.items()][:2]
     records = int(result.workload.get("checker_corruptions") or 0)
     if records:
         parts.append(f"{records} checker record(s)")
@@ -223,7 +224,7 @@ def table(rows: Sequence[Row]) -> str:
     body = [(r.recipe, r.arch, r.verdict, f"{r.detections}/{r.trials}", r.interval,
              r.evidence, r.judgement) for r in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body, strict=True)]
-    widths[5] = min(widths[5], 48)
+    widths[5] = min(widths[5], 60)
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(str(c)[:w].ljust(w) for c, w in zip(cells, widths, strict=True))

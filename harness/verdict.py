@@ -33,6 +33,11 @@ class TitledReport(Protocol):
     def title(self) -> str: ...
 
 
+def title_family(title: str) -> str:
+    """A title without its guilty function: one bug's reports share it wherever they hit."""
+    return title.split(" in ", 1)[0].strip()
+
+
 def is_corruption(report: TitledReport) -> bool:
     return any(p.search(report.title) for p in CORRUPTION_TITLES)
 

@@ -71,7 +71,7 @@ def test_tarball_by_path_is_unpacked_once_and_named_by_content(tmp_path: Path) -
 
 def test_tarball_with_the_wrong_sha256_is_refused(tmp_path: Path) -> None:
     tarball, _ = make_tarball(tmp_path)
-    with pytest.raises(KernelError, match="sha256 is .*expected 00"):
+    with pytest.raises(KernelError, match=r"sha256 is .*expected 00"):
         ksource.resolve_source(str(tarball), "00" * 32)
 
 
