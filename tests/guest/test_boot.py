@@ -90,7 +90,7 @@ def test_cli_run_writes_json(guest_arch: str, tmp_path: Path, cli_env: dict[str,
     out = tmp_path / "result.json"
     r = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--arch", guest_arch, "--json", str(out),
-         "--artifacts", str(tmp_path / "art")],
+         "--duration", "10", "--artifacts", str(tmp_path / "art")],
         cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert r.returncode == 0, r.stdout + r.stderr
@@ -101,3 +101,7 @@ def test_cli_run_writes_json(guest_arch: str, tmp_path: Path, cli_env: dict[str,
     assert Path(result["console_log"]).stat().st_size > 0
     assert "Linux version" in Path(result["dmesg"]).read_text()
     assert f"{guest_arch}: CLEAN" in r.stdout
+    # Without --scenario: the strongest scenario Debian's 6.1 supports, then the pointer
+    # to the seed bug on its own kernel.
+    assert result["scenario"] == "mrelease" and result["workload"]["trials"] >= 1
+    assert r.stdout.rstrip().splitlines()[-1].strip() == "oomrace evaluate v4.14.2"

@@ -82,8 +82,8 @@ def test_pytest_timeout_in_a_guest_test_leaves_no_qemu(tmp_path: Path,
 def test_two_runs_at_once_do_not_clash(tmp_path: Path, cli_env: dict[str, str]) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "harness", "run", "--arch", "x86_64", "--json",
-             str(tmp_path / f"r{i}.json"), "--artifacts", str(tmp_path / f"a{i}")],
+            [sys.executable, "-m", "harness", "run", "--arch", "x86_64", "--scenario", "smoke",
+             "--json", str(tmp_path / f"r{i}.json"), "--artifacts", str(tmp_path / f"a{i}")],
             cwd=REPO, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for i in range(2)
