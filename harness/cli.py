@@ -334,6 +334,7 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--fix-seconds", type=float, default=None, help="most a fix run may take")
     p.add_argument("--cpus", type=int, default=STRESS_CPUS, help="guest vCPUs (default 8)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
     p.add_argument("--seed", type=int, default=None, help="stress seed")
     p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
                    help="folder for results; each evaluation gets its own subfolder")
@@ -348,7 +349,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     arches = parse_arch_list(args.arch or list(ev.arches))
     if args.cpus < 1 or args.memory < 128:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
-    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory)
+    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu)
     out = new_run_dir(args.artifacts)
     rows = evaluate.evaluate(ev, arches, out, options, evaluate.recipe_resolver(args.source),
                              seed=args.seed,

@@ -51,3 +51,16 @@ def test_kvm_uses_host_cpu_and_bad_accel_is_refused(tmp_path: Path) -> None:
     assert argv[argv.index("-cpu") + 1] == "host"
     with pytest.raises(UsageError, match="unknown accel"):
         qemu_argv(get_arch("x86_64"), spec(tmp_path, accel="hvf"))
+
+
+def test_cpu_model_follows_the_kernel_version(tmp_path: Path) -> None:
+    arm = get_arch("aarch64")
+    assert arm.cpu_for("4.14.2") == "cortex-a57"  # QEMU 7.2's max hangs it
+    assert arm.cpu_for("6.1.0-56-arm64") == arm.cpu
+    assert arm.cpu_for(None) == arm.cpu
+    x86 = get_arch("x86_64")
+    assert x86.cpu_for("4.14.2") == x86.cpu
+    argv = qemu_argv(arm, spec(tmp_path, cpu="cortex-a57"))
+    assert argv[argv.index("-cpu") + 1] == "cortex-a57"
+    argv = qemu_argv(arm, spec(tmp_path, accel="kvm", cpu="cortex-a57"))
+    assert argv[argv.index("-cpu") + 1] == "host"  # KVM runs the host's CPU

@@ -91,3 +91,19 @@ def test_cpio_is_readable_by_cpio_tool(tmp_path: Path) -> None:
     listing = subprocess.run(["cpio", "-itv"], stdin=archive.open("rb"), capture_output=True,
                              text=True, check=True).stdout
     assert "bin/x" in listing and "bin/y -> x" in listing and "5,   1" in listing
+
+
+def test_image_by_path_finds_its_version_and_the_config_of_an_o_build(tmp_path: Path) -> None:
+    build = tmp_path / "out"  # make O=out: the image is four levels below the .config
+    boot = build / "arch" / "arm64" / "boot"
+    boot.mkdir(parents=True)
+    image = arm64_image(boot / "Image")
+    with image.open("ab") as f:
+        f.write(b"Linux version 4.14.2 (oomrace@oomrace) #1 SMP\0")
+    (build / ".config").write_text("CONFIG_PAGE_POISONING=y\n")
+    kernel = image_from_path(image, get_arch("aarch64"))
+    assert kernel.release == "4.14.2"
+    assert kernel.config == build / ".config"
+    assert kernel.debug_cmdline() == ["page_poison=1"]
+    (boot / "config").write_text("CONFIG_PAGE_POISONING=y\n")  # a cache entry's: beside it
+    assert image_from_path(image, get_arch("aarch64")).config == boot / "config"
