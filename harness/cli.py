@@ -9,11 +9,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import kbuild, kernel_log, kernels
 from .arches import ARCHES, GuestSpec, parse_arch_list, qemu_argv
-from .errors import HarnessError
+from .errors import HarnessError, UsageError
 from .guest import guest_cmdline
+from .inputs import positive_number
 from .machine import MachineOptions
 from .run import RunResult, RunSpec, new_run_dir, run_one
 from .tools import doctor_report
@@ -32,13 +34,23 @@ def _add_guest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, default=None,
                    help="guest vCPUs (default 2; 8 for stress scenarios, which race on them)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB (default 1024)")
-    p.add_argument("--boot-timeout", type=float, default=180.0,
+    p.add_argument("--boot-timeout", type=_seconds("--boot-timeout"), default=180.0,
                    help="seconds the guest may take to boot (default 180)")
     p.add_argument("--append", action="append", default=[],
                    help="extra kernel command-line argument (repeatable)")
 
 
 STRESS_CPUS = 8
+
+
+def _seconds(option: str) -> Callable[[str], float]:
+    """An argparse type for a duration: finite and > 0 (float() takes nan and inf)."""
+    def parse(text: str) -> float:
+        try:
+            return positive_number(text, option)
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
 def _options(args: argparse.Namespace) -> MachineOptions:
@@ -51,8 +63,16 @@ def _options(args: argparse.Namespace) -> MachineOptions:
                           boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage block is behind --help); its
+    sub-parsers are made of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="oomrace",
         description="Catch and bisect OOM-reaper memory-corruption races on real kernels "
                     "booted under QEMU.",
@@ -67,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "madvise")
     run.add_argument("--iterations", type=int, default=0,
                      help="stress: stop after this many iterations (default: duration only)")
-    run.add_argument("--duration", type=float, default=30.0,
+    run.add_argument("--duration", type=_seconds("--duration"), default=30.0,
                      help="stress: seconds of stress per guest (default 30)")
     run.add_argument("--seed", type=int, default=None, help="stress: random seed")
     run.add_argument("--writers", type=int, default=None,
@@ -231,7 +251,6 @@ def _add_bisect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def cmd_bisect(args: argparse.Namespace) -> int:
     from . import bisect
-    from .errors import UsageError
 
     try:
         if args.resume:
@@ -301,7 +320,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a bad option (argparse printed why)
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {

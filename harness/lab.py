@@ -47,6 +47,7 @@ import pytest
 from . import __version__, cache, kbuild, kernels, rootfs, stress
 from .arches import ALIASES, ARCHES, get_arch
 from .errors import HarnessError, UsageError
+from .inputs import positive_number, safe_component
 from .machine import MachineOptions
 from .paths import PROJECT_ROOT
 from .verdict import wilson_interval
@@ -227,11 +228,15 @@ def _int(value: Any, key: str, where: _Where, minimum: int) -> int:
     return value
 
 
-def _number(value: Any, key: str, where: _Where, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or (
-            positive and value <= 0):
-        raise where.error(key, f"{key} must be a number > 0 (seconds), not {value!r}")
-    return float(value)
+def _number(value: Any, key: str, where: _Where) -> float:
+    # TOML reads `nan` and `inf` as floats; positive_number refuses them with the rest.
+    try:
+        if not isinstance(value, int | float):
+            raise UsageError("not a number")
+        return positive_number(value, key)
+    except UsageError:
+        raise where.error(key, f"{key} must be a number > 0 (finite, in seconds), "
+                               f"not {value!r}") from None
 
 
 def _names(value: Any, key: str, where: _Where) -> list[str]:
@@ -1138,8 +1143,9 @@ def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     origin: dict[str, Path] = {}
     planned: set[str] = set()
     for directory, summary in zip(dirs, summaries, strict=True):
-        planned.update(summary.get("planned", []))
+        planned.update(_checked_ids(summary.get("planned", []), directory))
         for cell in summary["cells"]:
+            _checked_ids([cell.get("id") if isinstance(cell, dict) else None], directory)
             if cell["id"] in records:
                 raise UsageError(f"cell {cell['id']} is in both {origin[cell['id']]} and "
                                  f"{directory}; shards must not overlap")
@@ -1168,6 +1174,14 @@ def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     finished = [str(s.get("finished_at", "")) for s in summaries]
     summary["finished_at"] = max(finished) if finished else summary["finished_at"]
     return summary
+
+
+def _checked_ids(ids: object, directory: Path) -> list[str]:
+    """Cell ids from a shard's summary become folder names under --out: each must be one
+    plain path component, or `../../x` would replace a folder outside it."""
+    if not isinstance(ids, list):
+        raise UsageError(f"{directory}/summary.json: planned must be a list of cell ids")
+    return [safe_component(cid, f"{directory}/summary.json: cell id") for cid in ids]
 
 
 def merge_lab(args: argparse.Namespace) -> int:

@@ -1,0 +1,127 @@
+"""Issue 10 (hardening): each finding as a test that failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import cli, lab
+from harness.arches import GuestSpec, get_arch, qemu_argv
+from harness.errors import UsageError
+from harness.inputs import positive_number
+from harness.ssh import RunKey
+
+RECIPES = ["v6.1", "v6.1-reaper-fullmm"]
+
+
+def _shard(directory: Path, cell_ids: list[str]) -> None:
+    """A minimal shard folder whose summary names `cell_ids`."""
+    directory.mkdir(parents=True)
+    cells = [{"id": cid, "verdict": "clean", "outcome": "pass", "expected": "clean",
+              "paths": {"console": "c", "dmesg": "d"}} for cid in cell_ids]
+    summary = {"cells": cells, "planned": cell_ids, "matrix_sha256": "x"}
+    (directory / "summary.json").write_text(json.dumps(summary))
+
+
+# --- 1: lab merge and cell ids from a summary ----------------------------------------------
+
+
+@pytest.mark.parametrize("cid", ["../../victim", "..", ".", "a/b", "", "/abs", "a\0b"])
+def test_merge_refuses_cell_ids_that_are_not_one_path_component(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], cid: str) -> None:
+    victim = tmp_path / "o" / "victim"  # where out/cells/../../victim points
+    victim.mkdir(parents=True)
+    (victim / "keep").write_text("precious")
+    shard = tmp_path / "s" / "t"
+    _shard(shard, [cid])
+    (tmp_path / "s" / "victim").mkdir()  # what a hostile shard would copy over it
+    out = tmp_path / "o" / "out"
+    code = cli.main(["lab", "merge", str(shard), "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cell id" in err
+    assert (victim / "keep").read_text() == "precious"
+
+
+# --- 2: the run's SSH key --------------------------------------------------------------------
+
+
+def test_run_key_is_created_private_and_does_not_follow_symlinks(tmp_path: Path) -> None:
+    key = RunKey.generate()
+    path = tmp_path / "id_ed25519"
+    key.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    target = tmp_path / "elsewhere"
+    target.write_text("not a key")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        key.save(link)
+    assert target.read_text() == "not a key"
+
+
+def test_run_key_never_exists_with_wider_permissions(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    modes: list[int] = []
+    real_open = os.open
+
+    def spy(path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+        modes.append(mode)
+        return real_open(path, flags, mode, **kw)
+
+    monkeypatch.setattr(os, "open", spy)
+    RunKey.generate().save(tmp_path / "k")
+    assert modes == [0o600]
+
+
+# --- 4: commas in paths given to QEMU options -------------------------------------------------
+
+
+def test_commas_in_the_console_log_path_are_escaped(tmp_path: Path) -> None:
+    log = tmp_path / "a,logappend=on,b" / "console.log"
+    spec = GuestSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", cmdline="console=x",
+                     console_log=log)
+    argv = qemu_argv(get_arch("x86_64"), spec)
+    chardev = argv[argv.index("-chardev") + 1]
+    assert chardev.endswith(f"logfile={str(log).replace(',', ',,')}")
+    # Split as QEMU does (",," is a literal comma): the last option is the whole path.
+    parts = chardev.replace(",,", "\0").split(",")
+    assert parts[-1].replace("\0", ",") == f"logfile={log}"
+
+
+# --- 5: finite positive numbers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN", "Infinity", "0", "-1", "1e999",
+                                  "x", ""])
+def test_positive_number_refuses_nan_inf_and_non_positive(text: str) -> None:
+    with pytest.raises(UsageError, match="--duration"):
+        positive_number(text, "--duration")
+
+
+def test_positive_number_accepts_finite_positive() -> None:
+    assert positive_number("2.5", "--duration") == 2.5
+    assert positive_number(3, "duration") == 3.0
+
+
+@pytest.mark.parametrize("option", ["--duration", "--boot-timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_cli_refuses_nan_and_inf(capsys: pytest.CaptureFixture[str], option: str,
+                                 value: str) -> None:
+    assert cli.main(["run", option, value]) == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("key", ["duration", "boot_timeout", "timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_matrix_refuses_nan_and_inf(key: str, value: str) -> None:
+    text = (f'[[cell]]\narch = "x86_64"\nkernel = "debian"\nscenario = "mrelease"\n'
+            f"{key} = {value}\n")
+    with pytest.raises(lab.MatrixError, match=key):
+        lab.parse_matrix(text, Path("m.toml"), recipes=RECIPES)
