@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from . import kbuild, verdict
+from . import atomicio, kbuild, verdict
 from .arches import get_arch
 from .errors import HarnessError, KernelError, MissingToolError, UsageError
 from .machine import MachineOptions
@@ -398,10 +398,7 @@ def load_state(repo: Path) -> BisectState:
 
 
 def save_state(state: BisectState) -> None:
-    path = state_path(state.config.repo)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
-    tmp.replace(path)
+    atomicio.write_json(state_path(state.config.repo), state.to_dict())
 
 
 # --- the bisect ----------------------------------------------------------------------

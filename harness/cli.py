@@ -4,14 +4,13 @@ done by the modules it calls."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import kbuild, kernel_log, kernels
+from . import atomicio, kbuild, kernel_log, kernels
 from .arches import ARCHES, GuestSpec, parse_arch_list, qemu_argv
 from .errors import HarnessError, UsageError
 from .guest import guest_cmdline
@@ -162,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json is not None:
         payload = (results[0].to_dict() if len(results) == 1
                    else {"runs": [r.to_dict() for r in results]})
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        atomicio.write_json(args.json, payload)
     return 0 if all(r.verdict == "clean" for r in results) else 1
 
 
@@ -279,7 +278,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         raise
     print(bisect.report_text(state), flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps(bisect.report_json(state), indent=2) + "\n")
+        atomicio.write_json(args.json, bisect.report_json(state))
     return 0 if (state.result or {}).get("commit") else 1
 
 

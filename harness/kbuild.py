@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Literal
 
-from . import cache
+from . import atomicio, cache
 from .arches import Arch, get_arch
 from .errors import HarnessError, KernelError, MissingToolError, UsageError
 from .paths import PROJECT_ROOT
@@ -978,7 +978,7 @@ def _build_into(out: Path, job: _Job, progress: _Progress) -> None:
             "objects": objects,
             "build_seconds": round(time.monotonic() - progress.start, 1),
         }
-        (out / "kernel.json").write_text(json.dumps(info, indent=2) + "\n")
+        atomicio.write_json(out / "kernel.json", info)
         progress.done(f"built {job.ab.image_name}")
     except BaseException as e:
         failed = _failure_dir(job.key)

@@ -44,7 +44,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from . import __version__, cache, kbuild, kernels, rootfs, stress
+from . import __version__, atomicio, cache, kbuild, kernels, rootfs, stress
 from .arches import ALIASES, ARCHES, get_arch
 from .errors import HarnessError, UsageError
 from .inputs import positive_number, safe_component
@@ -522,9 +522,7 @@ def plan_from_env() -> Plan | None:
 
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically: a reader (or an interrupted night) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    atomicio.write_json(path, data)
 
 
 def build_key(arch: str, kernel: str) -> str:

@@ -3,7 +3,6 @@ and write the results. A failure at any step still leaves result.json and the lo
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -11,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import kernel_log, kernels, taint, verdict
+from . import atomicio, kernel_log, kernels, taint, verdict
 from .arches import Arch
 from .errors import HarnessError
 from .guest import Guest
@@ -64,7 +63,7 @@ class RunResult:
         return asdict(self)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomicio.write_json(path, self.to_dict())
 
 
 def new_run_dir(artifacts: Path) -> Path:

@@ -125,3 +125,68 @@ def test_matrix_refuses_nan_and_inf(key: str, value: str) -> None:
             f"{key} = {value}\n")
     with pytest.raises(lab.MatrixError, match=key):
         lab.parse_matrix(text, Path("m.toml"), recipes=RECIPES)
+
+
+# --- 10: one atomic write -----------------------------------------------------------------
+
+
+def test_atomic_write_fsyncs_and_replaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import atomicio
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    path = tmp_path / "result.json"
+    atomicio.write_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1} and synced
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import atomicio
+
+    path = tmp_path / "summary.json"
+    path.write_text('{"old": true}\n')
+
+    def broken(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError):
+        atomicio.write_json(path, {"new": True})
+    assert path.read_text() == '{"old": true}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_json_files_are_written_through_the_atomic_helper() -> None:
+    source = Path(__file__).resolve().parents[2] / "harness"
+    offenders = [f"{p.name}:{n}" for p in sorted(source.glob("*.py"))
+                 for n, line in enumerate(p.read_text().splitlines(), start=1)
+                 if "write_text(json.dumps" in line or "tmp.replace(" in line]
+    assert offenders == []
+
+
+# --- 6: a corrupt cache record is rebuilt --------------------------------------------------
+
+
+def test_cache_entry_that_fails_its_check_is_rebuilt(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import atomicio, cache
+
+    monkeypatch.setenv("OOMRACE_CACHE", str(tmp_path))
+    builds: list[Path] = []
+
+    def build(out: Path) -> None:
+        builds.append(out)
+        atomicio.write_json(out / "meta.json", {"release": "6.1"})
+
+    def valid(entry: Path) -> bool:
+        return atomicio.read_json_object(entry / "meta.json") is not None
+
+    first = cache.entry("kernels", "k", build, valid)
+    (first / "meta.json").write_text("{truncated")
+    again = cache.entry("kernels", "k", build, valid)
+    assert again == first and len(builds) == 2
+    assert json.loads((again / "meta.json").read_text()) == {"release": "6.1"}
+    assert cache.entry("kernels", "k", build, valid) == first and len(builds) == 2
