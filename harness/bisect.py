@@ -389,10 +389,14 @@ def state_path(repo: Path) -> Path:
 def load_state(repo: Path) -> BisectState:
     path = state_path(repo)
     try:
-        return BisectState.from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return BisectState.from_dict(data)
     except FileNotFoundError:
         raise UsageError(f"no oomrace bisect to resume in {repo} ({path} is missing)") from None
-    except (ValueError, KeyError, TypeError) as e:
+    # Valid JSON of another shape fails in from_dict with any of these.
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
         raise UsageError(f"{path} is not a readable bisect state ({e}); "
                          "run `git bisect reset` and start again") from None
 

@@ -8,13 +8,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from . import atomicio, kbuild, kernel_log, kernels
 from .arches import ARCHES, GuestSpec, parse_arch_list, qemu_argv
-from .errors import HarnessError, UsageError
+from .errors import EXIT_BAD_INPUT, HarnessError, UsageError, harness_bug
 from .guest import guest_cmdline
-from .inputs import positive_number
+from .inputs import OneLineParser, positive_number
 from .machine import MachineOptions
 from .run import RunResult, RunSpec, new_run_dir, run_one
 from .tools import doctor_report
@@ -62,16 +61,8 @@ def _options(args: argparse.Namespace) -> MachineOptions:
                           boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append))
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (the usage block is behind --help); its
-    sub-parsers are made of this class too."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = _Parser(
+    parser: argparse.ArgumentParser = OneLineParser(
         prog="oomrace",
         description="Catch and bisect OOM-reaper memory-corruption races on real kernels "
                     "booted under QEMU.",
@@ -338,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handlers[args.command](args))
     except HarnessError as e:
         print(f"oomrace: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("oomrace: interrupted", file=sys.stderr)
         return 130
@@ -346,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`oomrace ... | head`): not an error worth a traceback.
         sys.stderr.close()
         return 141
+    except Exception as e:  # a harness bug: one line here, the traceback in a file
+        return harness_bug("oomrace", e)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ same way (a UsageError naming the value and what would be accepted).
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
+from typing import NoReturn
 
 from .errors import UsageError
 
@@ -43,3 +45,11 @@ def safe_component(name: object, what: str) -> str:
         raise UsageError(f"{what} {name!r} is not a plain name (letters, digits, '.', '_', "
                          "'+', '-'; no '/' or '..'); the input is corrupt or hostile")
     return name
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (the usage block is behind --help), exit 2;
+    sub-parsers are made of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

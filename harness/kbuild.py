@@ -29,7 +29,6 @@ arch into a ``BuiltKernel``:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import hashlib
@@ -50,7 +49,14 @@ from typing import IO, Literal
 
 from . import atomicio, cache
 from .arches import Arch, get_arch
-from .errors import HarnessError, KernelError, MissingToolError, UsageError
+from .errors import (
+    EXIT_BAD_INPUT,
+    HarnessError,
+    KernelError,
+    MissingToolError,
+    UsageError,
+    harness_bug,
+)
 from .paths import PROJECT_ROOT
 
 # Bump when the way a build is done changes in a way that changes its output.
@@ -118,10 +124,21 @@ class Recipe:
 
     def fragment_paths(self, arch: str) -> list[Path]:
         _, ab = _arch(arch)
-        return [_input_path(FRAGMENTS_DIR, f.format(arch=ab.tux_arch)) for f in self.fragments]
+        return [_input_path(FRAGMENTS_DIR, _fragment_name(f, ab.tux_arch, self.name))
+                for f in self.fragments]
 
     def patch_paths(self) -> list[Path]:
         return [_input_path(PATCHES_DIR, p) for p in self.patches]
+
+
+def _fragment_name(template: str, arch: str, recipe: str) -> str:
+    """A fragment name with its {arch} filled in; other braces are a recipe error, not a
+    KeyError from str.format."""
+    try:
+        return template.format(arch=arch)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise UsageError(f"recipe {recipe}: fragment {template!r} may use only {{arch}} in "
+                         "braces (write {{ and }} for literal braces)") from None
 
 
 def _input_path(base: Path, name: str) -> Path:
@@ -193,11 +210,14 @@ def load_recipe(name: str, path: Path | None = None) -> Recipe:
     if not isinstance(base, str):
         raise UsageError(f"{where}: base must be a string")
     description = merged.get("description", "")
+    fragments = _str_list(where, "fragments", merged.get("fragments", []))
+    for fragment in fragments:  # refused now, not when a build reaches it
+        _fragment_name(fragment, "x86", name)
     return Recipe(
         name=name,
         source=source,
         base_config=base,
-        fragments=_str_list(where, "fragments", merged.get("fragments", [])),
+        fragments=fragments,
         patches=_str_list(where, "patches", merged.get("patches", [])),
         cmdline=_str_list(where, "cmdline", merged.get("cmdline", [])),
         description=description if isinstance(description, str) else "",
@@ -1060,7 +1080,9 @@ def _tuxmake(
 
 def main_kernel_build(argv: Sequence[str] | None = None) -> int:
     """`oomrace kernel build --recipe NAME --arch A [--source PATH]`: exit status."""
-    parser = argparse.ArgumentParser(
+    from .inputs import OneLineParser
+
+    parser = OneLineParser(
         prog="oomrace kernel build", description="Build (or find cached) a kernel recipe."
     )
     parser.add_argument("--recipe", help="recipe name from configs/kernels.toml")
@@ -1069,7 +1091,10 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a bad option (the parser printed why)
+        return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
         if args.list:
             for name in recipe_names():
@@ -1086,12 +1111,14 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
             build(args.recipe, a.name, source_path=args.source, progress=not args.no_progress)
             for a in arches
         ]
-    except UsageError as e:
+    except (UsageError, MissingToolError) as e:  # a bad option, or a tool to install
         print(f"oomrace: error: {e}", file=sys.stderr)
-        return 2
-    except HarnessError as e:
+        return EXIT_BAD_INPUT
+    except HarnessError as e:  # the build failed: the kernel build's own "verdict"
         print(f"oomrace: error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # a harness bug: one line here, the traceback in a file
+        return harness_bug("oomrace kernel build", e)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:

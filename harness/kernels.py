@@ -77,7 +77,11 @@ def detect_arch(path: Path) -> str:
     if len(head) >= 0x3C and head[0x38:0x3C] == b"ARM\x64":
         return "aarch64"  # arm64 Image header magic
     if head[:2] == b"\x1f\x8b":
-        inner = _gunzip_head(path, 0x40)
+        try:
+            inner = _gunzip_head(path, 0x40)
+        except zlib.error as e:  # a truncated or damaged download, say
+            raise KernelError(f"{path} starts like gzip data but does not decompress ({e}); "
+                              "give an intact kernel image") from None
         if len(inner) >= 0x3C and inner[0x38:0x3C] == b"ARM\x64":
             return "aarch64"  # Debian's arm64 vmlinuz is a gzipped Image
         raise KernelError(f"{path} is gzip data but not a compressed arm64 kernel Image")

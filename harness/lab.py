@@ -327,6 +327,8 @@ def parse_matrix(text: str, path: Path | str = "<matrix>",
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
         where = _Where(lines, path, "cell", index)
+        if not isinstance(entry, dict):  # `cell = [1, 2]` instead of [[cell]] tables
+            raise where.error(None, "each cell must be a table: write [[cell]] entries")
         _check_keys(entry, CELL_KEYS, where, _describe("cell", index))
         for cell in _expand(entry, defaults, where, dwhere, recipes):
             if cell.id in seen:
@@ -437,9 +439,12 @@ def _expand(entry: Mapping[str, Any], defaults: Mapping[str, Any], where: _Where
 
 def load_matrix(path: Path) -> Matrix:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise MatrixError(path, None, f"cannot read the matrix: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise MatrixError(path, None, f"not UTF-8 text (byte {e.start}); save the matrix "
+                                      "as UTF-8") from None
     return parse_matrix(text, path)
 
 
@@ -1067,8 +1072,7 @@ def run_lab(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise UsageError("lab needs --out DIR for the night's results")
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_out_dir(args.out.resolve())
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("-j must be at least 1")
     if importlib.util.find_spec("xdist") is None:
@@ -1136,7 +1140,7 @@ def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     if len(digests) > 1:
         raise UsageError("the folders were run from different matrices (their matrix_sha256 "
                          "differ); merge only shards of one night")
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
     records: dict[str, dict[str, Any]] = {}
     origin: dict[str, Path] = {}
     planned: set[str] = set()
@@ -1159,6 +1163,7 @@ def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
                 records[cell["id"]] = json.loads(full.read_text())
             except (OSError, ValueError):
                 records[cell["id"]] = dict(cell)
+            _check_record(records[cell["id"]], directory)
     first = summaries[0]
     started = min(str(s.get("started_at", "")) for s in summaries)
     seconds = max(float(s.get("seconds") or 0) for s in summaries)
@@ -1172,6 +1177,37 @@ def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     finished = [str(s.get("finished_at", "")) for s in summaries]
     summary["finished_at"] = max(finished) if finished else summary["finished_at"]
     return summary
+
+
+RECORD_KEYS = ("id", "arch", "kernel", "scenario", "repeat", "expected", "verdict", "outcome",
+               "paths")
+
+
+def _check_record(record: object, directory: Path) -> None:
+    """A cell from a shard has what the summary, JUnit and report read from it."""
+    if not isinstance(record, dict):
+        raise UsageError(f"{directory}: a cell record is not a JSON object; the shard is "
+                         "corrupt, run it again")
+    missing = [k for k in RECORD_KEYS if k not in record]
+    paths = record.get("paths")
+    if not missing and not (isinstance(paths, dict) and {"console", "dmesg"} <= set(paths)):
+        missing = ["paths.console/paths.dmesg"]
+    if missing:
+        raise UsageError(f"{directory}: cell {record.get('id')!r} lacks {', '.join(missing)}; "
+                         "the shard's summary.json or cell.json is corrupt, run it again")
+
+
+def make_out_dir(out: Path) -> Path:
+    """--out as a folder (made when missing); a file in its place is a bad option."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--out {out} is a file, not a folder; give a folder for the "
+                         "night") from None
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create it ({e.strerror}); give a folder you "
+                         "can write to") from None
+    return out
 
 
 def _checked_ids(ids: object, directory: Path) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import atomicio, kernel_log, kernels, taint, verdict
 from .arches import Arch
-from .errors import HarnessError
+from .errors import HarnessError, UsageError
 from .guest import Guest
 from .machine import MachineOptions
 from .workload import Workload, WorkloadResult, get_workload
@@ -69,7 +69,11 @@ class RunResult:
 def new_run_dir(artifacts: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = artifacts / f"run-{stamp}-{secrets.token_hex(2)}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as e:  # a path through a regular file, no permission, read-only...
+        raise UsageError(f"--artifacts {artifacts}: cannot create {run_dir} "
+                         f"({e.strerror or e}); give a folder you can write to") from None
     return run_dir
 
 

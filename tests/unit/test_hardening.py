@@ -190,3 +190,133 @@ def test_cache_entry_that_fails_its_check_is_rebuilt(tmp_path: Path,
     assert again == first and len(builds) == 2
     assert json.loads((again / "meta.json").read_text()) == {"release": "6.1"}
     assert cache.entry("kernels", "k", build, valid) == first and len(builds) == 2
+
+
+# --- 6: one-line errors instead of tracebacks ------------------------------------------------
+
+MATRIX = '[[cell]]\narch = "x86_64"\nkernel = "debian"\nscenario = "smoke"\n'
+
+
+def refused_in_one_line(capsys: pytest.CaptureFixture[str], argv: list[str],
+                        needle: str) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert needle in err, err
+
+
+def fake_bzimage(path: Path) -> Path:
+    data = bytearray(0x400)
+    data[0x202:0x206] = b"HdrS"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_corrupt_gzip_kernel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "vmlinuz"
+    bad.write_bytes(b"\x1f\x8b" + b"\xff" * 200)
+    refused_in_one_line(capsys, ["run", "--arch", "aarch64", "--kernel", str(bad),
+                                 "--artifacts", str(tmp_path / "a")], "gzip")
+
+
+def test_artifacts_under_a_regular_file(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    kernel = fake_bzimage(tmp_path / "bzImage")
+    refused_in_one_line(capsys, ["run", "--kernel", str(kernel), "--artifacts",
+                                 str(tmp_path / "file" / "sub")], "--artifacts")
+
+
+@pytest.mark.parametrize("text", ["cell = [1, 2]\n", "cell = [[1]]\n", 'cell = ["x"]\n',
+                                  "defaults = 3\n" + MATRIX])
+def test_matrix_with_a_cell_that_is_not_a_table(tmp_path: Path, text: str) -> None:
+    with pytest.raises(lab.MatrixError):
+        lab.parse_matrix(text, tmp_path / "m.toml", recipes=RECIPES)
+
+
+def test_matrix_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    matrix = tmp_path / "m.toml"
+    matrix.write_bytes(MATRIX.encode() + b'description = "\xff\xfe"\n')
+    refused_in_one_line(capsys, ["lab", str(matrix), "--list"], "UTF-8")
+
+
+def test_merge_of_a_summary_missing_a_key(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    shard = tmp_path / "s"
+    shard.mkdir()
+    summary = {"cells": [{"id": "x86_64-debian-smoke-r0", "outcome": "pass"}],
+               "planned": ["x86_64-debian-smoke-r0"], "matrix_sha256": "x"}
+    (shard / "summary.json").write_text(json.dumps(summary))
+    refused_in_one_line(capsys, ["lab", "merge", str(shard), "--out", str(tmp_path / "o")],
+                        "verdict")
+
+
+@pytest.mark.parametrize("state", ["[]", "3", '{"version": 1}', '{"version": 1, "config": []}',
+                                   '{"version": 1, "config": {"repo": 1}}'])
+def test_bisect_state_of_the_wrong_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         state: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".git" / "oomrace-bisect.json").write_text(state)
+    refused_in_one_line(capsys, ["bisect", "--repo", str(tmp_path), "--resume"],
+                        "bisect state")
+
+
+@pytest.mark.parametrize("fragment", ["{foo}.config", "{0}.config", "{arch.x}", "{", "}"])
+def test_recipe_fragment_with_braces(tmp_path: Path, fragment: str) -> None:
+    from harness import kbuild
+
+    recipes = tmp_path / "kernels.toml"
+    recipes.write_text(f'[recipe.r]\nsource = "debian:linux-source-6.1"\n'
+                       f'fragments = ["{fragment}"]\n')
+    with pytest.raises(UsageError, match="fragment"):
+        kbuild.load_recipe("r", recipes).fragment_paths("aarch64")
+
+
+def test_lab_out_that_is_a_regular_file(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(MATRIX)
+    out = tmp_path / "out"
+    out.write_text("x")
+    refused_in_one_line(capsys, ["lab", str(matrix), "--out", str(out)], "--out")
+    shard = tmp_path / "s"
+    _shard(shard, ["x86_64-debian-smoke-r0"])
+    refused_in_one_line(capsys, ["lab", "merge", str(shard), "--out", str(out)], "--out")
+
+
+# --- 11: a harness bug is exit 70 with the traceback saved -------------------------------
+
+
+def test_unexpected_exception_is_exit_70_with_a_saved_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OOMRACE_CACHE", str(tmp_path / "cache"))
+
+    def boom(args: object) -> int:
+        raise RuntimeError("a harness bug")
+
+    monkeypatch.setattr(cli, "cmd_parse_log", boom)
+    assert cli.main(["parse-log", "x"]) == 70
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a harness bug" in err and "Traceback" not in err
+    saved = Path(err.rsplit(" ", 1)[-1])
+    assert saved.is_file() and saved.is_relative_to(tmp_path / "cache")
+    assert "RuntimeError: a harness bug" in saved.read_text()
+
+
+def test_kernel_build_main_follows_the_same_rule(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from harness import kbuild
+
+    monkeypatch.setenv("OOMRACE_CACHE", str(tmp_path / "cache"))
+
+    def boom(*a: object, **k: object) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(kbuild, "build", boom)
+    assert kbuild.main_kernel_build(["--recipe", "v6.1", "--arch", "aarch64"]) == 70
+    assert cli.main(["kernel", "build", "--arch", "sparc"]) == 2
+    assert cli.main(["kernel", "build", "--frobnicate"]) == 2
