@@ -320,3 +320,65 @@ def test_kernel_build_main_follows_the_same_rule(
     assert kbuild.main_kernel_build(["--recipe", "v6.1", "--arch", "aarch64"]) == 70
     assert cli.main(["kernel", "build", "--arch", "sparc"]) == 2
     assert cli.main(["kernel", "build", "--frobnicate"]) == 2
+
+
+# --- 9: parse-log on files that are not ordinary logs --------------------------------------
+
+CRASH = ("[   10.000000] pagealloc: memory corruption\n"
+         "[   10.000001] CPU: 1 PID: 42 Comm: stress Not tainted 6.1.0 #1\n"
+         "[   10.000002] Call trace:\n"
+         "[   10.000003]  dump_backtrace+0x0/0x1e0\n")
+
+
+@pytest.mark.timeout(20)
+def test_parse_log_refuses_a_fifo(tmp_path: Path) -> None:
+    from harness import kernel_log
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="not a regular file"):
+        kernel_log.parse_file(fifo)
+
+
+@pytest.mark.timeout(20)
+def test_parse_log_refuses_dev_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["parse-log", "/dev/zero"]) == 2
+    err = capsys.readouterr().err
+    assert "not a regular file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_parse_log_refuses_a_log_over_the_cap(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import kernel_log
+
+    monkeypatch.setattr(kernel_log, "MAX_LOG_BYTES", 1000)
+    log = tmp_path / "big.log"
+    log.write_text(CRASH * 100)
+    with pytest.raises(UsageError, match="larger than"):
+        kernel_log.parse_file(log)
+
+
+def test_one_report_is_capped_in_size(tmp_path: Path) -> None:
+    from harness import kernel_log
+
+    log = tmp_path / "console.log"
+    huge = "[   10.000004] " + "x" * (4 << 20) + "\n"
+    log.write_text(CRASH + huge * 3 + "[   10.000005] ---[ end trace ]---\n")
+    reports = kernel_log.parse_file(log).reports
+    assert len(reports) == 1 and reports[0].title.startswith("pagealloc: memory corruption")
+    assert sum(len(line) for line in reports[0].lines) <= kernel_log.MAX_REPORT_BYTES
+
+
+def test_parse_file_reads_lines_not_the_whole_file(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import kernel_log
+
+    log = tmp_path / "console.log"
+    log.write_bytes(b"\xff\xfe junk\r\n" + CRASH.encode() * 3)
+    expected = kernel_log.parse(log.read_bytes().decode("utf-8", errors="replace"))
+
+    def refused(self: Path) -> bytes:
+        raise AssertionError("read_bytes reads the whole file at once")
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    assert kernel_log.parse_file(log) == expected
