@@ -382,3 +382,55 @@ def test_parse_file_reads_lines_not_the_whole_file(tmp_path: Path,
 
     monkeypatch.setattr(Path, "read_bytes", refused)
     assert kernel_log.parse_file(log) == expected
+
+
+# --- 7: QEMU's shutdown: reaped pids are not signalled, survivors are errors ----------------
+
+
+def _machine(tmp_path: Path) -> Any:
+    from harness.machine import Machine, MachineOptions
+
+    spec = GuestSpec(kernel=tmp_path / "k", initrd=tmp_path / "i", cmdline="",
+                     console_log=tmp_path / "console.log")
+    return Machine(get_arch("x86_64"), spec, MachineOptions(shutdown_timeout=0.1), tmp_path)
+
+
+def test_a_reaped_qemu_is_never_signalled(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    signalled: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: signalled.append((pid, sig)))
+    machine = _machine(tmp_path)
+    machine.proc = subprocess.Popen(["true"], start_new_session=True)
+    machine.proc.wait(10)  # reaped: its pid may belong to someone else by now
+    machine.close()
+    assert signalled == [] and machine.proc is None
+
+
+class _Unkillable:
+    """A process that ignores every signal and never exits (stuck in D state, say)."""
+
+    pid = 999_999_999
+    returncode = None
+
+    def poll(self) -> None:
+        return None
+
+    def wait(self, timeout: float | None = None) -> int:
+        import subprocess
+
+        raise subprocess.TimeoutExpired("qemu", timeout or 0)
+
+
+def test_a_qemu_that_survives_sigkill_is_an_error(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.errors import HarnessError
+
+    signalled: list[int] = []
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: signalled.append(sig))
+    machine = _machine(tmp_path)
+    machine.proc = _Unkillable()
+    with pytest.raises(HarnessError, match="survived SIGKILL"):
+        machine.close()
+    assert 9 in signalled
