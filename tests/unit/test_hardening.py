@@ -434,3 +434,35 @@ def test_a_qemu_that_survives_sigkill_is_an_error(tmp_path: Path,
     with pytest.raises(HarnessError, match="survived SIGKILL"):
         machine.close()
     assert 9 in signalled
+
+
+# --- 8: the serial reader keeps a bounded backlog ------------------------------------------
+
+
+def test_console_backlog_is_bounded_and_keeps_the_newest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from harness import console
+
+    monkeypatch.setattr(console, "MAX_QUEUED_BYTES", 1 << 20)
+    script = ("import sys; w = sys.stdout.buffer; "
+              "[w.write(b'x' * 65536) for _ in range(128)]; w.write(b'THE-END'); w.flush()")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        stream = console.ConsoleStream(proc)
+        deadline = time.monotonic() + 30
+        while stream.total_bytes < 128 * 65536 + 7 and time.monotonic() < deadline:
+            time.sleep(0.05)  # nobody reads: the reader thread keeps draining QEMU
+        proc.wait(10)
+        stream.join(10)
+        assert stream.total_bytes == 128 * 65536 + 7
+        assert stream.queued_bytes <= (1 << 20) and stream.dropped_bytes > 0
+        data = stream.drain_buffer()
+        assert data.endswith(b"THE-END") and len(data) <= (1 << 20)
+    finally:
+        proc.kill()
+        proc.wait(5)
