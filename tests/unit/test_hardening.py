@@ -466,3 +466,38 @@ def test_console_backlog_is_bounded_and_keeps_the_newest(
     finally:
         proc.kill()
         proc.wait(5)
+
+
+# --- 3: guest programs build from a path with spaces, and a build that made nothing fails --
+
+
+def _project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import shutil
+
+    from harness import rootfs
+
+    project = tmp_path / "my project"
+    shutil.copytree(Path(rootfs.__file__).resolve().parents[1] / "rootfs" / "guest",
+                    project / "rootfs" / "guest", ignore=shutil.ignore_patterns("build"))
+    monkeypatch.setattr(rootfs, "project_dir", lambda name: project / name)
+    return project / "rootfs" / "guest"
+
+
+def test_guest_programs_build_when_the_project_path_has_a_space(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import rootfs
+
+    guest = _project_copy(tmp_path, monkeypatch)
+    built = rootfs.build_guest_programs(get_arch("x86_64"), tmp_path / "out")
+    assert sorted(p.name for p in built) == sorted(p.stem for p in guest.glob("*.c"))
+
+
+def test_a_make_that_builds_nothing_is_an_error(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import rootfs
+    from harness.errors import RootfsError
+
+    guest = _project_copy(tmp_path, monkeypatch)
+    (guest / "Makefile").write_text("all:\n\t@true\n")
+    with pytest.raises(RootfsError, match="oomrace-stress"):
+        rootfs.build_guest_programs(get_arch("x86_64"), tmp_path / "out")
