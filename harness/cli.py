@@ -191,10 +191,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_kernel(args: argparse.Namespace) -> int:
     rest = list(args.kernel_args)
-    if not rest or rest[0] in ("-h", "--help"):
-        print("usage: oomrace kernel build --recipe NAME --arch ARCH [--source PATH] "
-              "[--list] [--json]")
-        return 0 if rest else 2
+    usage = "oomrace kernel build --recipe NAME --arch ARCH [--source PATH] [--list] [--json]"
+    if not rest:  # a bad invocation: the one-line error on stderr, like every other
+        raise UsageError(f"kernel needs a command: {usage}")
+    if rest[0] in ("-h", "--help"):
+        print(f"usage: {usage}")
+        return 0
     if rest[0] != "build":
         raise HarnessError(f"unknown kernel command {rest[0]!r}; valid: build")
     return kbuild.main_kernel_build(rest[1:])
