@@ -148,6 +148,7 @@ def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
         "-cpu", cpu,
         "-smp", str(spec.cpus),
         "-m", str(spec.memory_mb),
+        # -kernel and -initrd take a bare file name (no key=value parsing, so no escaping).
         "-kernel", str(spec.kernel),
         "-initrd", str(spec.initrd),
         "-append", spec.cmdline,

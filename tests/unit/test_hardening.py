@@ -501,3 +501,28 @@ def test_a_make_that_builds_nothing_is_an_error(tmp_path: Path,
     (guest / "Makefile").write_text("all:\n\t@true\n")
     with pytest.raises(RootfsError, match="oomrace-stress"):
         rootfs.build_guest_programs(get_arch("x86_64"), tmp_path / "out")
+
+
+def test_a_guest_in_a_reused_folder_replaces_the_old_key(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A resumed bisect step boots again in its folder: the strict key creation must not
+    # turn the earlier run's key file into a FileExistsError.
+    from harness import guest as guest_module
+    from harness.errors import HarnessError
+    from harness.kernels import KernelImage
+
+    class Stop(HarnessError):
+        pass
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise Stop("stop before QEMU")
+
+    monkeypatch.setattr(guest_module.accel, "resolve", lambda *a: "tcg")
+    monkeypatch.setattr(guest_module.Guest, "_machine", stop)
+    old = tmp_path / "id_ed25519"
+    old.write_text("an earlier run's key")
+    image = KernelImage(path=tmp_path / "k", arch="x86_64", description="k")
+    with pytest.raises(Stop):
+        guest_module.Guest(get_arch("x86_64"), image, tmp_path).__enter__()
+    assert "OPENSSH PRIVATE KEY" in old.read_text()
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600
