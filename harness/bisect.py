@@ -692,6 +692,11 @@ def _validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
         raise UsageError("--calibration-batches must be at least 1")
     if cfg.max_iterations_per_step is not None and cfg.max_iterations_per_step < 1:
         raise UsageError("--max-iterations-per-step must be at least 1")
+    try:  # now, not after `git bisect start` and the first build
+        cfg.artifacts.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--artifacts {cfg.artifacts}: cannot create it ({e.strerror}); "
+                         "give a folder you can write to") from None
     good, bad = git.commit(cfg.good), git.commit(cfg.bad)
     if good == bad:
         raise UsageError(f"--good and --bad are the same commit ({good[:12]})")

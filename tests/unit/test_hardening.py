@@ -526,3 +526,22 @@ def test_a_guest_in_a_reused_folder_replaces_the_old_key(tmp_path: Path,
         guest_module.Guest(get_arch("x86_64"), image, tmp_path).__enter__()
     assert "OPENSSH PRIVATE KEY" in old.read_text()
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+def test_bisect_refuses_artifacts_under_a_file_before_starting(tmp_path: Path) -> None:
+    import subprocess
+
+    from harness import bisect
+
+    repo = tmp_path / "repo"
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for n in (1, 2):
+        subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", str(n)],
+                       check=True, env=env)
+    (tmp_path / "file").write_text("x")
+    cfg = bisect.BisectConfig(repo=repo, good="HEAD~1", bad="HEAD", arch="x86_64",
+                              artifacts=tmp_path / "file" / "sub")
+    with pytest.raises(UsageError, match="--artifacts"):
+        bisect._validate(cfg)
