@@ -775,9 +775,11 @@ def read_records(out: Path, ids: Iterable[str]) -> list[dict[str, Any]]:
     for cid in ids:
         path = cell_dir(out, cid) / "cell.json"
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if isinstance(record, dict):  # a damaged cell.json counts as not finished
+            records.append(record)
     return records
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from pathlib import Path
@@ -545,3 +546,19 @@ def test_bisect_refuses_artifacts_under_a_file_before_starting(tmp_path: Path) -
                               artifacts=tmp_path / "file" / "sub")
     with pytest.raises(UsageError, match="--artifacts"):
         bisect._validate(cfg)
+
+
+@pytest.mark.parametrize("duration", [math.nan, math.inf])
+def test_workload_refuses_a_duration_that_never_ends(duration: float) -> None:
+    from harness.workload import get_workload
+
+    with pytest.raises(UsageError, match="--duration"):
+        get_workload("mrelease", duration_s=duration)
+
+
+def test_a_night_ignores_cell_records_that_are_not_objects(tmp_path: Path) -> None:
+    good = lab.base_record(lab.Cell(arch="x86_64", kernel="debian", scenario="smoke"))
+    for cid, content in (("a", "[]"), ("b", "3"), (good["id"], json.dumps(good))):
+        lab.cell_dir(tmp_path, cid).mkdir(parents=True)
+        (lab.cell_dir(tmp_path, cid) / "cell.json").write_text(content)
+    assert [r["id"] for r in lab.read_records(tmp_path, ["a", "b", good["id"]])] == [good["id"]]
