@@ -20,6 +20,7 @@ per finished cell with what is done, running and left.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -230,13 +231,10 @@ def _int(value: Any, key: str, where: _Where, minimum: int) -> int:
 
 def _number(value: Any, key: str, where: _Where) -> float:
     # TOML reads `nan` and `inf` as floats; positive_number refuses them with the rest.
-    try:
-        if not isinstance(value, int | float):
-            raise UsageError("not a number")
-        return positive_number(value, key)
-    except UsageError:
-        raise where.error(key, f"{key} must be a number > 0 (finite, in seconds), "
-                               f"not {value!r}") from None
+    if isinstance(value, int | float):
+        with contextlib.suppress(UsageError):
+            return positive_number(value, key)
+    raise where.error(key, f"{key} must be a number > 0 (finite, in seconds), not {value!r}")
 
 
 def _names(value: Any, key: str, where: _Where) -> list[str]:
