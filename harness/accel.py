@@ -6,7 +6,6 @@ trusts /dev/kvm alone. The probe's answer is remembered per host kernel and QEMU
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -14,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cache
+from . import atomicio, cache
 from .arches import Arch
 from .errors import HarnessError, UsageError
 
@@ -42,8 +41,9 @@ def resolve(requested: str, arch: Arch, probe_boot: Callable[[float], None]) -> 
     if not arch.can_use_kvm() or not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
     record = _probe_file(arch)
-    if record.is_file():
-        return str(json.loads(record.read_text())["accel"])
+    known = atomicio.read_json_object(record)  # a corrupt record is probed again
+    if known is not None and known.get("accel") in ("tcg", "kvm"):
+        return str(known["accel"])
     try:
         probe_boot(PROBE_TIMEOUT)
         accel, reason = "kvm", "probe boot reached the ready marker"
@@ -51,5 +51,5 @@ def resolve(requested: str, arch: Arch, probe_boot: Callable[[float], None]) -> 
         accel, reason = "tcg", f"probe boot with KVM failed: {str(e).splitlines()[0]}"
         warnings.warn(f"KVM is not usable here ({reason}); using TCG", stacklevel=2)
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"accel": accel, "reason": reason}))
+    atomicio.write_json(record, {"accel": accel, "reason": reason})
     return accel

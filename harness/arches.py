@@ -135,6 +135,12 @@ class GuestSpec:
     interactive: bool = False  # console on the user's terminal, with QEMU's Ctrl-A keys
 
 
+def qemu_option_value(value: object) -> str:
+    """A value (a path) inside a QEMU `key=value,...` option string: QEMU reads ",," as a
+    literal comma, so a comma in a path cannot end the value and inject an option."""
+    return str(value).replace(",", ",,")
+
+
 def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
     """The full QEMU command line for `arch` booting `spec`, as an argv list."""
     if spec.accel == "kvm":
@@ -149,6 +155,7 @@ def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
         chardev_mode, monitor = "mux=on,signal=off", ["-mon", "chardev=con0,mode=readline"]
     else:
         chardev_mode, monitor = "signal=off", ["-monitor", "none"]
+    logfile = qemu_option_value(spec.console_log)
     argv = [
         arch.qemu_binary,
         "-M", arch.machine,
@@ -156,6 +163,7 @@ def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
         "-cpu", cpu,
         "-smp", str(spec.cpus),
         "-m", str(spec.memory_mb),
+        # -kernel and -initrd take a bare file name (no key=value parsing, so no escaping).
         "-kernel", str(spec.kernel),
         "-initrd", str(spec.initrd),
         "-append", spec.cmdline,
@@ -163,7 +171,7 @@ def qemu_argv(arch: Arch, spec: GuestSpec) -> list[str]:
         "-display", "none",
         "-no-reboot",
         # QEMU writes every console byte to the log itself, so nothing is lost if we die.
-        "-chardev", f"stdio,id=con0,{chardev_mode},logfile={spec.console_log}",
+        "-chardev", f"stdio,id=con0,{chardev_mode},logfile={logfile}",
         "-serial", "chardev:con0",
         *monitor,
         *arch.extra_args,

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from . import kbuild, verdict
+from . import atomicio, kbuild, verdict
 from .arches import get_arch
 from .errors import HarnessError, KernelError, MissingToolError, UsageError
 from .machine import MachineOptions
@@ -386,19 +386,20 @@ def state_path(repo: Path) -> Path:
 def load_state(repo: Path) -> BisectState:
     path = state_path(repo)
     try:
-        return BisectState.from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return BisectState.from_dict(data)
     except FileNotFoundError:
         raise UsageError(f"no oomrace bisect to resume in {repo} ({path} is missing)") from None
-    except (ValueError, KeyError, TypeError) as e:
+    # Valid JSON of another shape fails in from_dict with any of these.
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
         raise UsageError(f"{path} is not a readable bisect state ({e}); "
                          "run `git bisect reset` and start again") from None
 
 
 def save_state(state: BisectState) -> None:
-    path = state_path(state.config.repo)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
-    tmp.replace(path)
+    atomicio.write_json(state_path(state.config.repo), state.to_dict())
 
 
 # --- the bisect ----------------------------------------------------------------------
@@ -688,6 +689,11 @@ def _validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
         raise UsageError("--calibration-batches must be at least 1")
     if cfg.max_iterations_per_step is not None and cfg.max_iterations_per_step < 1:
         raise UsageError("--max-iterations-per-step must be at least 1")
+    try:  # now, not after `git bisect start` and the first build
+        cfg.artifacts.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--artifacts {cfg.artifacts}: cannot create it ({e.strerror}); "
+                         "give a folder you can write to") from None
     good, bad = git.commit(cfg.good), git.commit(cfg.bad)
     if good == bad:
         raise UsageError(f"--good and --bad are the same commit ({good[:12]})")

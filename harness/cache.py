@@ -57,18 +57,28 @@ def locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def entry(kind: str, key: str, build: Callable[[Path], None]) -> Path:
+def entry(kind: str, key: str, build: Callable[[Path], None],
+          valid: Callable[[Path], bool] | None = None) -> Path:
     """Return the cache directory for (kind, key), calling build(tmpdir) to fill it once.
 
     `build` writes into an empty temporary directory; on success it is renamed to the
     entry's final path. On failure nothing is left behind and the error propagates.
+    An existing entry that fails `valid` (a corrupt record in it) is removed and rebuilt.
     """
     final = cache_root() / kind / key
-    if final.is_dir():
+
+    def usable() -> bool:
+        return final.is_dir() and (valid is None or valid(final))
+
+    if usable():
         return final
     with locked(cache_root() / kind / f".{key}.lock"):
-        if final.is_dir():
+        if usable():
             return final
+        if final.exists():  # corrupt: move it aside first, so the rename below can succeed
+            stale = final.with_name(f".{key}.stale.{os.getpid()}")
+            final.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
         try:
             build(tmp)

@@ -4,16 +4,16 @@ done by the modules it calls."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import kbuild, kernel_log, kernels
+from . import atomicio, kbuild, kernel_log, kernels
 from .arches import ARCHES, GuestSpec, parse_arch_list, qemu_argv
-from .errors import HarnessError
+from .errors import EXIT_BAD_INPUT, HarnessError, UsageError, harness_bug
 from .guest import guest_cmdline
+from .inputs import OneLineParser, positive_number
 from .machine import MachineOptions
 from .run import RunResult, RunSpec, new_run_dir, run_one
 from .stress import Scenario
@@ -33,7 +33,7 @@ def _add_guest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, default=None,
                    help="guest vCPUs (default 2; 8 for stress scenarios, which race on them)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB (default 1024)")
-    p.add_argument("--boot-timeout", type=float, default=180.0,
+    p.add_argument("--boot-timeout", type=_seconds("--boot-timeout"), default=180.0,
                    help="seconds the guest may take to boot (default 180)")
     p.add_argument("--append", action="append", default=[],
                    help="extra kernel command-line argument (repeatable)")
@@ -43,6 +43,16 @@ def _add_guest_options(p: argparse.ArgumentParser) -> None:
 
 
 STRESS_CPUS = 8
+
+
+def _seconds(option: str) -> Callable[[str], float]:
+    """An argparse type for a duration: finite and > 0 (float() takes nan and inf)."""
+    def parse(text: str) -> float:
+        try:
+            return positive_number(text, option)
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
 def _options(args: argparse.Namespace) -> MachineOptions:
@@ -58,7 +68,7 @@ def _options(args: argparse.Namespace) -> MachineOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = OneLineParser(
         prog="oomrace",
         description="Catch and bisect OOM-reaper memory-corruption races on real kernels "
                     "booted under QEMU.",
@@ -74,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(mrelease from Linux 5.15, oom before)")
     run.add_argument("--iterations", type=int, default=0,
                      help="stress: stop after this many iterations (default: duration only)")
-    run.add_argument("--duration", type=float, default=30.0,
+    run.add_argument("--duration", type=_seconds("--duration"), default=30.0,
                      help="stress: seconds of stress per guest (default 30)")
     run.add_argument("--seed", type=int, default=None, help="stress: random seed")
     run.add_argument("--writers", type=int, default=None,
@@ -162,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json is not None:
         payload = (results[0].to_dict() if len(results) == 1
                    else {"runs": [r.to_dict() for r in results]})
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        atomicio.write_json(args.json, payload)
     return 0 if all(r.verdict == "clean" for r in results) else 1
 
 
@@ -202,10 +212,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_kernel(args: argparse.Namespace) -> int:
     rest = list(args.kernel_args)
-    if not rest or rest[0] in ("-h", "--help"):
-        print("usage: oomrace kernel build --recipe NAME --arch ARCH [--source PATH] "
-              "[--list] [--json]")
-        return 0 if rest else 2
+    usage = "oomrace kernel build --recipe NAME --arch ARCH [--source PATH] [--list] [--json]"
+    if not rest:  # a bad invocation: the one-line error on stderr, like every other
+        raise UsageError(f"kernel needs a command: {usage}")
+    if rest[0] in ("-h", "--help"):
+        print(f"usage: {usage}")
+        return 0
     if rest[0] != "build":
         raise HarnessError(f"unknown kernel command {rest[0]!r}; valid: build")
     return kbuild.main_kernel_build(rest[1:])
@@ -252,7 +264,6 @@ def _add_bisect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def cmd_bisect(args: argparse.Namespace) -> int:
     from . import bisect
-    from .errors import UsageError
 
     try:
         if args.resume:
@@ -281,7 +292,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         raise
     print(bisect.report_text(state), flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps(bisect.report_json(state), indent=2) + "\n")
+        atomicio.write_json(args.json, bisect.report_json(state))
     return 0 if (state.result or {}).get("commit") else 1
 
 
@@ -330,8 +341,10 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--source", default=None,
                    help="build the recipes from this source instead (tree, git repository, "
                         "tarball or URL) with the same patches")
-    p.add_argument("--bug-seconds", type=float, default=None, help="stress budget of the bug")
-    p.add_argument("--fix-seconds", type=float, default=None, help="most a fix run may take")
+    p.add_argument("--bug-seconds", type=_seconds("--bug-seconds"), default=None,
+                   help="stress budget of the bug")
+    p.add_argument("--fix-seconds", type=_seconds("--fix-seconds"), default=None,
+                   help="most a fix run may take")
     p.add_argument("--cpus", type=int, default=STRESS_CPUS, help="guest vCPUs (default 8)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
     p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
@@ -372,7 +385,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a bad option (argparse printed why)
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -389,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handlers[args.command](args))
     except HarnessError as e:
         print(f"oomrace: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("oomrace: interrupted", file=sys.stderr)
         return 130
@@ -397,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`oomrace ... | head`): not an error worth a traceback.
         sys.stderr.close()
         return 141
+    except Exception as e:  # a harness bug: one line here, the traceback in a file
+        return harness_bug("oomrace", e)
 
 
 if __name__ == "__main__":

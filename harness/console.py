@@ -1,8 +1,11 @@
 """The serial console: a pexpect stream over QEMU's stdio, and the serial command runner.
 
 QEMU writes the console log file itself (chardev logfile=), so the log survives whatever
-happens here. A reader thread drains QEMU's stdout continuously into a queue so the guest
+happens here. A reader thread drains QEMU's stdout continuously into a backlog so the guest
 never stalls on a full pipe, and pexpect's matching runs over what the thread collected.
+The backlog is bounded (MAX_QUEUED_BYTES, oldest dropped first): a guest printing for
+hours while nobody expects anything must not fill the host's memory, and the log on disk
+keeps every byte anyway.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import queue
 import re
 import secrets
 import subprocess
 import threading
 import time
+from collections import deque
 from typing import IO, Any
 
 import pexpect
@@ -23,6 +26,8 @@ from pexpect.spawnbase import SpawnBase
 
 from .errors import GuestCommandError
 from .runner import Command, CommandResult, command_text
+
+MAX_QUEUED_BYTES = 16 << 20
 
 
 class ConsoleStream(SpawnBase):  # type: ignore[misc]
@@ -36,7 +41,11 @@ class ConsoleStream(SpawnBase):  # type: ignore[misc]
         self.closed = False
         self.crlf = b"\n"
         self._stdin: IO[bytes] = proc.stdin
-        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._chunks: deque[bytes] = deque()
+        self._ready = threading.Condition()
+        self._reader_done = False
+        self.queued_bytes = 0
+        self.dropped_bytes = 0
         self._eof = False
         self._pending = b""
         self.last_output = time.monotonic()
@@ -53,36 +62,46 @@ class ConsoleStream(SpawnBase):  # type: ignore[misc]
                 chunk = os.read(fd, 65536)
             except OSError:
                 chunk = b""
-            if not chunk:
-                self._queue.put(None)
-                return
-            self.last_output = time.monotonic()
-            self.total_bytes += len(chunk)
-            self._queue.put(chunk)
+            with self._ready:
+                if not chunk:
+                    self._reader_done = True
+                    self._ready.notify_all()
+                    return
+                self.last_output = time.monotonic()
+                self.total_bytes += len(chunk)
+                self._chunks.append(chunk)
+                self.queued_bytes += len(chunk)
+                while self.queued_bytes > MAX_QUEUED_BYTES and len(self._chunks) > 1:
+                    old = self._chunks.popleft()
+                    self.queued_bytes -= len(old)
+                    self.dropped_bytes += len(old)
+                self._ready.notify_all()
+
+    def _take(self, timeout: float | None) -> bytes | None:
+        """Everything queued (waiting up to `timeout` for some); None at the end of output.
+        pexpect.TIMEOUT when nothing came."""
+        with self._ready:
+            if timeout:
+                self._ready.wait_for(lambda: self._chunks or self._reader_done, timeout)
+            if self._chunks:
+                data = b"".join(self._chunks)
+                self._chunks.clear()
+                self.queued_bytes = 0
+                return data
+            if self._reader_done:
+                return None
+        raise pexpect.TIMEOUT("no console output")
 
     def read_nonblocking(self, size: int = 1, timeout: float | None = -1) -> bytes:
         """Return what arrived, waiting up to `timeout`; pexpect.TIMEOUT / EOF otherwise."""
         if timeout == -1:
             timeout = self.timeout
         if not self._pending and not self._eof:
-            try:
-                item = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
-            except queue.Empty:
-                raise pexpect.TIMEOUT("no console output") from None
+            item = self._take(timeout)
             if item is None:
                 self._eof = True
             else:
                 self._pending = item
-            # Take whatever else is already queued, without waiting.
-            while not self._eof:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._eof = True
-                else:
-                    self._pending += more
         if not self._pending and self._eof:
             self.flag_eof = True
             raise pexpect.EOF("QEMU closed the console")

@@ -5,6 +5,16 @@ Each carries a message that names the problem and, where there is one, the fix.
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+# Exit codes shared by every entry point (README "Exit codes"); verdicts use 0, 1 and 3.
+EXIT_BAD_INPUT = 2
+EXIT_HARNESS_BUG = 70  # EX_SOFTWARE: an exception the harness did not expect
+
 
 class HarnessError(Exception):
     """Base of all harness errors; `str()` is meant for the user."""
@@ -57,3 +67,38 @@ class BootError(HarnessError):
 
 class GuestCommandError(HarnessError):
     """A command in the guest timed out, lost its channel, or failed when asked to check."""
+
+
+def save_traceback(exc: BaseException) -> Path:
+    """Write `exc`'s traceback under the cache dir (else the temp dir) and return the file,
+    so a harness bug costs the user one line on the terminal but loses nothing."""
+    from .cache import cache_root  # cache imports nothing from here; kept local anyway
+
+    def in_cache() -> Path:
+        return cache_root() / "tracebacks"
+
+    def in_tmp() -> Path:
+        return Path(tempfile.gettempdir())
+
+    text = "".join(traceback.format_exception(exc))
+    name = f"traceback-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    for folder in (in_cache, in_tmp):
+        try:
+            path = folder() / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    return Path("/dev/null")  # nowhere writable: the message still names the exception
+
+
+def harness_bug(prog: str, exc: BaseException) -> int:
+    """The one-line report of an unexpected exception; returns EXIT_HARNESS_BUG."""
+    import sys
+
+    path = save_traceback(exc)
+    what = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    print(f"{prog}: internal error (a harness bug, please report it): {what}; "
+          f"traceback saved in {path}", file=sys.stderr)
+    return EXIT_HARNESS_BUG

@@ -11,7 +11,6 @@ unjudged there, and its clean run is the negative control.
 
 from __future__ import annotations
 
-import json
 import math
 import tomllib
 from collections.abc import Callable, Sequence
@@ -19,9 +18,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import kbuild, kernels
+from . import atomicio, kbuild, kernels
 from .arches import Arch
 from .errors import UsageError
+from .inputs import positive_number
 from .kernels import KernelImage
 from .machine import MachineOptions
 from .paths import PROJECT_ROOT
@@ -82,9 +82,8 @@ def load_evaluation(name: str, path: Path = EVALUATIONS_FILE) -> Evaluation:
     for recipe in (ev.bug, *ev.fixes):
         if recipe not in recipes:
             raise UsageError(f"{where}: unknown kernel recipe {recipe!r}")
-    if not (math.isfinite(ev.bug_seconds) and math.isfinite(ev.fix_seconds)) \
-            or min(ev.bug_seconds, ev.fix_seconds) <= 0:
-        raise UsageError(f"{where}: bug_seconds and fix_seconds must be positive numbers")
+    for key in ("bug_seconds", "fix_seconds"):
+        positive_number(getattr(ev, key), f"{where}: {key}")
     return ev
 
 
@@ -241,16 +240,12 @@ def to_json(ev: Evaluation, rows: Sequence[Row]) -> dict[str, Any]:
 
 def write_json(path: Path, ev: Evaluation, rows: Sequence[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(to_json(ev, rows), indent=2) + "\n")
-    tmp.replace(path)
+    atomicio.write_json(path, to_json(ev, rows))
 
 
 def with_budget(ev: Evaluation, bug_seconds: float | None,
                 fix_seconds: float | None) -> Evaluation:
     """The evaluation with budgets from the command line, checked."""
-    for name, value in (("--bug-seconds", bug_seconds), ("--fix-seconds", fix_seconds)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UsageError(f"{name} must be a positive number of seconds, not {value}")
-    return replace(ev, bug_seconds=bug_seconds or ev.bug_seconds,
-                   fix_seconds=fix_seconds or ev.fix_seconds)
+    bug = positive_number(bug_seconds, "--bug-seconds") if bug_seconds is not None else None
+    fix = positive_number(fix_seconds, "--fix-seconds") if fix_seconds is not None else None
+    return replace(ev, bug_seconds=bug or ev.bug_seconds, fix_seconds=fix or ev.fix_seconds)

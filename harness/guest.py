@@ -87,7 +87,9 @@ class Guest:
         self.accel = accel.resolve(self.options.accel, self.arch, self._probe_kvm)
         options = MachineOptions(**{**self.options.__dict__, "accel": self.accel})
         key = RunKey.generate()
-        key.save(self.workdir / "id_ed25519")
+        key_path = self.workdir / "id_ed25519"
+        key_path.unlink(missing_ok=True)  # an earlier boot's key here (a resumed bisect step)
+        key.save(key_path)
         self.machine = self._machine(options, key)
         try:
             self.machine.__enter__()

@@ -29,7 +29,6 @@ arch into a ``BuiltKernel``:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import json
@@ -47,9 +46,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from . import cache
+from . import atomicio, cache
 from .arches import Arch, get_arch
-from .errors import HarnessError, KernelError, MissingToolError, UsageError
+from .errors import (
+    EXIT_BAD_INPUT,
+    HarnessError,
+    KernelError,
+    MissingToolError,
+    UsageError,
+    harness_bug,
+)
 from .ksource import (
     DEBIAN_PREFIX,
     CompatFix,
@@ -138,10 +144,21 @@ class Recipe:
 
     def fragment_paths(self, arch: str) -> list[Path]:
         _, ab = _arch(arch)
-        return [_input_path(FRAGMENTS_DIR, f.format(arch=ab.tux_arch)) for f in self.fragments]
+        return [_input_path(FRAGMENTS_DIR, _fragment_name(f, ab.tux_arch, self.name))
+                for f in self.fragments]
 
     def patch_paths(self) -> list[Path]:
         return [_input_path(PATCHES_DIR, p) for p in self.patches]
+
+
+def _fragment_name(template: str, arch: str, recipe: str) -> str:
+    """A fragment name with its {arch} filled in; other braces are a recipe error, not a
+    KeyError from str.format."""
+    try:
+        return template.format(arch=arch)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise UsageError(f"recipe {recipe}: fragment {template!r} may use only {{arch}} in "
+                         "braces (write {{ and }} for literal braces)") from None
 
 
 def _input_path(base: Path, name: str) -> Path:
@@ -222,13 +239,16 @@ def load_recipe(name: str, path: Path | None = None) -> Recipe:
     if not isinstance(base, str):
         raise UsageError(f"{where}: base must be a string")
     description = merged.get("description", "")
+    fragments = _str_list(where, "fragments", merged.get("fragments", []))
+    for fragment in fragments:  # refused now, not when a build reaches it
+        _fragment_name(fragment, "x86", name)
     return Recipe(
         name=name,
         source=source,
         sha256=_optional_str(where, "sha256", merged.get("sha256")),
         ref=_optional_str(where, "ref", merged.get("ref")),
         base_config=base,
-        fragments=_str_list(where, "fragments", merged.get("fragments", [])),
+        fragments=fragments,
         patches=_str_list(where, "patches", merged.get("patches", [])),
         cmdline=_str_list(where, "cmdline", merged.get("cmdline", [])),
         description=description if isinstance(description, str) else "",
@@ -684,7 +704,7 @@ def _build_into(out: Path, job: _Job, progress: _Progress) -> None:
             "objects": objects,
             "build_seconds": round(time.monotonic() - progress.start, 1),
         }
-        (out / "kernel.json").write_text(json.dumps(info, indent=2) + "\n")
+        atomicio.write_json(out / "kernel.json", info)
         progress.done(f"built {job.ab.image_name}")
     except BaseException as e:
         failed = _failure_dir(job.key)
@@ -793,7 +813,9 @@ def kconfig_symbols(tree: Path) -> set[str]:
 
 def main_kernel_build(argv: Sequence[str] | None = None) -> int:
     """`oomrace kernel build`: exit status; the image path is the last line printed."""
-    parser = argparse.ArgumentParser(
+    from .inputs import OneLineParser
+
+    parser = OneLineParser(
         prog="oomrace kernel build",
         description="Build (or find cached) a kernel: a recipe, or any source with the "
         "config of a recipe and your patches. Prints the image path last.",
@@ -815,7 +837,10 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the recipes and exit")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a bad option (the parser printed why)
+        return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
     try:
         if args.list:
             for name in recipe_names():
@@ -827,12 +852,14 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
 
         arches = parse_arch_list(args.arch or ["aarch64"])
         results = [build(recipe, a.name, progress=not args.no_progress) for a in arches]
-    except UsageError as e:
+    except (UsageError, MissingToolError) as e:  # a bad option, or a tool to install
         print(f"oomrace: error: {e}", file=sys.stderr)
-        return 2
-    except HarnessError as e:
+        return EXIT_BAD_INPUT
+    except HarnessError as e:  # the build failed: the kernel build's own "verdict"
         print(f"oomrace: error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # a harness bug: one line here, the traceback in a file
+        return harness_bug("oomrace kernel build", e)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:

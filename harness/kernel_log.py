@@ -51,13 +51,15 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from harness.errors import UsageError
 
@@ -1448,6 +1450,11 @@ _INFO_WITH_STACK = (
 )
 _CORRUPTED_TITLE = re.compile(r"\[ *\d+\.\d+\]")
 _MAX_REPORT_LINES = 1000
+# Bounds for what one file and one report may hold in memory (far above a real console
+# log's lines of < 1 KiB and reports of a few KiB).
+MAX_LOG_BYTES = 512 << 20
+MAX_LINE_BYTES = 64 << 10
+MAX_REPORT_BYTES = 1 << 20
 
 # --------------------------------------------------------------------------------------
 # Line prefixes
@@ -1959,9 +1966,21 @@ def _build_report(
         comm=comm,
         taint=taint,
         corrupted=corrupted,
-        lines=tuple(own),
+        lines=_capped(own, MAX_REPORT_BYTES),
         start_line=start,
     )
+
+
+def _capped(lines: Sequence[str], budget: int) -> tuple[str, ...]:
+    """The report's lines up to `budget` characters in all (the rest is in the log)."""
+    kept: list[str] = []
+    for line in lines:
+        if len(line) > budget:
+            kept.append(line[:budget])
+            break
+        kept.append(line)
+        budget -= len(line)
+    return tuple(kept)
 
 
 # --------------------------------------------------------------------------------------
@@ -2122,17 +2141,54 @@ def parse(text: str, arch: str | None = None) -> LogAnalysis:
 
 
 def parse_file(path: str | Path) -> LogAnalysis:
-    """Parse a console log file; UsageError if it is missing or unreadable."""
+    """Parse a console log file; UsageError if it is missing, unreadable, not a regular
+    file (a FIFO would block, /dev/zero never ends) or over MAX_LOG_BYTES."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise UsageError(f"console log {p}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"console log {p}: is a directory, not a file") from None
     except OSError as exc:
         raise UsageError(f"console log {p}: cannot read it ({exc.strerror or exc})") from None
-    return parse(data.decode("utf-8", errors="replace"))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"console log {p}: is a directory, not a file")
+        raise UsageError(f"console log {p}: not a regular file (a FIFO, socket or device); "
+                         "save the log to a file and parse that")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return parse(_read_bounded(f, p))
+        except OSError as exc:
+            raise UsageError(f"console log {p}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _read_bounded(f: IO[bytes], path: Path) -> str:
+    """The file's text line by line: each line cut at MAX_LINE_BYTES, the whole refused
+    past MAX_LOG_BYTES. Decoding per line gives the same text as decoding the whole, as
+    a UTF-8 sequence never holds a newline byte."""
+    parts: list[str] = []
+    total = 0
+
+    def count(n: int) -> None:
+        nonlocal total
+        total += n
+        if total > MAX_LOG_BYTES:
+            raise UsageError(f"console log {path}: larger than {MAX_LOG_BYTES >> 20} MiB; "
+                             f"parse a part of it (tail -c {MAX_LOG_BYTES >> 21}M FILE > PART)")
+
+    while line := f.readline(MAX_LINE_BYTES):
+        count(len(line))
+        if len(line) == MAX_LINE_BYTES and not line.endswith(b"\n"):
+            line += b"\n"  # an overlong line: its rest is skipped (but counted)
+            while rest := f.readline(MAX_LINE_BYTES):
+                count(len(rest))
+                if rest.endswith(b"\n"):
+                    break
+        parts.append(line.decode("utf-8", errors="replace"))
+    return "".join(parts)
 
 
 def _summary(analysis: LogAnalysis, path: str) -> str:

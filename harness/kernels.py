@@ -6,7 +6,6 @@ from, and (when the kernel needs them) the modules the guest must load at boot.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -15,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import cache, debian, kbuild
+from . import atomicio, cache, debian, kbuild
 from .arches import Arch
 from .cpio import CpioWriter
 from .errors import KernelError, UsageError
@@ -79,7 +78,11 @@ def detect_arch(path: Path) -> str:
     if len(head) >= 0x3C and head[0x38:0x3C] == b"ARM\x64":
         return "aarch64"  # arm64 Image header magic
     if head[:2] == b"\x1f\x8b":
-        inner = _gunzip_head(path, 0x40)
+        try:
+            inner = _gunzip_head(path, 0x40)
+        except zlib.error as e:  # a truncated or damaged download, say
+            raise KernelError(f"{path} starts like gzip data but does not decompress ({e}); "
+                              "give an intact kernel image") from None
         if len(inner) >= 0x3C and inner[0x38:0x3C] == b"ARM\x64":
             return "aarch64"  # Debian's arm64 vmlinuz is a gzipped Image
         raise KernelError(f"{path} is gzip data but not a compressed arm64 kernel Image")
@@ -170,10 +173,10 @@ def debian_kernel(arch: Arch) -> KernelImage:
             moddir = root / "lib" / "modules" / release
             write_modules_cpio(moddir, WANTED_MODULES, out / "modules.cpio")
             meta = {"package": package, "version": version, "release": release}
-            (out / "meta.json").write_text(json.dumps(meta, indent=2))
+            atomicio.write_json(out / "meta.json", meta)
 
-    out = cache.entry("kernels", key, build)
-    meta = json.loads((out / "meta.json").read_text())
+    out = cache.entry("kernels", key, build, _debian_entry_ok)
+    meta = atomicio.read_json_object(out / "meta.json") or {}
     image = out / "vmlinuz"
     found = detect_arch(image)
     if found != arch.name:
@@ -187,6 +190,13 @@ def debian_kernel(arch: Arch) -> KernelImage:
         modules_cpio=out / "modules.cpio",
         source={"kind": "debian", "package": package, "version": version},
     )
+
+
+def _debian_entry_ok(entry: Path) -> bool:
+    """A cached Debian kernel with a readable record (a corrupt one is rebuilt)."""
+    meta = atomicio.read_json_object(entry / "meta.json")
+    return meta is not None and isinstance(meta.get("release"), str) and (
+        entry / "vmlinuz").is_file()
 
 
 def _module_depends(ko: Path) -> list[str]:

@@ -20,6 +20,7 @@ per finished cell with what is done, running and left.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -44,9 +45,10 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from . import __version__, cache, kbuild, kernels, rootfs, stress
+from . import __version__, atomicio, cache, kbuild, kernels, rootfs, stress
 from .arches import ALIASES, ARCHES, get_arch
 from .errors import HarnessError, UsageError
+from .inputs import positive_number, safe_component
 from .machine import MachineOptions
 from .paths import PROJECT_ROOT
 from .verdict import wilson_interval
@@ -227,11 +229,12 @@ def _int(value: Any, key: str, where: _Where, minimum: int) -> int:
     return value
 
 
-def _number(value: Any, key: str, where: _Where, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or (
-            positive and value <= 0):
-        raise where.error(key, f"{key} must be a number > 0 (seconds), not {value!r}")
-    return float(value)
+def _number(value: Any, key: str, where: _Where) -> float:
+    # TOML reads `nan` and `inf` as floats; positive_number refuses them with the rest.
+    if isinstance(value, int | float):
+        with contextlib.suppress(UsageError):
+            return positive_number(value, key)
+    raise where.error(key, f"{key} must be a number > 0 (finite, in seconds), not {value!r}")
 
 
 def _names(value: Any, key: str, where: _Where) -> list[str]:
@@ -322,6 +325,8 @@ def parse_matrix(text: str, path: Path | str = "<matrix>",
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
         where = _Where(lines, path, "cell", index)
+        if not isinstance(entry, dict):  # `cell = [1, 2]` instead of [[cell]] tables
+            raise where.error(None, "each cell must be a table: write [[cell]] entries")
         _check_keys(entry, CELL_KEYS, where, _describe("cell", index))
         for cell in _expand(entry, defaults, where, dwhere, recipes):
             if cell.id in seen:
@@ -432,9 +437,12 @@ def _expand(entry: Mapping[str, Any], defaults: Mapping[str, Any], where: _Where
 
 def load_matrix(path: Path) -> Matrix:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise MatrixError(path, None, f"cannot read the matrix: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise MatrixError(path, None, f"not UTF-8 text (byte {e.start}); save the matrix "
+                                      "as UTF-8") from None
     return parse_matrix(text, path)
 
 
@@ -517,9 +525,7 @@ def plan_from_env() -> Plan | None:
 
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically: a reader (or an interrupted night) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    atomicio.write_json(path, data)
 
 
 def build_key(arch: str, kernel: str) -> str:
@@ -767,9 +773,11 @@ def read_records(out: Path, ids: Iterable[str]) -> list[dict[str, Any]]:
     for cid in ids:
         path = cell_dir(out, cid) / "cell.json"
         try:
-            records.append(json.loads(path.read_text()))
+            record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if isinstance(record, dict):  # a damaged cell.json counts as not finished
+            records.append(record)
     return records
 
 
@@ -1064,8 +1072,7 @@ def run_lab(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise UsageError("lab needs --out DIR for the night's results")
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_out_dir(args.out.resolve())
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("-j must be at least 1")
     if importlib.util.find_spec("xdist") is None:
@@ -1133,13 +1140,14 @@ def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     if len(digests) > 1:
         raise UsageError("the folders were run from different matrices (their matrix_sha256 "
                          "differ); merge only shards of one night")
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
     records: dict[str, dict[str, Any]] = {}
     origin: dict[str, Path] = {}
     planned: set[str] = set()
     for directory, summary in zip(dirs, summaries, strict=True):
-        planned.update(summary.get("planned", []))
+        planned.update(_checked_ids(summary.get("planned", []), directory))
         for cell in summary["cells"]:
+            _checked_ids([cell.get("id") if isinstance(cell, dict) else None], directory)
             if cell["id"] in records:
                 raise UsageError(f"cell {cell['id']} is in both {origin[cell['id']]} and "
                                  f"{directory}; shards must not overlap")
@@ -1155,6 +1163,7 @@ def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
                 records[cell["id"]] = json.loads(full.read_text())
             except (OSError, ValueError):
                 records[cell["id"]] = dict(cell)
+            _check_record(records[cell["id"]], directory)
     first = summaries[0]
     started = min(str(s.get("started_at", "")) for s in summaries)
     seconds = max(float(s.get("seconds") or 0) for s in summaries)
@@ -1168,6 +1177,45 @@ def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
     finished = [str(s.get("finished_at", "")) for s in summaries]
     summary["finished_at"] = max(finished) if finished else summary["finished_at"]
     return summary
+
+
+RECORD_KEYS = ("id", "arch", "kernel", "scenario", "repeat", "expected", "verdict", "outcome",
+               "paths")
+
+
+def _check_record(record: object, directory: Path) -> None:
+    """A cell from a shard has what the summary, JUnit and report read from it."""
+    if not isinstance(record, dict):
+        raise UsageError(f"{directory}: a cell record is not a JSON object; the shard is "
+                         "corrupt, run it again")
+    missing = [k for k in RECORD_KEYS if k not in record]
+    paths = record.get("paths")
+    if not missing and not (isinstance(paths, dict) and {"console", "dmesg"} <= set(paths)):
+        missing = ["paths.console/paths.dmesg"]
+    if missing:
+        raise UsageError(f"{directory}: cell {record.get('id')!r} lacks {', '.join(missing)}; "
+                         "the shard's summary.json or cell.json is corrupt, run it again")
+
+
+def make_out_dir(out: Path) -> Path:
+    """--out as a folder (made when missing); a file in its place is a bad option."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"--out {out} is a file, not a folder; give a folder for the "
+                         "night") from None
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create it ({e.strerror}); give a folder you "
+                         "can write to") from None
+    return out
+
+
+def _checked_ids(ids: object, directory: Path) -> list[str]:
+    """Cell ids from a shard's summary become folder names under --out: each must be one
+    plain path component, or `../../x` would replace a folder outside it."""
+    if not isinstance(ids, list):
+        raise UsageError(f"{directory}/summary.json: planned must be a list of cell ids")
+    return [safe_component(cid, f"{directory}/summary.json: cell id") for cid in ids]
 
 
 def merge_lab(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import atomicio
 from .verdict import wilson_interval
 
 COLOURS = {"clean": "#2e7d32", "corrupted": "#c62828", "crashed": "#ef6c00",
@@ -242,6 +243,4 @@ whisker is its 95% Wilson interval; the last point is this night
 
 def write_report(path: Path, summary: Mapping[str, Any],
                  nights: Sequence[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(summary, nights))
-    tmp.replace(path)
+    atomicio.write_text(path, render_report(summary, nights))

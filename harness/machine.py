@@ -22,7 +22,7 @@ import pexpect
 
 from .arches import Arch, GuestSpec, qemu_argv
 from .console import ConsoleStream
-from .errors import BootError, GuestCommandError, LaunchError
+from .errors import BootError, GuestCommandError, HarnessError, LaunchError
 from .ssh import free_port
 from .tools import arch_tools, require
 
@@ -87,8 +87,11 @@ class Machine:
         try:
             self.launch()
             self.wait_ready()
-        except BaseException:
-            self.close()
+        except BaseException as e:
+            try:
+                self.close()
+            except HarnessError as survivor:  # keep the boot failure as the error
+                e.add_note(str(survivor))
             raise
         return self
 
@@ -216,13 +219,20 @@ class Machine:
         except subprocess.TimeoutExpired:
             return False
 
+    def _reaped(self) -> bool:
+        """Whether QEMU was waited for; its pid (and group id) may then be reused."""
+        return self.proc is None or self.proc.returncode is not None
+
     def _signal_group(self, sig: signal.Signals) -> None:
+        if self._reaped():  # never signal a pid that may now be another process's
+            return
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
 
     def close(self) -> None:
-        """End QEMU: soft reboot, SIGTERM, SIGKILL; each step waits a bounded time."""
+        """End QEMU: soft reboot, SIGTERM, SIGKILL; each step waits a bounded time.
+        HarnessError if QEMU outlives SIGKILL (it is still running: say so, loudly)."""
         if self.proc is None:
             return
         if self.proc.poll() is None and self.console is not None:
@@ -230,17 +240,19 @@ class Machine:
             # pipe just means QEMU is already going away.
             with contextlib.suppress(GuestCommandError):
                 self.console.send(b"\x03\nreboot -f\n")
-            if not self._wait_exit(self.options.shutdown_timeout):
-                self._signal_group(signal.SIGTERM)
-                if not self._wait_exit(5):
-                    self._signal_group(signal.SIGKILL)
-                    self._wait_exit(5)
-        # Anything QEMU left in its process group goes too.
-        self._signal_group(signal.SIGKILL)
-        self._wait_exit(5)
+            self._wait_exit(self.options.shutdown_timeout)
+        if not self._reaped():
+            self._signal_group(signal.SIGTERM)
+            if not self._wait_exit(5):
+                # SIGKILL to the group: QEMU and anything it left in it.
+                self._signal_group(signal.SIGKILL)
+                self._wait_exit(5)
         if self.console is not None:
             self.console.close_input()
             self.console.join(5)
         self.last_pid = self.proc.pid
-        if self.proc.poll() is not None:
-            self.proc = None
+        if not self._reaped():
+            raise HarnessError(
+                f"QEMU (pid {self.proc.pid}) survived SIGKILL for 5 s (stuck in the kernel?); "
+                f"it is still running: check `ps -o stat,wchan -p {self.proc.pid}`")
+        self.proc = None

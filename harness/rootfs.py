@@ -62,8 +62,9 @@ def build_guest_programs(arch: Arch, out: Path) -> list[Path]:
     require(Tool("make", "make", "building guest programs"))
     src = project_dir("rootfs") / "guest"
     out.mkdir(parents=True, exist_ok=True)
+    # OUT relative to the sources: a space in the project's path never reaches make.
     proc = subprocess.run(
-        ["make", "-C", str(src), f"CC={arch.c_compiler}", f"OUT={out}"],
+        ["make", "-C", str(src), f"CC={arch.c_compiler}", f"OUT={os.path.relpath(out, src)}"],
         capture_output=True, text=True, timeout=600, check=False,
     )
     if proc.returncode != 0:
@@ -71,7 +72,19 @@ def build_guest_programs(arch: Arch, out: Path) -> list[Path]:
             f"building the guest programs for {arch.name} failed:\n"
             f"{(proc.stdout + proc.stderr)[-3000:]}"
         )
-    return sorted(p for p in out.iterdir() if p.is_file() and os.access(p, os.X_OK))
+    return _expected_programs(src, out, arch)
+
+
+def _expected_programs(src: Path, out: Path, arch: Arch) -> list[Path]:
+    """One executable per *.c, or RootfsError: an initramfs without them must never be
+    cached under the key of a good one."""
+    programs = [out / source.stem for source in sorted(src.glob("*.c"))]
+    missing = [p.name for p in programs if not (p.is_file() and os.access(p, os.X_OK))]
+    if missing or not programs:
+        raise RootfsError(f"building the guest programs for {arch.name} did not produce "
+                          f"{', '.join(missing) or 'any program'} in {out}; run `make -C "
+                          f"{src} OUT=/tmp/guest` to see why")
+    return programs
 
 
 def _add_tree(cpio: CpioWriter, root: Path, seen: set[str]) -> None:

@@ -3,7 +3,6 @@ and write the results. A failure at any step still leaves result.json and the lo
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -11,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import kernel_log, kernels, taint, verdict
+from . import atomicio, kernel_log, kernels, taint, verdict
 from .arches import Arch
-from .errors import HarnessError
+from .errors import HarnessError, UsageError
 from .guest import Guest
 from .kernels import KernelImage
 from .machine import MachineOptions
@@ -74,13 +73,17 @@ class RunResult:
         return asdict(self)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomicio.write_json(path, self.to_dict())
 
 
 def new_run_dir(artifacts: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = artifacts / f"run-{stamp}-{secrets.token_hex(2)}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as e:  # a path through a regular file, no permission, read-only...
+        raise UsageError(f"--artifacts {artifacts}: cannot create {run_dir} "
+                         f"({e.strerror or e}); give a folder you can write to") from None
     return run_dir
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import socket
 import time
@@ -41,8 +42,11 @@ class RunKey:
         return paramiko.Ed25519Key.from_private_key(io.StringIO(self.private_openssh))
 
     def save(self, path: Path) -> None:
-        path.write_text(self.private_openssh)
-        path.chmod(0o600)
+        # Created 0600 in one step (never readable by others, even for a moment), refusing
+        # an existing file or a symlink planted in its place.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.private_openssh)
 
 
 def free_port() -> int:

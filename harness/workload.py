@@ -4,6 +4,7 @@ clean, corrupted or error, plus details for the result JSON."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -172,7 +173,7 @@ def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,
     except HarnessError:
         valid = ", ".join([*sorted(WORKLOADS), *(s.value for s in stress.Scenario)])
         raise UsageError(f"unknown scenario {name!r}; valid scenarios: {valid}") from None
-    if iterations < 0 or duration_s <= 0:
+    if iterations < 0 or not (math.isfinite(duration_s) and duration_s > 0):  # nan: never ends
         raise UsageError("--iterations must be >= 0 and --duration > 0")
     options = stress.StressOptions(scenario=scenario, seed=seed, writers=writers)
     return StressWorkload(options, iterations=iterations, duration_s=duration_s,

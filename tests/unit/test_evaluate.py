@@ -50,7 +50,7 @@ def test_bad_evaluation_input_is_a_one_line_error(tmp_path: Path) -> None:
         evaluate.load_evaluation("x", bad)
     ev = evaluate.load_evaluation("v4.14.2")
     for value in (float("nan"), float("inf"), -1.0):
-        with pytest.raises(UsageError, match="--bug-seconds must be a positive"):
+        with pytest.raises(UsageError, match="--bug-seconds must be a finite number > 0"):
             evaluate.with_budget(ev, value, None)
 
 
