@@ -198,6 +198,7 @@ def test_bisect_names_the_bug_commit_on_aarch64(tmp_path: Path) -> None:
     print(f"aarch64 bisect: {run.seconds:.0f} s, {len(steps)} steps")
 
 
+@pytest.mark.full  # an x86_64 6.1 build; the refusal logic is unit-tested (test_bisect_unit)
 @pytest.mark.timeout(3600)
 def test_bisect_refuses_a_bad_end_that_does_not_reproduce_on_x86_64(tmp_path: Path) -> None:
     repo = fresh_clone(tmp_path / "linux")
