@@ -152,11 +152,15 @@ def debian_source(package: str) -> Source:
             raise KernelError(f"{tarball} did not unpack to {top}/")
 
     entry = cache.entry("sources", _safe_name(f"debian-{package}-{version}"), unpack)
-    tree = entry / top
+    return _unpacked(entry / top, f"debian:{package}={version}", "debian")
+
+
+def _unpacked(tree: Path, identity: str, kind: Literal["debian", "tarball"]) -> Source:
+    """A tree unpacked into the cache; its Makefile's mtime stands for the release date."""
     return Source(
         tree=tree,
-        identity=f"debian:{package}={version}",
-        kind="debian",
+        identity=identity,
+        kind=kind,
         version=makefile_version(tree),
         timestamp=int((tree / "Makefile").stat().st_mtime),
     )
@@ -352,14 +356,7 @@ def tarball_source(tarball: Path, sha256: str | None, origin: str | None = None)
     tops = [p for p in entry.iterdir() if p.is_dir()]
     if len(tops) != 1:
         raise KernelError(f"{tarball} does not unpack to a single folder ({entry})")
-    tree = tops[0]
-    return Source(
-        tree=tree,
-        identity=f"tarball:{digest}",
-        kind="tarball",
-        version=makefile_version(tree),
-        timestamp=int((tree / "Makefile").stat().st_mtime),
-    )
+    return _unpacked(tops[0], f"tarball:{digest}", "tarball")
 
 
 def git_ref_source(repo: Path, ref: str) -> Source:

@@ -657,9 +657,10 @@ static void *mutate_writer(void *arg)
 
 static size_t region_bytes(void) { return (size_t)opt.region_mb << 20; }
 
-static uint64_t *map_region(size_t bytes)
+/* Private anonymous memory at `hint` if that is free (NULL: anywhere). */
+static uint64_t *map_region_at(void *hint, size_t bytes)
 {
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = mmap(hint, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
 #ifdef MADV_NOHUGEPAGE
@@ -669,19 +670,7 @@ static uint64_t *map_region(size_t bytes)
 	return p;
 }
 
-/* The victims' hot set, below everything else the victim maps (see HOT_SET_HINT);
- * where the hint is taken, it lands wherever mmap puts it. */
-static uint64_t *map_hot_set(size_t bytes)
-{
-	void *p = mmap(HOT_SET_HINT, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-#ifdef MADV_NOHUGEPAGE
-	madvise(p, bytes, MADV_NOHUGEPAGE);
-#endif
-	return p;
-}
+static uint64_t *map_region(size_t bytes) { return map_region_at(NULL, bytes); }
 
 /* Start the writer threads, each on its own run of hot pages. */
 static void start_writers(struct writer *ws, uint64_t *region, uint32_t iteration, bool mutating,
@@ -905,7 +894,7 @@ static void victim_main(uint32_t iteration, const char *cgroup_procs)
 			child_fail("write cgroup.procs", errno);
 	}
 	size_t hot_bytes = (size_t)opt.writers * (size_t)opt.hot_pages * (size_t)page_size;
-	uint64_t *hot = map_hot_set(hot_bytes);
+	uint64_t *hot = map_region_at(HOT_SET_HINT, hot_bytes);
 	uint64_t *region = map_region(region_bytes());
 	if (!region || !hot)
 		child_fail("mmap victim region", errno);
