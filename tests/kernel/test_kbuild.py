@@ -55,6 +55,11 @@ def test_build_recipe(recipe: str, arch: str) -> None:
     if recipe == "v6.1-reaper-fullmm":
         assert k.patches == ("0001-oom_reaper-gather-whole-mm-with-fullmm.patch",)
         assert "0001-oom_reaper" in k.build_log.read_text()
+    # Every make gets ARCH and CROSS_COMPILE on its command line, which beats a value a
+    # tree hard-codes in its top Makefile.
+    makes = [line for line in k.build_log.read_text().splitlines()
+             if line.startswith("make ") and " O=" in line]
+    assert makes and all(" ARCH=" in m and " CROSS_COMPILE=" in m for m in makes)
     if recipe == "v4.14.2":
         assert k.kernel_version == "4.14.2"
         assert k.compat == ("dtc-extern-yylloc.patch",)
