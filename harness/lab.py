@@ -727,12 +727,13 @@ def run_cell(cell: Cell, plan: Plan) -> dict[str, Any]:
         if "Timeout" in text:
             text = f"the cell did not finish within its timeout of {cell.timeout:g} s ({text})"
         record.update({"verdict": "error", "reason": text, "error": text})
-    record["seconds"] = round(time.monotonic() - started, 3)
-    record["outcome"] = outcome(cell.expected, record["verdict"])
-    record["repro"] = repro_record(cell, qemu_argv)
-    for initrd in directory.glob("initrd-*.cpio"):  # a copy of a cached file: rebuilt at will
-        initrd.unlink()
-    _write_json(directory / "cell.json", record)
+    with signals.deferred():  # a finished cell is recorded before a SIGTERM ends the worker
+        record["seconds"] = round(time.monotonic() - started, 3)
+        record["outcome"] = outcome(cell.expected, record["verdict"])
+        record["repro"] = repro_record(cell, qemu_argv)
+        for initrd in directory.glob("initrd-*.cpio"):  # a copy of a cached file
+            initrd.unlink()
+        _write_json(directory / "cell.json", record)
     return record
 
 
