@@ -123,6 +123,9 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
             result.qemu_argv = guest.artifacts.qemu_argv
     except HarnessError as e:
         result.error = str(e)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM or SIGHUP: say so in result.json
+        result.error = f"interrupted ({e or 'Ctrl-C'})"
+        raise
     finally:
         with signals.deferred():  # a SIGTERM now waits until result.json is written
             _finish(result, workload, workdir, started)
