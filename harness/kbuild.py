@@ -425,6 +425,7 @@ def _run_logged(
         errors="replace",
         bufsize=1,
         start_new_session=True,  # its own group: make's compilers are ended with it
+        preexec_fn=signals.on_parent_death(signal.SIGTERM),  # tuxmake stops make if we die
     )
     last = [""]
 

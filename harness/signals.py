@@ -88,6 +88,8 @@ PR_SET_PDEATHSIG = 1
 def on_parent_death(sig: int) -> Callable[[], None]:
     """A preexec_fn: the child gets `sig` when the thread that started it dies, even by
     SIGKILL, so a killed harness does not leave its children running."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in it
+
     def arm() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     return arm

@@ -43,7 +43,8 @@ duration = 20
 expected = "corrupted"
 """
 # A build that takes long enough to be killed: the harness's own logged, process-group
-# build step (kbuild._run_logged) running a sleeping shell, inside a cache entry.
+# build step (kbuild._run_logged, as for tuxmake) running a long sleep inside a cache
+# entry; `started` appears in the temporary directory once the build process runs.
 FAKE_BUILD = textwrap.dedent("""\
     import os, sys
     from harness import cache, kbuild, signals
@@ -51,9 +52,9 @@ FAKE_BUILD = textwrap.dedent("""\
     signals.install()
 
     def build(tmp):
-        print(tmp, flush=True)
+        script = 'echo started > "$1/started"; exec sleep 600'
         with (tmp / "build.log").open("w") as log:
-            kbuild._run_logged(["sh", "-c", "sleep 60; echo done"], log, os.environ,
+            kbuild._run_logged(["sh", "-c", script, "sh", str(tmp)], log, os.environ,
                                kbuild._Progress("fake", False), "build", tmp, None)
 
     try:
@@ -157,7 +158,7 @@ def _start(kill: Kill, fake_cache: Path) -> tuple[subprocess.Popen[str], Callabl
 
 def _fake_build_started(fake_cache: Path, name: str) -> bool:
     kind = fake_cache / FAKE_KIND
-    return kind.is_dir() and any(p.name.startswith(f".key-{name}.tmp-") for p in kind.iterdir())
+    return kind.is_dir() and any(kind.glob(f".key-{name}.tmp-*/started"))
 
 
 def inject(kill: Kill, fake_cache: Path) -> subprocess.Popen[str]:
