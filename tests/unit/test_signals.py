@@ -189,3 +189,36 @@ def test_an_interrupted_evaluation_keeps_its_finished_rows(tmp_path: Path) -> No
                           resolve=lambda recipe, arch: None,  # type: ignore[arg-type,return-value]
                           runner=runner, rows=rows, progress=lambda s: None)
     assert [r.role for r in rows] == ["bug"]
+
+
+def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from harness import run
+    from harness.arches import get_arch
+    from harness.guest import GuestArtifacts
+
+    class BootCut:
+        """A guest whose boot is cut by SIGTERM after the console log has started."""
+
+        def __init__(self, arch: object, image: object, workdir: Path, options: object) -> None:
+            self.artifacts = GuestArtifacts(workdir, workdir / "console.log",
+                                            workdir / "dmesg.txt")
+
+        def __enter__(self) -> BootCut:
+            self.artifacts.console_log.write_text("Booting Linux on physical CPU 0x0\n")
+            raise signals.Interrupted(signal.SIGTERM)
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    image = SimpleNamespace(description="fake", path=tmp_path / "Image", release="6.1")
+    monkeypatch.setattr(run, "Guest", BootCut)
+    spec = run.RunSpec(arch=get_arch("aarch64"), image=image)  # type: ignore[arg-type]
+    with pytest.raises(signals.Interrupted):
+        run.run_one(spec, tmp_path / "run")
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["verdict"] == "error"
+    assert result["reason"] == "interrupted (SIGTERM received)"
