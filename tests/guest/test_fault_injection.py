@@ -73,6 +73,7 @@ class Kill:
     delay: float
     workdir: Path
     log: list[str] = field(default_factory=list)
+    qemu_at_kill: list[int] = field(default_factory=list)  # QEMU running when it was sent
 
 
 def plan(count: int, seed: int = SEED) -> list[tuple[str, int, float]]:
@@ -173,6 +174,7 @@ def inject(kill: Kill, fake_cache: Path) -> subprocess.Popen[str]:
         assert started, f"{kill.target} never reached its trigger"
         time.sleep(kill.delay)
         if proc.poll() is None:
+            kill.qemu_at_kill = qemu_processes_with(str(kill.workdir))
             proc.send_signal(kill.sig)
         out, _ = proc.communicate(timeout=240)
         kill.log.append(out)
@@ -186,8 +188,12 @@ def inject(kill: Kill, fake_cache: Path) -> subprocess.Popen[str]:
 def check(kill: Kill, proc: subprocess.Popen[str], fake_cache: Path) -> None:
     w, output = kill.workdir, "".join(kill.log)[-3000:]
     what = f"{kill.target} killed by {signal.Signals(kill.sig).name} after {kill.delay} s"
-    # Nothing outlives the command: QEMU dies with it even on SIGKILL (PR_SET_PDEATHSIG);
-    # after SIGKILL of the lab, its pytest and workers end their cells (up to a minute).
+    # Nothing outlives the command. QEMU dies at once with a SIGKILLed `run`: nothing but
+    # PR_SET_PDEATHSIG could end it. After SIGKILL of the lab, its pytest (SIGTERM on the
+    # lab's death) ends the cell and its guest.
+    if kill.target == "run" and kill.sig == signal.SIGKILL and kill.qemu_at_kill:
+        assert _wait_for(lambda: not qemu_processes_with(str(w)), 5), \
+            f"{what}: QEMU {kill.qemu_at_kill} outlived the harness"
     assert _wait_for(lambda: not qemu_processes_with(str(w)), 60), \
         f"{what}: QEMU left running\n{output}"
     assert _wait_for(lambda: not processes_mentioning(str(w)), 90), \
