@@ -21,6 +21,8 @@ from harness import cli, evaluate, kbuild, lab, signals
 def _restore_handlers() -> Iterator[None]:
     """Each test gets Python's default handlers back and a helper with no signal seen."""
     saved = {sig: signal.getsignal(sig) for sig in signals.HANDLED}
+    for sig in signals.HANDLED:  # an earlier in-process cli.main() installed the helper
+        signal.signal(sig, signal.SIG_DFL)
     signals.reset()
     yield
     for sig, handler in saved.items():
@@ -111,14 +113,22 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _group_with_grandchild(tmp_path: Path, trap: str = "") -> tuple[subprocess.Popen[str], int]:
     """A shell in a process group of its own with a `sleep` grandchild; the grandchild's pid."""
     pidfile = tmp_path / "grandchild.pid"
     script = f"{trap} sleep 300 & echo $! > {pidfile}; wait"
     proc = subprocess.Popen(["sh", "-c", script], process_group=0, text=True)
-    for _ in range(500):
-        if pidfile.is_file() and pidfile.read_text().strip():
-            return proc, int(pidfile.read_text())
+    for _ in range(500):  # until the forked shell has become `sleep` (its traps gone)
+        text = pidfile.read_text().strip() if pidfile.is_file() else ""
+        if text and _command(int(text)) == "sleep":
+            return proc, int(text)
         time.sleep(0.01)
     proc.kill()
     raise AssertionError("the grandchild never started")
