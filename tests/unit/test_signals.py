@@ -232,3 +232,21 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["verdict"] == "error"
     assert result["reason"] == "interrupted (SIGTERM received)"
+
+
+def test_a_git_command_of_bisect_is_not_cut_by_sigterm(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import bisect
+
+    finished: list[list[str]] = []
+
+    def git_checkout(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        _deliver(signal.SIGTERM)  # arrives mid-checkout
+        finished.append(argv)  # the checkout still completes (index.lock released)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    signals.install()
+    monkeypatch.setattr(bisect.subprocess, "run", git_checkout)
+    with pytest.raises(signals.Interrupted):
+        bisect.Git(tmp_path).run("checkout", "-q", "--detach", "HEAD")
+    assert finished == [["git", "-C", str(tmp_path), "checkout", "-q", "--detach", "HEAD"]]
