@@ -250,3 +250,27 @@ def test_a_git_command_of_bisect_is_not_cut_by_sigterm(tmp_path: Path,
     with pytest.raises(signals.Interrupted):
         bisect.Git(tmp_path).run("checkout", "-q", "--detach", "HEAD")
     assert finished == [["git", "-C", str(tmp_path), "checkout", "-q", "--detach", "HEAD"]]
+
+
+def test_sigterm_mid_bisect_keeps_a_clean_resumable_repository(tmp_path: Path) -> None:
+    from harness import bisect
+
+    from .test_bisect_unit import FakeKernel, config, git, make_repo, quiet
+
+    repo = tmp_path / "repo"
+    shas = make_repo(repo, 16, bug_from=11, broken=(8,))
+
+    def sigterm_at_step_4(call: int) -> BaseException | None:
+        if call == 4:
+            _deliver(signal.SIGTERM)
+        return None
+
+    signals.install()
+    with pytest.raises(signals.Interrupted):
+        bisect.start(config(repo, tmp_path, shas[0], shas[16]),
+                     FakeKernel(repo, raise_on=sigterm_at_step_4), quiet)
+    assert (repo / ".git" / "BISECT_START").is_file()  # kept for --resume, as on Ctrl-C
+    assert not (repo / ".git" / "index.lock").exists()
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+    state = bisect.resume(repo, lambda c: FakeKernel(repo, seed=8), quiet)
+    assert state.result is not None and state.result["commit"] == shas[11]
