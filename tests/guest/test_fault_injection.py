@@ -19,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache
+from harness import cache, kbuild, ksource, rootfs
+from harness.arches import get_arch
+from harness.errors import UsageError
 
-from ..conftest import REPO, qemu_processes_with
+from ..conftest import REPO, missing_shared, qemu_processes_with
 
-pytestmark = [pytest.mark.guest, pytest.mark.slow]
+pytestmark = [pytest.mark.guest, pytest.mark.kernel_build, pytest.mark.slow]
 
 SEED = 20261126
 TARGETS = ("run", "lab", "build", "kernel-build")
@@ -239,6 +241,19 @@ def check_cache(fake_cache: Path, key: str, pid: int, what: str) -> None:
     assert left == [], f"{what}: the killed process left {left}"
 
 
+@pytest.fixture(scope="module")
+def built() -> None:
+    """The kernel and initramfs the killed commands boot, built before the first kill
+    (a cold cache builds them once here, not inside a command about to be killed)."""
+    recipe = kbuild.load_recipe("v4.14.2")
+    try:
+        ksource.find_source_file(recipe.source)
+    except UsageError as e:
+        missing_shared(f"the Linux 4.14.2 tarball is not here: {e}")
+    kbuild.build(recipe, "aarch64", progress=False)
+    rootfs.build(get_arch("aarch64"))
+
+
 def run_kills(tmp_path: Path, count: int) -> None:
     fake_cache = tmp_path / "fake-cache"
     os.environ["OOMRACE_CACHE"] = str(fake_cache)
@@ -264,12 +279,14 @@ def test_the_plan_covers_every_command_and_signal() -> None:
     assert plan(50) == plan(50) and len(plan(50)) == 50
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(3600)  # a cold cache builds the kernel first; the kills take ~1 min
+@pytest.mark.usefixtures("built")
 def test_random_kills(tmp_path: Path) -> None:
     run_kills(tmp_path, CI_KILLS)
 
 
 @pytest.mark.full
 @pytest.mark.timeout(3600)  # about 15 s a kill on average
+@pytest.mark.usefixtures("built")
 def test_fifty_kills_in_a_row(tmp_path: Path) -> None:
     run_kills(tmp_path, 50)
