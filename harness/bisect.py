@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from . import atomicio, kbuild, verdict
+from . import atomicio, kbuild, signals, verdict
 from .arches import get_arch
 from .errors import HarnessError, KernelError, MissingToolError, UsageError
 from .machine import MachineOptions
@@ -219,8 +219,12 @@ class Git:
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
-            proc = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True,
-                                  text=True, errors="replace", check=False)
+            # SIGTERM/SIGHUP wait for git to finish: cut short, it would be killed and could
+            # leave the user's repository half checked out with index.lock behind.
+            with signals.deferred():
+                proc = subprocess.run(["git", "-C", str(self.repo), *args],
+                                      capture_output=True, text=True, errors="replace",
+                                      check=False)
         except FileNotFoundError:
             raise MissingToolError("git", "git") from None
         if check and proc.returncode != 0:

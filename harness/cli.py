@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import atomicio, kbuild, kernel_log, kernels
+from . import atomicio, kbuild, kernel_log, kernels, signals
 from .arches import ARCHES, GuestSpec, parse_arch_list, qemu_argv
 from .errors import EXIT_BAD_INPUT, HarnessError, UsageError, harness_bug
 from .guest import guest_cmdline
@@ -364,10 +364,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
     options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu)
     out = new_run_dir(args.artifacts)
-    rows = evaluate.evaluate(ev, arches, out, options, evaluate.recipe_resolver(args.source),
-                             seed=args.seed,
-                             progress=lambda s: print(s, file=sys.stderr, flush=True))
-    evaluate.write_json(out / "evaluation.json", ev, rows)
+    rows: list[evaluate.Row] = []
+    try:
+        evaluate.evaluate(ev, arches, out, options, evaluate.recipe_resolver(args.source),
+                          seed=args.seed, rows=rows,
+                          progress=lambda s: print(s, file=sys.stderr, flush=True))
+    finally:  # interrupted or failed: the rows finished so far are kept
+        evaluate.write_json(out / "evaluation.json", ev, rows)
     if args.json is not None:
         evaluate.write_json(args.json, ev, rows)
     print(f"{ev.description}\n\n{evaluate.table(rows)}\n\nresults: {out}", flush=True)
@@ -391,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    signals.install()  # SIGTERM and SIGHUP take Ctrl-C's path: guests stopped, logs kept
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": cmd_run,
         "boot": cmd_boot,
@@ -406,9 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as e:
         print(f"oomrace: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("oomrace: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"oomrace: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
+        return signals.exit_status(e)
     except BrokenPipeError:
         # The reader went away (`oomrace ... | head`): not an error worth a traceback.
         sys.stderr.close()

@@ -182,9 +182,11 @@ def recipe_resolver(source: str | None) -> Resolver:
 
 def evaluate(ev: Evaluation, arches: Sequence[Arch], out: Path, options: MachineOptions,
              resolve: Resolver, seed: int | None = None, runner: Runner = run_one,
-             progress: Callable[[str], None] = print) -> list[Row]:
-    """Run the bug, then each fix, on every arch; one folder per run under `out`."""
-    rows: list[Row] = []
+             progress: Callable[[str], None] = print,
+             rows: list[Row] | None = None) -> list[Row]:
+    """Run the bug, then each fix, on every arch; one folder per run under `out`. Rows
+    are appended to `rows` as they finish, so an interrupted caller still has them."""
+    rows = [] if rows is None else rows
     for arch in arches:
         def spec(recipe: str, seconds: float, max_trials: int = 0,
                  arch: Arch = arch) -> RunSpec:

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from . import atomicio, cache
+from . import atomicio, cache, signals
 from .arches import Arch, get_arch
 from .errors import (
     EXIT_BAD_INPUT,
@@ -423,6 +424,8 @@ def _run_logged(
         text=True,
         errors="replace",
         bufsize=1,
+        start_new_session=True,  # its own group: make's compilers are ended with it
+        preexec_fn=signals.on_parent_death(signal.SIGTERM),  # tuxmake stops make if we die
     )
     last = [""]
 
@@ -447,17 +450,25 @@ def _run_logged(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2)
     except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _end_group(proc)
         raise
     finally:
         reader.join(timeout=10)
         log.flush()
     return proc.returncode
+
+
+def _end_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to the build's process group (tuxmake, make and the compilers), SIGKILL
+    after 10 s: no build process outlives an interrupted build."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 30.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 # --- building ------------------------------------------------------------------------
@@ -841,6 +852,7 @@ def main_kernel_build(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a bad option (the parser printed why)
         return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
+    signals.install()  # SIGTERM/SIGHUP end the build like Ctrl-C: no half entry cached
     try:
         if args.list:
             for name in recipe_names():

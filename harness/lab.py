@@ -45,7 +45,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from . import __version__, atomicio, cache, kbuild, kernels, rootfs, stress
+from . import __version__, atomicio, cache, kbuild, kernels, rootfs, signals, stress
 from .arches import ALIASES, ARCHES, get_arch
 from .errors import HarnessError, UsageError
 from .inputs import positive_number, safe_component
@@ -727,12 +727,13 @@ def run_cell(cell: Cell, plan: Plan) -> dict[str, Any]:
         if "Timeout" in text:
             text = f"the cell did not finish within its timeout of {cell.timeout:g} s ({text})"
         record.update({"verdict": "error", "reason": text, "error": text})
-    record["seconds"] = round(time.monotonic() - started, 3)
-    record["outcome"] = outcome(cell.expected, record["verdict"])
-    record["repro"] = repro_record(cell, qemu_argv)
-    for initrd in directory.glob("initrd-*.cpio"):  # a copy of a cached file: rebuilt at will
-        initrd.unlink()
-    _write_json(directory / "cell.json", record)
+    with signals.deferred():  # a finished cell is recorded before a SIGTERM ends the worker
+        record["seconds"] = round(time.monotonic() - started, 3)
+        record["outcome"] = outcome(cell.expected, record["verdict"])
+        record["repro"] = repro_record(cell, qemu_argv)
+        for initrd in directory.glob("initrd-*.cpio"):  # a copy of a cached file
+            initrd.unlink()
+        _write_json(directory / "cell.json", record)
     return record
 
 
@@ -1043,18 +1044,26 @@ def _collect(argv: list[str], env: Mapping[str, str]) -> list[str]:
     return ids
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """After Ctrl-C: pytest (same terminal) got it too and ends its cells, which shut
-    their guests down; it is asked again only if it does not end by itself."""
-    for sig, wait in ((None, 15.0), (signal.SIGINT, 120.0), (signal.SIGKILL, 30.0)):
-        if sig is not None:
-            proc.send_signal(sig)
+def _start_pytest(argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """pytest and its xdist workers in a process group of their own, which the lab
+    signals as a whole (_stop); pytest gets SIGTERM if the lab dies, even by SIGKILL."""
+    return subprocess.Popen(argv, env=dict(env), cwd=PROJECT_ROOT, process_group=0,
+                            preexec_fn=signals.on_parent_death(signal.SIGTERM))
+
+
+def _stop(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """After Ctrl-C, SIGTERM or SIGHUP: the same signal to pytest and every worker (their
+    own group, which a terminal's Ctrl-C does not reach), so each cell ends as on Ctrl-C
+    and shuts its guest down; SIGKILL only if they do not end within two minutes."""
+    for sig, wait in ((signum, 120.0), (signal.SIGKILL, 30.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
         try:
             proc.wait(wait)
             return
         except subprocess.TimeoutExpired:
             continue
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # asked again: go on to the next step at once
             continue
 
 
@@ -1099,21 +1108,22 @@ def run_lab(args: argparse.Namespace) -> int:
           + (f" (shard {shard})" if shard else "") + f", {jobs} at once; results in {out}",
           flush=True)
     interrupted = False
+    stopped_by: int = signal.SIGINT  # the signal that interrupted the night, for the exit status
     if selected:
         plan.build_errors = prepare(selected)
         for key, message in plan.build_errors.items():
             print(f"[lab] build failed: {key}: {message.splitlines()[0]}", flush=True)
         plan.write()
         env[TOTAL_ENV] = str(len(selected))
-        proc = subprocess.Popen(_pytest_argv(plan_path, out, cache_dir, args, jobs), env=env,
-                                cwd=PROJECT_ROOT)
+        proc = _start_pytest(_pytest_argv(plan_path, out, cache_dir, args, jobs), env)
         try:
             code = proc.wait()
             interrupted = code == 2 and len(read_records(out, [c.id for c in selected])) < len(
                 selected)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             interrupted = True
-            _stop(proc)
+            stopped_by = signals.exit_status(e) - 128
+            _stop(proc, stopped_by)
     # The night holds the cells run now and those an earlier run into this folder finished
     # (a --lf re-run keeps the rest); cells left out with -k are not part of it.
     chosen = {c.id for c in selected}
@@ -1126,7 +1136,8 @@ def run_lab(args: argparse.Namespace) -> int:
                            interrupted=interrupted, night=out.name)
     finish_night(out, summary, args.history, previous)
     print_night(summary, out)
-    return exit_code(summary)
+    code = exit_code(summary)
+    return 128 + int(stopped_by) if code == 130 else code
 
 
 def merge(dirs: Sequence[Path], out: Path) -> dict[str, Any]:
@@ -1294,6 +1305,8 @@ class LabProgress:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(PLAN_ENV):
+        signals.install()  # SIGTERM/SIGHUP end a cell like Ctrl-C: guest stopped, logs kept
     if os.environ.get(PLAN_ENV) and not hasattr(config, "workerinput"):
         total = int(os.environ.get(TOTAL_ENV, "0") or 0)
         config.pluginmanager.register(LabProgress(total, config), "oomrace-lab-progress")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import atomicio, kernel_log, kernels, taint, verdict
+from . import atomicio, kernel_log, kernels, signals, taint, verdict
 from .arches import Arch
 from .errors import HarnessError, UsageError
 from .guest import Guest
@@ -123,16 +123,26 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
             result.qemu_argv = guest.artifacts.qemu_argv
     except HarnessError as e:
         result.error = str(e)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM or SIGHUP: say so in result.json
+        result.error = f"interrupted ({e or 'Ctrl-C'})"
+        raise
     finally:
-        result.workload = workload.to_dict()
-        analysis = _analyse(workdir)
-        result.reports = [r.to_dict() for r in analysis.reports]
-        result.events = [e.to_dict() for e in analysis.events]
-        decided = verdict.decide(workload.status, analysis.reports, result.error)
-        result.verdict, result.reason = decided.verdict, decided.reason
-        result.seconds = round(time.monotonic() - started, 3)
-        result.write(workdir / "result.json")
+        with signals.deferred():  # a SIGTERM now waits until result.json is written
+            _finish(result, workload, workdir, started)
     return result
+
+
+def _finish(result: RunResult, workload: WorkloadResult, workdir: Path,
+            started: float) -> None:
+    """Read the logs, decide the verdict and write result.json."""
+    result.workload = workload.to_dict()
+    analysis = _analyse(workdir)
+    result.reports = [r.to_dict() for r in analysis.reports]
+    result.events = [e.to_dict() for e in analysis.events]
+    decided = verdict.decide(workload.status, analysis.reports, result.error)
+    result.verdict, result.reason = decided.verdict, decided.reason
+    result.seconds = round(time.monotonic() - started, 3)
+    result.write(workdir / "result.json")
 
 
 def _analyse(workdir: Path) -> kernel_log.LogAnalysis:
