@@ -2,7 +2,8 @@
 
     python benchmarks/bench_seed_kernel.py [--runs 5] [--max-seconds 120]
 
-Each run boots aarch64 Linux 4.14.2 (recipe v4.14.2, 8 vCPUs, page_poison=1) and runs
+Each run boots aarch64 Linux 4.14.2 (recipe v4.14.2, 8 vCPUs on one host CPU as
+`oomrace run` does for stress, page_poison=1) and runs
 the `oom` scenario (memcg OOM killer + oom_reaper) until the first batch that shows
 corruption. Prints per run: boot time, seconds from the guest being ready to the first
 detection, batches and iterations until then; then the median time to first detection.
@@ -21,7 +22,9 @@ from harness.arches import get_arch
 from harness.machine import MachineOptions
 from harness.run import RunSpec, run_one
 
-OPTIONS = MachineOptions(cpus=8, memory_mb=1024)
+
+def options(host_cpus: int) -> MachineOptions:
+    return MachineOptions(cpus=8, memory_mb=1024, host_cpus=host_cpus)
 
 
 def main() -> int:
@@ -29,14 +32,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--kernel", default="v4.14.2")
+    parser.add_argument("--host-cpus", type=int, default=1,
+                        help="host CPUs for QEMU (oomrace run's default for stress: 1; 0: all)")
     args = parser.parse_args()
     firsts: list[float] = []
-    print(f"aarch64 {args.kernel}, oom scenario, 8 vCPUs, stop at the first detection")
+    print(f"aarch64 {args.kernel}, oom scenario, 8 vCPUs on {args.host_cpus or 'all'} host "
+          "CPU(s), stop at the first detection")
     print(f"  {'run':>3} {'boot s':>7} {'first s':>8} {'batches':>8} {'iterations':>10}  verdict")
     with tempfile.TemporaryDirectory(prefix="oomrace-bench-seed-") as tmp:
         for i in range(args.runs):
             spec = RunSpec(arch=get_arch("aarch64"), kernel=args.kernel, scenario="oom",
-                           options=OPTIONS, duration_s=args.max_seconds, seed=i + 1,
+                           options=options(args.host_cpus), duration_s=args.max_seconds, seed=i + 1,
                            stop_on_first_detection=True)
             r = run_one(spec, Path(tmp) / f"run{i}")
             w = r.workload

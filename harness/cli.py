@@ -37,6 +37,7 @@ def _add_guest_options(p: argparse.ArgumentParser) -> None:
                    help="seconds the guest may take to boot (default 180)")
     p.add_argument("--append", action="append", default=[],
                    help="extra kernel command-line argument (repeatable)")
+    _add_host_cpus(p)
     p.add_argument("--cpu", default=None,
                    help="QEMU CPU model under TCG (default: the arch's, or an older model "
                         "for old kernels, e.g. cortex-a57 for arm64 kernels before 6.1)")
@@ -55,16 +56,34 @@ def _seconds(option: str) -> Callable[[str], float]:
     return parse
 
 
+STRESS_HOST_CPUS = 1
+"""Host CPUs for a stress guest under TCG: see machine.host_cpu_set for why."""
+
+
+def _add_host_cpus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host-cpus", type=int, default=None,
+                   help="host CPUs QEMU may use, 0 for all (default: all for smoke, "
+                        f"{STRESS_HOST_CPUS} for stress under TCG, where the race shows when "
+                        "the host pauses a writer's vCPU)")
+
+
+def _host_cpus(args: argparse.Namespace, stress: bool) -> int:
+    if args.host_cpus is not None:
+        if args.host_cpus < 0:
+            raise UsageError("--host-cpus must be >= 0 (0: all host CPUs)")
+        return int(args.host_cpus)
+    return STRESS_HOST_CPUS if stress and getattr(args, "accel", "tcg") == "tcg" else 0
+
+
 def _options(args: argparse.Namespace) -> MachineOptions:
-    cpus = args.cpus
-    if cpus is None:  # `run` without --scenario runs a stress scenario
-        smoke = args.command != "run" or args.scenario == "smoke"
-        cpus = 2 if smoke else STRESS_CPUS
+    # `run` without --scenario runs a stress scenario
+    smoke = args.command != "run" or args.scenario == "smoke"
+    cpus = args.cpus if args.cpus is not None else 2 if smoke else STRESS_CPUS
     if cpus < 1 or args.memory < 128:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
     return MachineOptions(cpus=cpus, memory_mb=args.memory, accel=args.accel,
                           boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append),
-                          cpu=args.cpu)
+                          cpu=args.cpu, host_cpus=_host_cpus(args, not smoke))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,6 +367,7 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--cpus", type=int, default=STRESS_CPUS, help="guest vCPUs (default 8)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
     p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
+    _add_host_cpus(p)
     p.add_argument("--seed", type=int, default=None, help="stress seed")
     p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
                    help="folder for results; each evaluation gets its own subfolder")
@@ -362,7 +382,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     arches = parse_arch_list(args.arch or list(ev.arches))
     if args.cpus < 1 or args.memory < 128:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
-    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu)
+    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
+                             host_cpus=_host_cpus(args, stress=True))
     out = new_run_dir(args.artifacts)
     rows: list[evaluate.Row] = []
     try:

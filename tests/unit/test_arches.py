@@ -64,3 +64,13 @@ def test_cpu_model_follows_the_kernel_version(tmp_path: Path) -> None:
     assert argv[argv.index("-cpu") + 1] == "cortex-a57"
     argv = qemu_argv(arm, spec(tmp_path, accel="kvm", cpu="cortex-a57"))
     assert argv[argv.index("-cpu") + 1] == "host"  # KVM runs the host's CPU
+
+
+def test_host_cpu_set_restricts_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import machine
+
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    assert machine.host_cpu_set(0) == set() and machine.host_cpu_set(4) == set()
+    one = machine.host_cpu_set(1)
+    assert len(one) == 1 and one <= {0, 1, 2, 3}
+    assert len(machine.host_cpu_set(3)) == 3
