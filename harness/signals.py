@@ -48,12 +48,16 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 
 def install() -> bool:
-    """Turn SIGTERM and SIGHUP into `Interrupted` in this process; False (nothing done)
+    """Turn SIGTERM and SIGHUP into `Interrupted` in this process, and SIGINT into
+    KeyboardInterrupt even where it was inherited as ignored; False (nothing done)
     outside the main thread, where Python cannot install handlers."""
     if threading.current_thread() is not threading.main_thread():
         return False
     for sig in HANDLED:
         signal.signal(sig, _handler)
+    # A shell without job control starts background commands with SIGINT ignored, and
+    # Python keeps it so: Ctrl-C (or a SIGINT from a script) must still interrupt us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return True
 
 

@@ -274,3 +274,18 @@ def test_sigterm_mid_bisect_keeps_a_clean_resumable_repository(tmp_path: Path) -
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     state = bisect.resume(repo, lambda c: FakeKernel(repo, seed=8), quiet)
     assert state.result is not None and state.result["commit"] == shas[11]
+
+
+def test_sigint_interrupts_even_when_inherited_as_ignored() -> None:
+    """`cmd &` in a script starts us with SIGINT ignored; a SIGINT must still stop a run."""
+    code = ("import os, signal, time\n"
+            "from harness import signals\n"
+            "signals.install()\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGINT); time.sleep(5); print('not interrupted')\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.stdout.strip() == "interrupted", proc.stdout + proc.stderr
