@@ -6,6 +6,7 @@ no stale temporary left. The CI tier kills a handful; `tox -e full` kills 50 in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,11 +220,25 @@ def check(kill: Kill, proc: subprocess.Popen[str], fake_cache: Path) -> None:
         assert (w / "night" / "summary.json").is_file(), f"{what}: no summary\n{output}"
 
 
+@contextlib.contextmanager
+def cache_at(root: Path) -> Iterator[None]:
+    """The harness's cache at `root` in this process for a while; the previous one after
+    (the rest of the session, CI's OOMRACE_CACHE included, must keep its own)."""
+    before = os.environ.get("OOMRACE_CACHE")
+    os.environ["OOMRACE_CACHE"] = str(root)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["OOMRACE_CACHE"]
+        else:
+            os.environ["OOMRACE_CACHE"] = before
+
+
 def check_cache(fake_cache: Path, key: str, pid: int, what: str) -> None:
     """The key the killed build was making builds now, a cached key is a hit, and no
     temporary directory of a dead builder is left in the kind."""
-    os.environ["OOMRACE_CACHE"] = str(fake_cache)
-    try:
+    with cache_at(fake_cache):
         def fill(tmp: Path) -> None:
             (tmp / "image").write_text("built")
 
@@ -233,8 +248,6 @@ def check_cache(fake_cache: Path, key: str, pid: int, what: str) -> None:
         left = [p.name for p in (fake_cache / FAKE_KIND).iterdir()
                 if p.is_dir() and p.name.startswith(".")]
         assert left == [], f"{what}: stale temporaries {left}"
-    finally:
-        del os.environ["OOMRACE_CACHE"]
     real = cache.cache_root()  # the shared cache the run and lab read: nothing half-built
     kinds = [k for k in real.iterdir() if k.is_dir()]
     left = [p for k in kinds for p in k.glob(f".*.tmp-{pid}-*")]
@@ -256,11 +269,8 @@ def built() -> None:
 
 def run_kills(tmp_path: Path, count: int) -> None:
     fake_cache = tmp_path / "fake-cache"
-    os.environ["OOMRACE_CACHE"] = str(fake_cache)
-    try:
+    with cache_at(fake_cache):
         cache.entry(FAKE_KIND, "cached", lambda tmp: (tmp / "image").write_text("built"))
-    finally:
-        del os.environ["OOMRACE_CACHE"]
     started = time.monotonic()
     for i, (target, sig, delay) in enumerate(plan(count)):
         kill = Kill(target, sig, delay, tmp_path / f"k{i:02d}-{target}")
