@@ -26,7 +26,7 @@ from .kernels import KernelImage
 from .machine import MachineOptions
 from .paths import PROJECT_ROOT
 from .run import RunResult, RunSpec, run_one
-from .verdict import is_corruption, title_family, wilson_interval
+from .verdict import is_corruption_title, title_family, wilson_interval
 from .workload import StressWorkload
 
 EVALUATIONS_FILE = PROJECT_ROOT / "configs" / "evaluations.toml"
@@ -123,7 +123,7 @@ def evidence_of(result: RunResult) -> str:
     """The kernel's corruption reports by kind and the checker's records, briefly."""
     counts: dict[str, int] = {}
     for report in result.reports:
-        if is_corruption(_Titled(report["title"])):
+        if is_corruption_title(report["title"]):
             family = title_family(report["title"])
             counts[family] = counts.get(family, 0) + 1
     parts = [f"{n} x {family}" for family, n in counts.items()][:2]
@@ -133,11 +133,6 @@ def evidence_of(result: RunResult) -> str:
     if not parts and result.error:
         parts.append(result.error.splitlines()[0][:80])
     return "; ".join(parts) or "-"
-
-
-@dataclass(frozen=True)
-class _Titled:
-    title: str
 
 
 def _row(recipe: str, arch: str, role: str, result: RunResult, judgement: str) -> Row:

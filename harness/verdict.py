@@ -38,8 +38,13 @@ def title_family(title: str) -> str:
     return title.split(" in ", 1)[0].strip()
 
 
+def is_corruption_title(title: str) -> bool:
+    """Whether a report with this title means memory was corrupted."""
+    return any(p.search(title) for p in CORRUPTION_TITLES)
+
+
 def is_corruption(report: TitledReport) -> bool:
-    return any(p.search(report.title) for p in CORRUPTION_TITLES)
+    return is_corruption_title(report.title)
 
 
 @dataclass(frozen=True)
