@@ -172,11 +172,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for arch in arches:  # bad kernels and scenarios are refused before anything boots
         image = kernels.resolve(args.kernel, arch)
         scenario = args.scenario or Scenario.strongest_for(image.release).value
-        get_workload(scenario, args.iterations, args.duration, args.seed, args.writers)
         spec = RunSpec(arch=arch, kernel=args.kernel, scenario=scenario, options=options,
                        iterations=args.iterations, duration_s=args.duration, seed=args.seed,
                        writers=args.writers, image=image)
-        spec.resolve_kernel()
+        spec.workload()  # a bad scenario or budget is refused here
+        spec.resolve_kernel()  # and a scenario this kernel cannot run
         specs.append(spec)
     run_dir = new_run_dir(args.artifacts)
     results = []
