@@ -7,13 +7,20 @@ so a reader never sees a half-built entry and two builders never race.
 A builder that dies (SIGKILL, a power cut) leaves its temporary directory behind. Its
 name records the key and the builder's pid; the next `entry()` of that kind removes it
 once the key's lock is free, i.e. once no live process is building that key.
+
+Every entry is sealed with a manifest of its files (sizes, and content hashes when the
+entry is small enough to hash quickly) and checked against it on every hit: an entry
+truncated by a full disk, edited through a hard link or half deleted is rebuilt instead
+of booted. An entry from before manifests is sealed as it is on its first hit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -21,6 +28,10 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from . import atomicio
+
+log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -121,24 +132,94 @@ def _new_temporary(final: Path) -> Path:
     return tmp
 
 
+MANIFEST = ".oomrace-manifest.json"
+MANIFEST_SCHEMA = 1
+# Hashing a kernel image and an initramfs (tens of MB) costs a few hundredths of a second
+# a hit; a source tree (GBs, 80,000 files) is checked by size alone, which still catches
+# truncation and deletion.
+HASH_LIMIT_BYTES = 128 << 20
+
+
+def _entry_files(root: Path) -> list[Path]:
+    """The regular files of an entry, sorted, the manifest itself excluded."""
+    found = []
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(dirpath, name)
+            if path.is_file() and not path.is_symlink() and path.name != MANIFEST:
+                found.append(path)
+    return sorted(found)
+
+
+def seal(root: Path) -> None:
+    """Write the manifest of the entry at `root`: each file's size, and its sha256 when
+    the whole entry is small enough to hash on every hit."""
+    files = _entry_files(root)
+    sizes = {str(p.relative_to(root)): p.stat().st_size for p in files}
+    hashed = sum(sizes.values()) <= HASH_LIMIT_BYTES
+    record: dict[str, object] = {"schema_version": MANIFEST_SCHEMA, "sizes": sizes}
+    if hashed:
+        record["sha256"] = {str(p.relative_to(root)): file_digest(p) for p in files}
+    atomicio.write_json(root / MANIFEST, record)
+
+
+def damage(root: Path) -> str | None:
+    """Why the entry at `root` no longer matches its manifest, or None when it does. Files
+    added since (a git object, a log) are allowed; a file missing or changed is not."""
+    record = atomicio.read_json_object(root / MANIFEST)
+    if record is None or record.get("schema_version") != MANIFEST_SCHEMA:
+        return f"{MANIFEST} is missing or unreadable"
+    sizes, hashes = record.get("sizes"), record.get("sha256", {})
+    if not isinstance(sizes, dict) or not isinstance(hashes, dict):
+        return f"{MANIFEST} has the wrong shape"
+    for rel, size in sizes.items():
+        path = root / rel
+        try:
+            if path.is_symlink() or path.stat().st_size != size:
+                return f"{rel} changed size"
+        except OSError:
+            return f"{rel} is missing"
+        if rel in hashes and file_digest(path) != hashes[rel]:
+            return f"{rel} changed content"
+    return None
+
+
+def _seal_legacy(final: Path, lock: Path | None) -> None:
+    """An entry built before manifests existed: seal it as it is, under its lock (taken
+    here unless the caller holds it: flock would wait on our own second descriptor)."""
+    with contextlib.nullcontext() if lock is None else locked(lock):
+        if final.is_dir() and not (final / MANIFEST).exists():
+            seal(final)
+
+
 def entry(kind: str, key: str, build: Callable[[Path], None],
           valid: Callable[[Path], bool] | None = None) -> Path:
     """Return the cache directory for (kind, key), calling build(tmpdir) to fill it once.
 
     `build` writes into an empty temporary directory; on success it is renamed to the
     entry's final path. On failure nothing is left behind and the error propagates.
-    An existing entry that fails `valid` (a corrupt record in it) is removed and rebuilt.
+    An existing entry that fails `valid` (a corrupt record in it) or no longer matches its
+    manifest is removed and rebuilt.
     """
     final = cache_root() / kind / key
+    lock = cache_root() / kind / f".{key}.lock"
 
-    def usable() -> bool:
-        return final.is_dir() and (valid is None or valid(final))
+    def usable(holding_lock: bool) -> bool:
+        if not final.is_dir():
+            return False
+        if not (final / MANIFEST).exists():
+            _seal_legacy(final, None if holding_lock else lock)
+        problem = damage(final)
+        if problem is not None:
+            log.warning("cache: %s/%s is damaged (%s): rebuilding it", kind, key, problem)
+            return False
+        return valid is None or valid(final)
 
     remove_stale(final.parent)  # what a killed builder of this kind left behind
-    if usable():
+    if usable(holding_lock=False):
         return final
-    with locked(cache_root() / kind / f".{key}.lock"):
-        if usable():
+    with locked(lock):
+        if usable(holding_lock=True):
             return final
         if final.exists():  # corrupt: move it aside first, so the rename below can succeed
             stale = final.with_name(f".{key}.stale.{os.getpid()}")
@@ -147,6 +228,7 @@ def entry(kind: str, key: str, build: Callable[[Path], None],
         tmp = _new_temporary(final)
         try:
             build(tmp)
+            seal(tmp)
             tmp.rename(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -602,30 +602,20 @@ def build(
         source.identity, recipe.base_config, fragments, [*(f.patch for f in compat), *patches],
         arch_info.name, compiler,
     )
-    final = cache.cache_root() / KIND / key
-    cached = final.is_dir()
     label = f"kbuild {recipe.name} {arch_info.name}"
-    if not cached:
+    built: list[bool] = []
+
+    def do_build(tmp: Path) -> None:
         _require_build_tools()
-        tux = tuxmake_command()
+        job = _Job(recipe, arch_info.name, ab, source, tuple(fragments), tuple(patches),
+                   compiler, key, tuple(tuxmake_command()), compat)
+        _build_into(tmp, job, _Progress(label, progress))
+        built.append(True)
 
-        def do_build(tmp: Path) -> None:
-            job = _Job(
-                recipe,
-                arch_info.name,
-                ab,
-                source,
-                tuple(fragments),
-                tuple(patches),
-                compiler,
-                key,
-                tuple(tux),
-                compat,
-            )
-            _build_into(tmp, job, _Progress(label, progress))
-
-        final = cache.entry(KIND, key, do_build)
-    elif progress:
+    # Through cache.entry on a hit too: it checks the entry against its manifest, and a
+    # damaged one is rebuilt rather than booted.
+    final = cache.entry(KIND, key, do_build)
+    if progress and not built:
         print(f"[{label}] cached: {final}", file=sys.stderr)
     vmlinux = final / "vmlinux"
     system_map = final / "System.map"
@@ -644,7 +634,7 @@ def build(
         kernel_version=source.version,
         cmdline=recipe.cmdline,
         cache_key=key,
-        cached=cached,
+        cached=not built,
         fragments=tuple(p.name for p in fragments),
         compat=tuple(f.patch.name for f in compat),
     )
