@@ -713,7 +713,7 @@ def _build_into(out: Path, job: _Job, progress: _Progress) -> None:
             shutil.copy2(log_path, failed / "build.log")
         if (build_dir / ".config").is_file():
             shutil.copy2(build_dir / ".config", failed / "config")
-        progress.done("FAILED")
+        progress.done("interrupted" if isinstance(e, KeyboardInterrupt) else "FAILED")
         if isinstance(e, KernelError):
             raise KernelError(f"{e}\n(build log: {failed / 'build.log'})") from None
         raise

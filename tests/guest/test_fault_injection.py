@@ -1,8 +1,11 @@
-"""Fault injection (issue 10): `oomrace run`, `oomrace lab` and a kernel build killed with
-SIGTERM or SIGKILL at a random moment (mid-boot, mid-stress, mid-build), then checked:
-no process of theirs left (QEMU, pytest workers, compilers), every run folder with a
-console log also has its result.json after SIGTERM, and the build cache still usable with
-no stale temporary left. The CI tier kills a handful; `tox -e full` kills 50 in a row."""
+"""Fault injection (issue 10): `oomrace run`, `oomrace lab`, `oomrace bisect` and kernel
+builds killed with SIGTERM or SIGKILL at a random moment (mid-boot, mid-stress,
+mid-build), then checked: no process of theirs left (QEMU, pytest workers, make and its
+compilers: each command's environment carries a marker its descendants inherit), every
+run folder with a console log also has its result.json after SIGTERM, the bisected
+repository clean and its bisect resumable or never started, and the build cache usable
+with no stale temporary left once the next build of that kind has looked. The CI tier
+kills each command with each signal once; `tox -e full` kills 50 in a row."""
 
 from __future__ import annotations
 
@@ -20,16 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache, kbuild, ksource, rootfs
+from harness import bisect, cache, kbuild, ksource, rootfs
 from harness.arches import get_arch
 from harness.errors import UsageError
 
+from ..bisect.test_bisect import fresh_clone, git, history_repo
 from ..conftest import REPO, missing_shared, qemu_processes_with
 
 pytestmark = [pytest.mark.guest, pytest.mark.kernel_build, pytest.mark.slow]
 
 SEED = 20261126
-TARGETS = ("run", "lab", "build", "kernel-build")
+TARGETS = ("run", "lab", "build", "kernel-build", "bisect")
+MARK = "OOMRACE_FAULT_MARK"  # in the environment of everything a killed command started
 SIGNALS = (signal.SIGTERM, signal.SIGKILL)
 FAKE_KIND = "fault-build"
 LAB_MATRIX = """\
@@ -93,11 +98,13 @@ def plan(count: int, seed: int = SEED) -> list[tuple[str, int, float]]:
 
 # Seconds after the trigger a kill may come: a guest boots in 3-8 s and then stresses;
 # the cached build takes about 0.7 s in all; the fake build runs until killed.
-LATEST = {"run": 15.0, "lab": 15.0, "kernel-build": 0.5, "build": 1.0}
+# bisect: from `git bisect start` on; the first step builds a commit no cache has (about a
+# minute with ccache warm), so a kill up to 30 s later lands in the build.
+LATEST = {"run": 15.0, "lab": 15.0, "kernel-build": 0.5, "build": 1.0, "bisect": 30.0}
 
 
-def _env(cache_dir: Path | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+def _env(workdir: Path, cache_dir: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ, **{MARK: str(workdir)})
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     if cache_dir is not None:
         env["OOMRACE_CACHE"] = str(cache_dir)
@@ -140,7 +147,7 @@ def _start(kill: Kill, fake_cache: Path) -> tuple[subprocess.Popen[str], Callabl
     """Start the command to kill and return it with its trigger: the moment to count from."""
     w = kill.workdir
     w.mkdir(parents=True)
-    env = _env()
+    env = _env(w)
     if kill.target == "run":
         argv = ["run", "--arch", "aarch64", "--kernel", "v4.14.2", "--scenario", "oom",
                 "--duration", "20", "--cpus", "2", "--artifacts", str(w / "art")]
@@ -149,6 +156,11 @@ def _start(kill: Kill, fake_cache: Path) -> tuple[subprocess.Popen[str], Callabl
         (w / "matrix.toml").write_text(LAB_MATRIX)
         argv = ["lab", str(w / "matrix.toml"), "--out", str(w / "night"), "-n", "1"]
         trigger = lambda: _console_logs(w)  # noqa: E731
+    elif kill.target == "bisect":
+        repo = _bisect_repo(w.parent / "bisect-repo")
+        argv = ["bisect", "--repo", str(repo), "--arch", "aarch64", "--scenario", "mrelease",
+                "--good", "good-end", "--bad", "HEAD", "--artifacts", str(w / "art")]
+        trigger = lambda: (repo / ".git" / "BISECT_START").exists()  # noqa: E731
     elif kill.target == "kernel-build":  # cached: killed, if at all, while it looks it up
         argv = ["kernel", "build", "--recipe", "v4.14.2", "--arch", "aarch64"]
         trigger = lambda: True  # noqa: E731
@@ -156,12 +168,37 @@ def _start(kill: Kill, fake_cache: Path) -> tuple[subprocess.Popen[str], Callabl
         script = w / "fake_build.py"
         script.write_text(FAKE_BUILD)
         cmd = [sys.executable, str(script), FAKE_KIND, f"key-{w.name}"]
-        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(fake_cache), text=True,
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(w, fake_cache), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         return proc, lambda: _fake_build_started(fake_cache, w.name)
     proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], cwd=REPO, env=env,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return proc, trigger
+
+
+def _bisect_repo(path: Path) -> Path:
+    """One clone of the bisect tests' history for every bisect kill, with a commit on top
+    that no earlier build has cached, so the first step builds for real."""
+    if not path.exists():
+        fresh_clone(path)
+        mm = path / "mm" / "oom_kill.c"
+        mm.write_text(mm.read_text() + "\n/* oomrace fault injection: a fresh build */\n")
+        git(path, "-c", "user.name=oomrace", "-c", "user.email=oomrace@localhost",
+            "commit", "-q", "-a", "-m", "fault injection: a commit nothing has built")
+    return path
+
+
+def check_repository(kill: Kill, what: str) -> None:
+    """The bisected repository has no stray change, and its bisect either never started
+    or is the one `oomrace bisect --resume` continues; `git bisect reset` ends it."""
+    repo = kill.workdir.parent / "bisect-repo"
+    assert git(repo, "status", "--porcelain") == "", f"{what}: the working tree changed"
+    if (repo / ".git" / "BISECT_START").exists():
+        state = bisect.load_state(repo)  # a one-line UsageError if it were unreadable
+        assert state.phase != "done", what
+        git(repo, "bisect", "reset")
+    bisect.state_path(repo).unlink(missing_ok=True)
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main", what
 
 
 def _fake_build_started(fake_cache: Path, name: str) -> bool:
@@ -202,6 +239,8 @@ def check(kill: Kill, proc: subprocess.Popen[str], fake_cache: Path) -> None:
     assert _wait_for(lambda: not processes_mentioning(str(w)), 90), \
         f"{what}: processes left: {processes_mentioning(str(w))}\n{output}"
     check_cache(fake_cache, f"key-{w.name}", proc.pid, what)
+    if kill.target == "bisect":
+        check_repository(kill, what)
     if proc.returncode in (0, 1):
         return  # it finished before the signal (a cached build, or a cell that ended)
     if kill.sig == signal.SIGKILL:
@@ -248,8 +287,12 @@ def check_cache(fake_cache: Path, key: str, pid: int, what: str) -> None:
         left = [p.name for p in (fake_cache / FAKE_KIND).iterdir()
                 if p.is_dir() and p.name.startswith(".")]
         assert left == [], f"{what}: stale temporaries {left}"
-    real = cache.cache_root()  # the shared cache the run and lab read: nothing half-built
+    # The shared cache the commands read: a SIGKILLed build leaves its temporary directory,
+    # which the next build of that kind removes (remove_stale is what it calls first).
+    real = cache.cache_root()
     kinds = [k for k in real.iterdir() if k.is_dir()]
+    for kind in kinds:
+        cache.remove_stale(kind)
     left = [p for k in kinds for p in k.glob(f".*.tmp-{pid}-*")]
     assert left == [], f"{what}: the killed process left {left}"
 
@@ -265,6 +308,7 @@ def built() -> None:
         missing_shared(f"the Linux 4.14.2 tarball is not here: {e}")
     kbuild.build(recipe, "aarch64", progress=False)
     rootfs.build(get_arch("aarch64"))
+    history_repo()  # the bisect kills clone it
 
 
 def run_kills(tmp_path: Path, count: int) -> None:
@@ -280,7 +324,7 @@ def run_kills(tmp_path: Path, count: int) -> None:
               f"exit {proc.returncode} ({time.monotonic() - started:.0f} s so far)")
 
 
-CI_KILLS = 8  # every command with each signal once: about 4 minutes on 2 busy cores
+CI_KILLS = 10  # every command with each signal once: about 6 minutes on 2 busy cores
 
 
 def test_the_plan_covers_every_command_and_signal() -> None:
