@@ -24,12 +24,12 @@ from .errors import UsageError
 from .inputs import positive_number
 from .kernels import KernelImage
 from .machine import MachineOptions
-from .paths import PROJECT_ROOT
+from .paths import data_path
 from .run import RunResult, RunSpec, run_one
 from .verdict import is_corruption_title, title_family, wilson_interval
 from .workload import StressWorkload
 
-EVALUATIONS_FILE = PROJECT_ROOT / "configs" / "evaluations.toml"
+EVALUATIONS_FILE = data_path("configs") / "evaluations.toml"
 SCHEMA_VERSION = 1
 _Z = 1.959964
 CONTROL_TRIALS = 3  # batches of a fix on an arch where the bug does not show

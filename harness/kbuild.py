@@ -72,7 +72,7 @@ from .ksource import (
     run_text,
     unshare,
 )
-from .paths import PROJECT_ROOT
+from .paths import data_path
 
 __all__ = [  # sources live in ksource; kept importable from here for callers
     "DEBIAN_PREFIX", "Source", "apply_patch", "debian_source", "link_tree",
@@ -82,10 +82,10 @@ __all__ = [  # sources live in ksource; kept importable from here for callers
 # Bump when the way a build is done changes in a way that changes its output.
 BUILD_SCHEME = 2
 
-KERNELS_DIR = PROJECT_ROOT / "kernels"
+KERNELS_DIR = data_path("kernels")
 FRAGMENTS_DIR = KERNELS_DIR / "fragments"
 PATCHES_DIR = KERNELS_DIR / "patches"
-RECIPES_FILE = PROJECT_ROOT / "configs" / "kernels.toml"
+RECIPES_FILE = data_path("configs") / "kernels.toml"
 
 BUILD_SUBDIR = "build"  # O= directory, a direct child of the copied source tree
 KIND = "kbuild"  # cache_root()/kbuild/<key>: built kernels

@@ -27,7 +27,7 @@ from typing import IO, Literal
 from . import cache
 from .errors import KernelError, MissingToolError, UsageError
 from .kversion import version_tuple
-from .paths import PROJECT_ROOT
+from .paths import PROJECT_ROOT, data_path
 
 DEBIAN_PREFIX = "debian:"
 TARBALL_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
@@ -508,7 +508,7 @@ def apply_patch(tree: Path, patch: Path, log: IO[str] | None = None) -> None:
 
 # --- toolchain compatibility fixes -----------------------------------------------------
 
-COMPAT_DIR = PROJECT_ROOT / "kernels" / "compat"
+COMPAT_DIR = data_path("kernels") / "compat"
 
 
 @dataclass(frozen=True)
