@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from harness.arches import get_arch
+from harness.kernels import resolve_kernel
 from harness.machine import MachineOptions
 from harness.run import RunSpec, run_one
 from harness.verdict import is_corruption
@@ -24,23 +25,18 @@ OPTIONS = MachineOptions(cpus=8, memory_mb=1024)
 SCENARIOS = ("mrelease", "oom", "munmap", "madvise")
 
 
-class _Title:
-    def __init__(self, title: str) -> None:
-        self.title = title
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bug-seconds", type=float, default=60.0)
     parser.add_argument("--clean-seconds", type=float, default=15.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="oomrace-bench-race-") as tmp:
-        bug = run_one(RunSpec(arch=get_arch("aarch64"), kernel="v6.1-reaper-fullmm",
+        bug = run_one(RunSpec(kernel=resolve_kernel("v6.1-reaper-fullmm", get_arch("aarch64")),
                               scenario="mrelease", options=OPTIONS,
                               duration_s=args.bug_seconds, seed=1), Path(tmp) / "bug")
-        work = bug.workload
+        work = bug.workload.to_json()
         minutes = work["seconds"] / 60
-        kernel_reports = sum(1 for r in bug.reports if is_corruption(_Title(r["title"])))
+        kernel_reports = sum(1 for r in bug.reports if is_corruption(r))
         print("aarch64 + v6.1-reaper-fullmm, mrelease, 8 vCPUs")
         print(f"  verdict                        {bug.verdict}")
         print(f"  boot to ready                  {bug.boot_seconds:.1f} s")
@@ -58,10 +54,11 @@ def main() -> int:
         for scenario in SCENARIOS:
             rates = []
             for arch in ("x86_64", "aarch64"):
-                r = run_one(RunSpec(arch=get_arch(arch), kernel="v6.1", scenario=scenario,
-                                    options=OPTIONS, duration_s=args.clean_seconds, seed=1),
+                kernel = resolve_kernel("v6.1", get_arch(arch))
+                r = run_one(RunSpec(kernel=kernel, scenario=scenario, options=OPTIONS,
+                                    duration_s=args.clean_seconds, seed=1),
                             Path(tmp) / f"{scenario}-{arch}")
-                w = r.workload
+                w = r.workload.to_json()
                 ok = r.verdict == "clean"
                 rates.append(f"{w['iterations'] / w['seconds']:.1f}" if ok and w.get("seconds")
                              else r.verdict)

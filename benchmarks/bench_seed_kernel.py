@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from harness.arches import get_arch
+from harness.kernels import resolve_kernel
 from harness.machine import MachineOptions
 from harness.run import RunSpec, run_one
 
@@ -41,11 +42,11 @@ def main() -> int:
     print(f"  {'run':>3} {'boot s':>7} {'first s':>8} {'batches':>8} {'iterations':>10}  verdict")
     with tempfile.TemporaryDirectory(prefix="oomrace-bench-seed-") as tmp:
         for i in range(args.runs):
-            spec = RunSpec(arch=get_arch("aarch64"), kernel=args.kernel, scenario="oom",
+            spec = RunSpec(kernel=resolve_kernel(args.kernel, get_arch("aarch64")), scenario="oom",
                            options=options(args.host_cpus), duration_s=args.max_seconds, seed=i + 1,
                            stop_on_first_detection=True)
             r = run_one(spec, Path(tmp) / f"run{i}")
-            w = r.workload
+            w = r.workload.to_json()
             first = w.get("first_detection_seconds")
             if first is not None:
                 firsts.append(first)

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from . import atomicio, cache
+from . import atomicio, cache, schema
 from .arches import Arch
 from .errors import HarnessError, UsageError
 
@@ -42,6 +42,8 @@ def resolve(requested: str, arch: Arch, probe_boot: Callable[[float], None]) -> 
         return "tcg"
     record = _probe_file(arch)
     known = atomicio.read_json_object(record)  # a corrupt record is probed again
+    if known is not None:
+        schema.check_version(known, str(record))
     if known is not None and known.get("accel") in ("tcg", "kvm"):
         return str(known["accel"])
     try:
@@ -51,5 +53,5 @@ def resolve(requested: str, arch: Arch, probe_boot: Callable[[float], None]) -> 
         accel, reason = "tcg", f"probe boot with KVM failed: {str(e).splitlines()[0]}"
         warnings.warn(f"KVM is not usable here ({reason}); using TCG", stacklevel=2)
     record.parent.mkdir(parents=True, exist_ok=True)
-    atomicio.write_json(record, {"accel": accel, "reason": reason})
+    atomicio.write_json(record, schema.versioned({"accel": accel, "reason": reason}))
     return accel

@@ -45,9 +45,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from . import atomicio, kbuild, signals, verdict
+from . import atomicio, kbuild, kernels, schema, signals, verdict
 from .arches import get_arch
 from .errors import HarnessError, KernelError, MissingToolError, UsageError
+from .kernels import ResolvedKernel
 from .machine import MachineOptions
 from .verdict import title_family
 
@@ -156,13 +157,20 @@ class StepOutcome:
     trial_seconds: float | None = None  # mean seconds per trial
     first_detection_seconds: float | None = None
     console_log: str | None = None
-    kernel: str | None = None
+    kernel: str | None = None  # the image booted
+    kernel_built: bool | None = None  # built by this step (False: found in the cache)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StepOutcome:
+        d = dict(d)
+        kernel = d.get("kernel") or ""
+        if "kernel_built" not in d and kernel.startswith(("built:", "cached:")):
+            # A state file from before kernel_built: the kernel was "built:PATH".
+            how, d["kernel"] = kernel.split(":", 1)
+            d["kernel_built"] = how == "built"
         return cls(**d)
 
 
@@ -353,7 +361,7 @@ class BisectState:
     seconds: float = 0.0  # wall time spent over all sessions
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return schema.versioned({
             "version": STATE_VERSION,
             "config": self.config.to_dict(),
             "good": self.good_sha, "bad": self.bad_sha,
@@ -364,10 +372,11 @@ class BisectState:
             "noise": self.noise, "plan": self.plan,
             "steps": [r.to_dict() for r in self.records],
             "result": self.result, "seconds": round(self.seconds, 1),
-        }
+        })
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BisectState:
+        schema.check_version(d, "the bisect state")
         if d.get("version") != STATE_VERSION:
             raise UsageError(f"bisect state version {d.get('version')} is not "
                              f"{STATE_VERSION}; start again after `git bisect reset`")
@@ -765,8 +774,7 @@ def resume(repo: Path, runner_for: Callable[[BisectConfig], StepRunner],
 def kernel_builds(state: BisectState) -> int:
     """Kernel builds this bisect ran (cache hits not counted, failed builds counted)."""
     return sum(1 for r in state.records
-               if r.outcome.kind == "build_failed"
-               or (r.outcome.kernel or "").startswith("built:"))
+               if r.outcome.kind == "build_failed" or r.outcome.kernel_built)
 
 
 def report_json(state: BisectState) -> dict[str, Any]:
@@ -843,37 +851,29 @@ class KernelStepRunner:
         options = MachineOptions(cpus=cfg.cpus, memory_mb=cfg.memory_mb,
                                  cmdline_extra=tuple(built.cmdline))
         iterations = request.trials * BATCH_ITERATIONS
-        spec = RunSpec(arch=arch, kernel=str(built.image), scenario=cfg.scenario,
+        # The kernel just built, passed down as it is: run_one resolves nothing.
+        kernel = ResolvedKernel(str(built.image), arch, kernels.from_build(built))
+        spec = RunSpec(kernel=kernel, scenario=cfg.scenario,
                        options=options, iterations=iterations,
                        duration_s=request.trials * BATCH_SECONDS * 2 + 30,
                        seed=request.seed, stop_on_first_detection=request.stop_on_first)
         result = run_one(spec, request.workdir)
-        work = result.workload
-        corruption = [r["title"] for r in result.reports if _is_corruption_title(r["title"])]
-        crashes = [r["title"] for r in result.reports if not _is_corruption_title(r["title"])]
-        trials = int(work.get("trials") or 0)
-        seconds = float(work.get("seconds") or 0.0)
+        work = result.stress
+        titles = [r.title for r in result.reports]
+        trials = work.trials if work else 0
         kind: StepKind = "error" if result.verdict == "error" or (
             result.error and not trials) else "ran"
         return StepOutcome(
-            kind=kind, trials=trials, detections=int(work.get("detections") or 0),
-            iterations=int(work.get("iterations") or 0),
-            checker_corruptions=int(work.get("checker_corruptions") or 0),
-            corruption_titles=corruption, crash_titles=crashes,
-            error=result.error or work.get("error"),
+            kind=kind, trials=trials, detections=work.detections if work else 0,
+            iterations=work.iterations if work else 0,
+            checker_corruptions=work.checker_corruptions if work else 0,
+            corruption_titles=[t for t in titles if verdict.is_corruption_title(t)],
+            crash_titles=[t for t in titles if not verdict.is_corruption_title(t)],
+            error=result.error or (work.error if work else None),
             seconds=round(time.monotonic() - started, 1), build_seconds=build_s,
             boot_seconds=result.boot_seconds,
-            trial_seconds=round(seconds / trials, 2) if trials else None,
-            first_detection_seconds=work.get("first_detection_seconds"),
-            console_log=result.console_log,
-            kernel=("cached:" if built.cached else "built:") + str(built.image),
+            trial_seconds=round(work.seconds / trials, 2) if work and trials else None,
+            first_detection_seconds=work.first_detection_seconds if work else None,
+            console_log=result.console_log, kernel=str(built.image),
+            kernel_built=not built.cached,
         )
-
-
-@dataclass(frozen=True)
-class _Titled:
-    title: str
-
-
-def _is_corruption_title(title: str) -> bool:
-    return verdict.is_corruption(_Titled(title))

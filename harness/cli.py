@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import atomicio, kbuild, kernel_log, kernels, signals
+from . import atomicio, kbuild, kernel_log, kernels, schema, signals
 from .arches import ARCHES, GuestSpec, parse_arch_list, qemu_argv
 from .errors import EXIT_BAD_INPUT, HarnessError, UsageError, harness_bug
 from .guest import guest_cmdline
@@ -139,20 +139,21 @@ def _summary(result: RunResult) -> str:
     ]
     if result.boot_seconds is not None:
         lines.append(f"  boot:    {result.boot_seconds:.1f} s ({result.accel})")
-    work = result.workload
-    if "trials" in work:
-        low, high = work["ci95"]
-        rate = "n/a" if work["rate"] is None else f"{work['rate']:.2f} [{low:.2f}, {high:.2f}]"
-        lines.append(f"  stress:  {work['name']}: {work['iterations']} iterations in "
-                     f"{work['trials']} batches, {work['detections']} with corruption, "
-                     f"rate {rate}, checker records {work['checker_corruptions']}")
+    work = result.stress
+    if work is not None:
+        low, high = work.ci95
+        rate = "n/a" if work.rate is None else f"{work.rate:.2f} [{low:.2f}, {high:.2f}]"
+        lines.append(f"  stress:  {result.workload.name}: {work.iterations} iterations in "
+                     f"{work.trials} batches, {work.detections} with corruption, "
+                     f"rate {rate}, checker records {work.checker_corruptions}")
     titles: dict[str, int] = {}
     for report in result.reports:
-        titles[report["title"]] = titles.get(report["title"], 0) + 1
+        titles[report.title] = titles.get(report.title, 0) + 1
     for title, count in list(titles.items())[:5]:
         lines.append(f"  report:  {title}" + (f" (x{count})" if count > 1 else ""))
-    if result.taint.get("new"):
-        flags = ", ".join(f"{t['flag']} ({t['meaning']})" for t in result.taint["new"])
+    new_taint = result.taint.new
+    if new_taint:
+        flags = ", ".join(f"{t.flag} ({t.meaning})" for t in new_taint)
         lines.append(f"  taint:   new during the run: {flags}")
     if result.error:
         lines.append(f"  error:   {result.error.splitlines()[0]}")
@@ -170,14 +171,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _options(args)
     specs = []
     for arch in arches:  # bad kernels and scenarios are refused before anything boots
-        image = kernels.resolve(args.kernel, arch)
-        scenario = args.scenario or Scenario.strongest_for(image.release).value
-        spec = RunSpec(arch=arch, kernel=args.kernel, scenario=scenario, options=options,
-                       iterations=args.iterations, duration_s=args.duration, seed=args.seed,
-                       writers=args.writers, image=image)
-        spec.workload()  # a bad scenario or budget is refused here
-        spec.resolve_kernel()  # and a scenario this kernel cannot run
-        specs.append(spec)
+        kernel = kernels.resolve_kernel(args.kernel, arch)  # once: run_one reuses it
+        scenario = args.scenario or Scenario.strongest_for(kernel.release).value
+        specs.append(RunSpec(kernel=kernel, scenario=scenario, options=options,
+                             iterations=args.iterations, duration_s=args.duration,
+                             seed=args.seed, writers=args.writers).checked())
     run_dir = new_run_dir(args.artifacts)
     results = []
     for spec in specs:
@@ -189,8 +187,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"killer, and the fixes from its thread judged side by side:\n  {SEED_BUG_COMMAND}",
               flush=True)
     if args.json is not None:
-        payload = (results[0].to_dict() if len(results) == 1
-                   else {"runs": [r.to_dict() for r in results]})
+        payload = (results[0].to_json() if len(results) == 1
+                   else schema.versioned({"runs": [r.to_json() for r in results]}))
         atomicio.write_json(args.json, payload)
     return 0 if all(r.verdict == "clean" for r in results) else 1
 

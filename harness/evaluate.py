@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import atomicio, kbuild, kernels
+from . import atomicio, kbuild, kernels, schema
 from .arches import Arch
 from .errors import UsageError
 from .inputs import positive_number
-from .kernels import KernelImage
+from .kernels import KernelImage, ResolvedKernel
 from .machine import MachineOptions
 from .paths import data_path
 from .run import RunResult, RunSpec, run_one
@@ -30,7 +30,6 @@ from .verdict import is_corruption_title, title_family, wilson_interval
 from .workload import StressWorkload
 
 EVALUATIONS_FILE = data_path("configs") / "evaluations.toml"
-SCHEMA_VERSION = 1
 _Z = 1.959964
 CONTROL_TRIALS = 3  # batches of a fix on an arch where the bug does not show
 
@@ -95,7 +94,7 @@ def clean_trials_needed(bug_low: float) -> int:
     return math.floor(_Z * _Z * (1 - bug_low) / bug_low) + 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class Row:
     """One run of the table: a recipe on an arch, and what it says about the fix."""
 
@@ -123,11 +122,11 @@ def evidence_of(result: RunResult) -> str:
     """The kernel's corruption reports by kind and the checker's records, briefly."""
     counts: dict[str, int] = {}
     for report in result.reports:
-        if is_corruption_title(report["title"]):
-            family = title_family(report["title"])
+        if is_corruption_title(report.title):
+            family = title_family(report.title)
             counts[family] = counts.get(family, 0) + 1
     parts = [f"{n} x {family}" for family, n in counts.items()][:2]
-    records = int(result.workload.get("checker_corruptions") or 0)
+    records = result.stress.checker_corruptions if result.stress else 0
     if records:
         parts.append(f"{records} checker record(s)")
     if not parts and result.error:
@@ -136,13 +135,14 @@ def evidence_of(result: RunResult) -> str:
 
 
 def _row(recipe: str, arch: str, role: str, result: RunResult, judgement: str) -> Row:
-    work = result.workload
-    detections, trials = int(work.get("detections") or 0), int(work.get("trials") or 0)
+    work = result.stress
+    detections, trials = (work.detections, work.trials) if work else (0, 0)
     return Row(
         recipe=recipe, arch=arch, role=role, verdict=result.verdict, detections=detections,
         trials=trials, rate=detections / trials if trials else None,
         ci95=wilson_interval(detections, trials), evidence=evidence_of(result),
-        judgement=judgement, first_detection_seconds=work.get("first_detection_seconds"),
+        judgement=judgement,
+        first_detection_seconds=work.first_detection_seconds if work else None,
         result=str(Path(result.workdir) / "result.json"),
     )
 
@@ -185,15 +185,15 @@ def evaluate(ev: Evaluation, arches: Sequence[Arch], out: Path, options: Machine
     for arch in arches:
         def spec(recipe: str, seconds: float, max_trials: int = 0,
                  arch: Arch = arch) -> RunSpec:
-            return RunSpec(arch=arch, kernel=recipe, scenario=ev.scenario, options=options,
-                           duration_s=seconds, seed=seed, max_trials=max_trials,
-                           image=resolve(recipe, arch))
+            kernel = ResolvedKernel(recipe, arch, resolve(recipe, arch))
+            return RunSpec(kernel=kernel, scenario=ev.scenario, options=options,
+                           duration_s=seconds, seed=seed, max_trials=max_trials)
 
         progress(f"[evaluate] {arch.name} {ev.bug}: {ev.scenario} for {ev.bug_seconds:.0f} s")
         bug_result = runner(spec(ev.bug, ev.bug_seconds), out / ev.bug / arch.name)
-        bug = _row(ev.bug, arch.name, "bug", bug_result, "")
-        bug.judgement = ("the bug shows" if bug.verdict == "corrupted"
-                         else f"the bug does not show ({bug.verdict})")
+        shows = bug_result.verdict == "corrupted"
+        bug = _row(ev.bug, arch.name, "bug", bug_result, "the bug shows" if shows
+                   else f"the bug does not show ({bug_result.verdict})")
         rows.append(bug)
         progress(f"[evaluate] {arch.name} {ev.bug}: {bug.verdict}, {bug.detections}/"
                  f"{bug.trials} batches")
@@ -208,7 +208,7 @@ def evaluate(ev: Evaluation, arches: Sequence[Arch], out: Path, options: Machine
             progress(f"[evaluate] {arch.name} {fix}: up to {trials} batches")
             result = runner(spec(fix, seconds, trials), out / fix / arch.name)
             row = _row(fix, arch.name, "fix", result, "")
-            row.judgement = judge_fix(bug, row)
+            row = replace(row, judgement=judge_fix(bug, row))
             rows.append(row)
             progress(f"[evaluate] {arch.name} {fix}: {row.verdict}, {row.judgement}")
     return rows
@@ -229,10 +229,15 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def to_json(ev: Evaluation, rows: Sequence[Row]) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION, "evaluation": asdict(ev),
-        "rows": [{**asdict(r), "ci95": list(r.ci95)} for r in rows],
-    }
+    return schema.versioned({
+        "evaluation": asdict(ev), "rows": [{**asdict(r), "ci95": list(r.ci95)} for r in rows],
+    })
+
+
+def rows_from_json(data: Mapping[str, Any], where: str = "evaluation.json") -> list[Row]:
+    """The rows `to_json` wrote."""
+    schema.check_version(data, where)
+    return [Row(**{**r, "ci95": tuple(r["ci95"])}) for r in data.get("rows", [])]
 
 
 def write_json(path: Path, ev: Evaluation, rows: Sequence[Row]) -> None:

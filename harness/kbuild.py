@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from . import atomicio, cache, signals
+from . import atomicio, cache, schema, signals
 from .arches import Arch, get_arch
 from .errors import (
     EXIT_BAD_INPUT,
@@ -705,7 +705,7 @@ def _build_into(out: Path, job: _Job, progress: _Progress) -> None:
             "objects": objects,
             "build_seconds": round(time.monotonic() - progress.start, 1),
         }
-        atomicio.write_json(out / "kernel.json", info)
+        atomicio.write_json(out / "kernel.json", schema.versioned(info))
         progress.done(f"built {job.ab.image_name}")
     except BaseException as e:
         failed = _failure_dir(job.key)

@@ -55,13 +55,14 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from harness.errors import UsageError
+from harness.schema import versioned
 
 __all__ = [
     "FAMILIES",
@@ -116,6 +117,14 @@ class Report:
             "start_line": self.start_line,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """The report `to_dict` wrote (its keys are the field names)."""
+        values: dict[str, Any] = {
+            f.name: tuple(data[f.name]) if isinstance(data[f.name], list) else data[f.name]
+            for f in fields(cls)}
+        return cls(**values)
+
 
 @dataclass
 class Event:
@@ -127,6 +136,10 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "line": self.line, "fields": dict(self.fields)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        return cls(str(data["kind"]), int(data["line"]), dict(data.get("fields") or {}))
 
 
 @dataclass
@@ -2230,7 +2243,7 @@ def parse_log_main(path: str, as_json: bool) -> int:
         print(f"oomrace parse-log: {exc}", file=sys.stderr)
         return 2
     if as_json:
-        print(json.dumps(analysis.to_dict(), indent=2))
+        print(json.dumps(versioned(analysis.to_dict()), indent=2))
     else:
         print(_summary(analysis, path))
     return 1 if analysis.reports else 0

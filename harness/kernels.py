@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import atomicio, cache, debian, kbuild
+from . import atomicio, cache, debian, kbuild, schema
 from .arches import Arch
 from .cpio import CpioWriter
 from .errors import KernelError, UsageError
@@ -173,10 +173,11 @@ def debian_kernel(arch: Arch) -> KernelImage:
             moddir = root / "lib" / "modules" / release
             write_modules_cpio(moddir, WANTED_MODULES, out / "modules.cpio")
             meta = {"package": package, "version": version, "release": release}
-            atomicio.write_json(out / "meta.json", meta)
+            atomicio.write_json(out / "meta.json", schema.versioned(meta))
 
     out = cache.entry("kernels", key, build, _debian_entry_ok)
     meta = atomicio.read_json_object(out / "meta.json") or {}
+    schema.check_version(meta, str(out / "meta.json"))
     image = out / "vmlinuz"
     found = detect_arch(image)
     if found != arch.name:
@@ -247,6 +248,25 @@ def write_modules_cpio(moddir: Path, wanted: Iterable[str], out: Path) -> None:
 
 
 # --- resolving what the user asked for ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedKernel:
+    """A --kernel resolved once for one arch (downloaded, found or built): what was asked
+    for and the image that boots. Runs, lab nights and bisect steps pass this down
+    instead of resolving the name again."""
+
+    requested: str  # debian | a recipe name | a path, as given
+    arch: Arch
+    image: KernelImage
+
+    @property
+    def release(self) -> str | None:
+        return self.image.release
+
+
+def resolve_kernel(requested: str, arch: Arch) -> ResolvedKernel:
+    return ResolvedKernel(requested, arch, resolve(requested, arch))
 
 
 def resolve(spec: str, arch: Arch) -> KernelImage:

@@ -705,18 +705,16 @@ def run_cell(cell: Cell, plan: Plan) -> dict[str, Any]:
         if failure is not None:
             record["reason"] = record["error"] = f"build failed: {failure}"
         else:
-            spec = RunSpec(arch=get_arch(cell.arch), kernel=cell.kernel, scenario=cell.scenario,
+            kernel = kernels.resolve_kernel(cell.kernel, get_arch(cell.arch))
+            spec = RunSpec(kernel=kernel, scenario=cell.scenario,
                            options=cell.options(), iterations=cell.iterations,
                            duration_s=cell.duration_s, seed=cell.seed, writers=cell.writers)
-            result = run_one(spec, directory)
-            qemu_argv = result.qemu_argv
-            work = result.workload
-            record.update({
-                "verdict": result.verdict, "reason": result.reason, "error": result.error,
-                "boot_seconds": result.boot_seconds, "reports": result.reports,
-                "events": result.events, "kernel_description": result.kernel_description,
-                "taint": result.taint,
-            })
+            result = run_one(spec, directory).to_json()
+            qemu_argv = result["qemu_argv"]
+            work = result["workload"]
+            record.update({k: result[k] for k in (
+                "verdict", "reason", "error", "boot_seconds", "reports", "events",
+                "kernel_description", "taint")})
             if "trials" in work:
                 record.update({k: work[k] for k in ("iterations", "trials", "detections",
                                                     "rate", "ci95")})

@@ -1,28 +1,32 @@
-"""One run: resolve the kernel, boot, run the workload, read the kernel's log, decide,
+"""One run: boot a resolved kernel, run the workload, read the kernel's log, decide,
 and write the results. A failure at any step still leaves result.json and the logs."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import atomicio, kernel_log, kernels, signals, taint, verdict
+from . import atomicio, kernel_log, schema, signals, verdict
 from .arches import Arch
 from .errors import HarnessError, UsageError
 from .guest import Guest
-from .kernels import KernelImage
+from .kernels import KernelImage, ResolvedKernel
 from .machine import MachineOptions
-from .workload import Workload, WorkloadResult, check_supported, get_workload
+from .taint import TaintChange
+from .workload import StressSummary, Workload, WorkloadResult, check_supported, get_workload
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    arch: Arch
-    kernel: str = "debian"
+    """One run of a scenario on a kernel resolved already (kernels.resolve_kernel): the
+    caller resolves once per run, per lab night or per bisect step, never run_one."""
+
+    kernel: ResolvedKernel
     scenario: str = "smoke"
     options: MachineOptions = field(default_factory=MachineOptions)
     iterations: int = 0
@@ -31,7 +35,10 @@ class RunSpec:
     writers: int | None = None
     stop_on_first_detection: bool = False
     max_trials: int = 0  # stress: stop after this many batches (0: budget only)
-    image: KernelImage | None = None  # the kernel, when the caller has resolved it already
+
+    @property
+    def arch(self) -> Arch:
+        return self.kernel.arch
 
     def workload(self) -> Workload:
         return get_workload(self.scenario, iterations=self.iterations,
@@ -39,17 +46,20 @@ class RunSpec:
                             stop_on_first_detection=self.stop_on_first_detection,
                             max_trials=self.max_trials)
 
-    def resolve_kernel(self) -> KernelImage:
-        """The kernel image, checked to support the scenario (UsageError before boot)."""
-        image = self.image or kernels.resolve(self.kernel, self.arch)
-        check_supported(self.scenario, image.release)
-        return image
+    def checked(self) -> RunSpec:
+        """This spec, once its workload and budget are valid and its kernel can run the
+        scenario (UsageError before anything boots)."""
+        self.workload()
+        check_supported(self.scenario, self.kernel.release)
+        return self
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
+    """What one run found; result.json is its to_json()."""
+
     arch: str
-    kernel: str
+    kernel: str  # as requested: debian, a recipe name or a path
     verdict: str
     reason: str
     workdir: str
@@ -62,18 +72,40 @@ class RunResult:
     boot_seconds: float | None = None
     seconds: float = 0.0
     started_at: str = ""
-    qemu_argv: list[str] = field(default_factory=list)
-    workload: dict[str, Any] = field(default_factory=dict)
-    reports: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    taint: dict[str, Any] = field(default_factory=dict)
+    qemu_argv: tuple[str, ...] = ()
+    workload: WorkloadResult = field(default_factory=lambda: WorkloadResult("", "error"))
+    reports: tuple[kernel_log.Report, ...] = ()
+    events: tuple[kernel_log.Event, ...] = ()
+    taint: TaintChange = field(default_factory=TaintChange)
     error: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def stress(self) -> StressSummary | None:
+        return self.workload.stress
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(qemu_argv=list(self.qemu_argv), workload=self.workload.to_json(),
+                    reports=[r.to_dict() for r in self.reports],
+                    events=[e.to_dict() for e in self.events], taint=self.taint.to_json())
+        return schema.versioned(data)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "result.json") -> RunResult:
+        schema.check_version(data, where)
+        typed: dict[str, Any] = {
+            "qemu_argv": tuple(data.get("qemu_argv") or ()),
+            "workload": WorkloadResult.from_json(data.get("workload") or {}),
+            "reports": tuple(kernel_log.Report.from_dict(r) for r in data.get("reports", [])),
+            "events": tuple(kernel_log.Event.from_dict(e) for e in data.get("events", [])),
+            "taint": TaintChange.from_json(data.get("taint") or {}),
+        }
+        plain: dict[str, Any] = {f.name: data[f.name] for f in fields(cls)
+                 if f.name not in typed and f.name in data}
+        return cls(**plain, **typed)
 
     def write(self, path: Path) -> None:
-        atomicio.write_json(path, self.to_dict())
+        atomicio.write_json(path, self.to_json())
 
 
 def new_run_dir(artifacts: Path) -> Path:
@@ -95,54 +127,67 @@ def _read_taint(guest: Guest) -> int | None:
     return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else None
 
 
+@dataclass
+class _Seen:
+    """What a run learned before it ended, however it ended."""
+
+    started: float
+    started_at: str
+    image: KernelImage | None = None
+    accel: str | None = None
+    boot_seconds: float | None = None
+    qemu_argv: tuple[str, ...] = ()
+    taint_before: int | None = None
+    taint_after: int | None = None
+    workload: WorkloadResult | None = None
+    error: str | None = None
+
+
 def run_one(spec: RunSpec, workdir: Path) -> RunResult:
     """Run `spec` with everything kept under `workdir`; never raises HarnessError."""
     workdir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    result = RunResult(
-        arch=spec.arch.name, kernel=spec.kernel, verdict="error", reason="not started",
-        workdir=str(workdir), console_log=str(workdir / "console.log"),
-        dmesg=str(workdir / "dmesg.txt"), scenario=spec.scenario,
-        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-    workload = WorkloadResult(spec.scenario, "error")
+    seen = _Seen(time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds"))
     try:
-        image = spec.resolve_kernel()
-        result.kernel_description, result.kernel_path = image.description, str(image.path)
+        image = spec.checked().kernel.image
+        seen.image = image
         guest = Guest(spec.arch, image, workdir, spec.options)
         try:
             with guest:
-                result.accel = guest.accel
-                result.boot_seconds = guest.boot_seconds
-                result.taint["before"] = _read_taint(guest)
-                workload = spec.workload().run(guest)
-                result.taint["after"] = _read_taint(guest)
-                result.taint["new"] = taint.new_taint(result.taint["before"],
-                                                      result.taint["after"])
+                seen.accel, seen.boot_seconds = guest.accel, guest.boot_seconds
+                seen.taint_before = _read_taint(guest)
+                seen.workload = spec.workload().run(guest)
+                seen.taint_after = _read_taint(guest)
         finally:
-            result.qemu_argv = guest.artifacts.qemu_argv
+            seen.qemu_argv = tuple(guest.artifacts.qemu_argv)
     except HarnessError as e:
-        result.error = str(e)
+        seen.error = str(e)
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM or SIGHUP: say so in result.json
-        result.error = f"interrupted ({e or 'Ctrl-C'})"
+        seen.error = f"interrupted ({e or 'Ctrl-C'})"
         raise
     finally:
         with signals.deferred():  # a SIGTERM now waits until result.json is written
-            _finish(result, workload, workdir, started)
+            result = _finish(spec, seen, workdir)
     return result
 
 
-def _finish(result: RunResult, workload: WorkloadResult, workdir: Path,
-            started: float) -> None:
+def _finish(spec: RunSpec, seen: _Seen, workdir: Path) -> RunResult:
     """Read the logs, decide the verdict and write result.json."""
-    result.workload = workload.to_dict()
+    workload = seen.workload or WorkloadResult(spec.scenario, "error")
     analysis = _analyse(workdir)
-    result.reports = [r.to_dict() for r in analysis.reports]
-    result.events = [e.to_dict() for e in analysis.events]
-    decided = verdict.decide(workload.status, analysis.reports, result.error)
-    result.verdict, result.reason = decided.verdict, decided.reason
-    result.seconds = round(time.monotonic() - started, 3)
+    decided = verdict.decide(workload.status, analysis.reports, seen.error)
+    result = RunResult(
+        arch=spec.arch.name, kernel=spec.kernel.requested, verdict=decided.verdict,
+        reason=decided.reason, workdir=str(workdir), console_log=str(workdir / "console.log"),
+        dmesg=str(workdir / "dmesg.txt"),
+        kernel_description=seen.image.description if seen.image else None,
+        kernel_path=str(seen.image.path) if seen.image else None, scenario=spec.scenario,
+        accel=seen.accel, boot_seconds=seen.boot_seconds,
+        seconds=round(time.monotonic() - seen.started, 3), started_at=seen.started_at,
+        qemu_argv=seen.qemu_argv, workload=workload, reports=tuple(analysis.reports),
+        events=tuple(analysis.events),
+        taint=TaintChange(seen.taint_before, seen.taint_after), error=seen.error)
     result.write(workdir / "result.json")
+    return result
 
 
 def _analyse(workdir: Path) -> kernel_log.LogAnalysis:

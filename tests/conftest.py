@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +41,32 @@ def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def stress_workload(trials: int, detections: int, iterations: int = 0,
+                    checker: int = 0) -> Any:
+    """A stress WorkloadResult with `detections` of `trials` batches detected, for fake
+    runs (the figures go through the JSON edge, as a result.json would give them)."""
+    from harness.workload import WorkloadResult
+
+    batches = [{"status": "corrupted" if i < detections else "clean",
+                "iterations": iterations // max(1, trials), "checker_corruptions": 0,
+                "kernel_reports": 0, "detected": i < detections, "seconds": 1.0}
+               for i in range(trials)]
+    record = {"source": "checker", "address": "0x1000", "expected": "0x0", "found": "0x1",
+              "provenance": None, "seconds_since_reap": None, "bad_words": 1, "round": 0,
+              "pass": 0, "pid": 1}
+    return WorkloadResult.from_json({
+        "name": "oom", "status": "corrupted" if detections else "clean", "trials": trials,
+        "batches": batches, "iterations": iterations, "corruptions": [record] * checker})
+
+
+def kernel_report(title: str) -> Any:
+    """A kernel_log.Report with only a title, for fake runs."""
+    from dataclasses import fields
+
+    from harness.kernel_log import Report
+
+    values: dict[str, Any] = {f.name: None for f in fields(Report)}
+    values.update(title=title, type="", frames=(), lines=(), start_line=0)
+    return Report(**values)

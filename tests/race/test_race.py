@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.arches import get_arch
+from harness.kernels import resolve_kernel
 from harness.machine import MachineOptions
 from harness.run import RunResult, RunSpec, run_one
 
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.guest, pytest.mark.kernel_build, pytest.mark.slow]
 def race(arch: str, kernel: str, workdir: Path, scenario: str = "mrelease",
          stop_on_first: bool = False, duration_s: float = DURATION_S,
          iterations: int = ITERATIONS) -> RunResult:
-    spec = RunSpec(arch=get_arch(arch), kernel=kernel, scenario=scenario,
+    spec = RunSpec(kernel=resolve_kernel(kernel, get_arch(arch)), scenario=scenario,
                    options=RACE_OPTIONS, iterations=iterations, duration_s=duration_s,
                    seed=1, stop_on_first_detection=stop_on_first)
     result = run_one(spec, workdir)
@@ -35,9 +36,9 @@ def race(arch: str, kernel: str, workdir: Path, scenario: str = "mrelease",
 
 
 def describe(result: RunResult) -> str:
-    titles = sorted({r["title"] for r in result.reports})
+    titles = sorted({r.title for r in result.reports})
     keys = ("trials", "detections", "iterations", "error")
-    work = {k: result.workload.get(k) for k in keys}
+    work = {k: result.workload.to_json().get(k) for k in keys}
     return (f"{result.arch} {result.kernel}: {result.verdict} ({result.reason}); "
             f"workload={work}; reports={titles}; console={result.console_log}")
 
@@ -46,9 +47,9 @@ def describe(result: RunResult) -> str:
 def test_reaper_fullmm_bug_corrupts_on_aarch64(tmp_path: Path) -> None:
     result = race("aarch64", BUG, tmp_path, stop_on_first=True)
     assert result.verdict == "corrupted", describe(result)
-    evidence = [r for r in result.reports if "memory corruption" in r["title"]]
-    assert evidence or result.workload["checker_corruptions"], describe(result)
-    assert result.workload["detections"] >= 1
+    evidence = [r for r in result.reports if "memory corruption" in r.title]
+    assert evidence or (result.stress and result.stress.checker_corruptions), describe(result)
+    assert result.stress is not None and result.stress.detections >= 1
 
 
 @pytest.mark.timeout(1800)
@@ -88,8 +89,9 @@ def test_every_scenario_runs_without_harness_errors(arch: str, scenario: str,
     result = race(arch, kernel, tmp_path, scenario=scenario, duration_s=15, iterations=0)
     assert result.error is None, describe(result)
     assert result.verdict == "clean", describe(result)
-    assert result.workload["iterations"] > 0 and result.workload["error"] is None
+    assert result.stress is not None
+    assert result.stress.iterations > 0 and result.stress.error is None
     if scenario == "mrelease":
-        assert result.workload["reaps"] > 0
+        assert result.stress.totals["reaps"] > 0
     if scenario == "oom":
-        assert any(e["kind"] == "oom_kill" for e in result.events), describe(result)
+        assert any(e.kind == "oom_kill" for e in result.events), describe(result)

@@ -14,7 +14,9 @@ from harness.errors import UsageError
 from harness.kernels import KernelImage
 from harness.machine import MachineOptions
 from harness.run import RunResult, RunSpec
+from harness.schema import SCHEMA_VERSION
 from harness.verdict import wilson_interval
+from tests.conftest import kernel_report, stress_workload
 
 
 @pytest.mark.parametrize("low", [0.05, 0.1, 0.2, 0.3, 0.44, 0.61, 0.9])
@@ -64,15 +66,15 @@ class FakeRunner:
     def __call__(self, spec: RunSpec, workdir: Path) -> RunResult:
         self.specs.append(spec)
         trials = spec.max_trials or int(spec.duration_s // 10)
-        detections = round(self.rates.get((spec.kernel, spec.arch.name), 0.0) * trials)
+        detections = round(self.rates.get((spec.kernel.requested, spec.arch.name), 0.0)
+                           * trials)
         workdir.mkdir(parents=True)
         return RunResult(
-            arch=spec.arch.name, kernel=spec.kernel,
+            arch=spec.arch.name, kernel=spec.kernel.requested,
             verdict="corrupted" if detections else "clean", reason="", workdir=str(workdir),
             console_log="", dmesg="",
-            workload={"trials": trials, "detections": detections,
-                      "checker_corruptions": detections, "first_detection_seconds": None},
-            reports=[{"title": "pagealloc: memory corruption in kernel_poison_pages"}]
+            workload=stress_workload(trials, detections, checker=detections),
+            reports=(kernel_report("pagealloc: memory corruption in kernel_poison_pages"),)
             * detections,
         )
 
@@ -103,14 +105,14 @@ def test_evaluate_runs_bug_then_fixes_and_judges_them(tmp_path: Path) -> None:
     assert control.trials == evaluate.CONTROL_TRIALS
     assert control.judgement == "no judgement: the bug does not show on this arch"
     assert by["v4.14.2", "x86_64"].judgement.startswith("the bug does not show")
-    assert all(s.image is not None and s.scenario == "oom" for s in runner.specs)
+    assert all(s.kernel.image is not None and s.scenario == "oom" for s in runner.specs)
     text = evaluate.table(rows)
     assert text.splitlines()[0].split()[:3] == ["recipe", "arch", "verdict"]
     assert len(text.splitlines()) == 2 + 8
     out = tmp_path / "evaluation.json"
     evaluate.write_json(out, ev, rows)
     data = json.loads(out.read_text())
-    assert data["schema_version"] == evaluate.SCHEMA_VERSION
+    assert data["schema_version"] == SCHEMA_VERSION
     assert len(data["rows"]) == 8 and data["rows"][0]["role"] == "bug"
 
 

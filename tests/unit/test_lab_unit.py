@@ -12,8 +12,12 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from harness import cli, lab, lab_report
+from harness.arches import Arch
 from harness.errors import HarnessError
+from harness.kernel_log import Event
+from harness.kernels import KernelImage, ResolvedKernel
 from harness.verdict import wilson_interval
+from tests.conftest import kernel_report, stress_workload
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = ["v6.1", "v6.1-reaper-fullmm"]
@@ -459,18 +463,21 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
     def fake_run_one(spec: run.RunSpec, workdir: Path) -> run.RunResult:
         (workdir / "console.log").write_text("log\n")
         return run.RunResult(
-            arch=spec.arch.name, kernel=spec.kernel, verdict="corrupted", reason="pagealloc",
-            workdir=str(workdir), console_log=str(workdir / "console.log"),
-            dmesg=str(workdir / "dmesg.txt"), qemu_argv=["qemu-system-aarch64", "-M", "virt"],
-            workload={"trials": 2, "detections": 2, "rate": 1.0, "ci95": [0.34, 1.0],
-                      "iterations": 42},
-            reports=[{"title": "pagealloc: memory corruption in post_alloc_hook"}],
-            events=[{"kind": "boot_banner"}])
+            arch=spec.arch.name, kernel=spec.kernel.requested, verdict="corrupted",
+            reason="pagealloc", workdir=str(workdir), console_log=str(workdir / "console.log"),
+            dmesg=str(workdir / "dmesg.txt"), qemu_argv=("qemu-system-aarch64", "-M", "virt"),
+            workload=stress_workload(trials=2, detections=2, iterations=42),
+            reports=(kernel_report("pagealloc: memory corruption in post_alloc_hook"),),
+            events=(Event("boot_banner", 0),))
 
     def no_kernel(*_: object) -> None:
         raise HarnessError("no kernel here")
 
+    def fake_kernel(requested: str, arch: Arch) -> ResolvedKernel:
+        return ResolvedKernel(requested, arch, KernelImage(Path("/k"), arch.name, "fake"))
+
     monkeypatch.setattr(run, "run_one", fake_run_one)
+    monkeypatch.setattr(lab.kernels, "resolve_kernel", fake_kernel)
     monkeypatch.setattr(lab.kernels, "resolve", no_kernel)
     monkeypatch.setattr(lab.rootfs, "build", no_kernel)
     bug, control = (lab.Cell(*BUG, expected="corrupted", seed=3),

@@ -181,6 +181,7 @@ def test_an_interrupted_evaluation_keeps_its_finished_rows(tmp_path: Path) -> No
     from harness.arches import get_arch
     from harness.machine import MachineOptions
     from harness.run import RunResult
+    from tests.conftest import stress_workload
 
     calls: list[str] = []
 
@@ -190,7 +191,7 @@ def test_an_interrupted_evaluation_keeps_its_finished_rows(tmp_path: Path) -> No
             raise signals.Interrupted(signal.SIGTERM)
         return RunResult(arch="aarch64", kernel="bug", verdict="corrupted", reason="r",
                          workdir=str(workdir), console_log="c", dmesg="d",
-                         workload={"trials": 2, "detections": 2, "iterations": 50})
+                         workload=stress_workload(trials=2, detections=2, iterations=50))
 
     ev = evaluate.load_evaluation(evaluate.evaluation_names()[0])
     rows: list[evaluate.Row] = []
@@ -209,6 +210,7 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
     from harness import run
     from harness.arches import get_arch
     from harness.guest import GuestArtifacts
+    from harness.kernels import ResolvedKernel
 
     class BootCut:
         """A guest whose boot is cut by SIGTERM after the console log has started."""
@@ -226,7 +228,8 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
 
     image = SimpleNamespace(description="fake", path=tmp_path / "Image", release="6.1")
     monkeypatch.setattr(run, "Guest", BootCut)
-    spec = run.RunSpec(arch=get_arch("aarch64"), image=image)  # type: ignore[arg-type]
+    kernel = ResolvedKernel("fake", get_arch("aarch64"), image)  # type: ignore[arg-type]
+    spec = run.RunSpec(kernel=kernel)
     with pytest.raises(signals.Interrupted):
         run.run_one(spec, tmp_path / "run")
     result = json.loads((tmp_path / "run" / "result.json").read_text())
