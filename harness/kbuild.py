@@ -70,6 +70,7 @@ from .ksource import (
     unshare,
 )
 from .paths import PROJECT_ROOT
+from .proc import end_group
 
 __all__ = [  # sources live in ksource; kept importable from here for callers
     "DEBIAN_PREFIX", "Source", "apply_patch", "debian_source", "link_tree",
@@ -447,25 +448,12 @@ def _run_logged(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2)
     except BaseException:
-        _end_group(proc)
+        end_group(proc)
         raise
     finally:
         reader.join(timeout=10)
         log.flush()
     return proc.returncode
-
-
-def _end_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM to the build's process group (tuxmake, make and the compilers), SIGKILL
-    after 10 s: no build process outlives an interrupted build."""
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 30.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 # --- building ------------------------------------------------------------------------
