@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from . import atomicio, cache, schema
+from . import atomicio, cache, proc, schema
 from .arches import Arch
 from .errors import HarnessError, UsageError
 
@@ -23,9 +22,9 @@ PROBE_TIMEOUT = 30.0
 
 def _probe_file(arch: Arch) -> Path:
     try:
-        qemu = subprocess.run([arch.qemu_binary, "--version"], capture_output=True, text=True,
-                              timeout=30, check=False).stdout.split("\n")[0]
-    except OSError:
+        qemu = proc.run([arch.qemu_binary, "--version"], timeout=30,
+                        check=False).stdout.split("\n")[0]
+    except (OSError, HarnessError):  # not installed, or hung: the key says "missing"
         qemu = "missing"
     key = cache.digest("kvm-probe", platform.release(), qemu, arch.name)
     return cache.cache_root() / "probes" / f"kvm-{key}.json"

@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import sys
 import time
 import traceback
@@ -45,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
-from . import atomicio, kbuild, kernels, schema, signals, verdict
+from . import atomicio, kbuild, kernels, proc, schema, signals, verdict
 from .arches import get_arch
 from .errors import HarnessError, KernelError, MissingToolError, UsageError
 from .kernels import ResolvedKernel
@@ -221,24 +220,24 @@ def _normalise_error(text: str | None) -> str:
 # --- git -----------------------------------------------------------------------------
 
 
+GIT_TIMEOUT = 3600.0
+"""Seconds a git command may take: a checkout across kernel releases on a slow disk."""
+
+
 class Git:
     def __init__(self, repo: Path) -> None:
         self.repo = repo
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        try:
-            # SIGTERM/SIGHUP wait for git to finish: cut short, it would be killed and could
-            # leave the user's repository half checked out with index.lock behind.
-            with signals.deferred():
-                proc = subprocess.run(["git", "-C", str(self.repo), *args],
-                                      capture_output=True, text=True, errors="replace",
-                                      check=False)
-        except FileNotFoundError:
-            raise MissingToolError("git", "git") from None
-        if check and proc.returncode != 0:
-            raise HarnessError(f"git {' '.join(args)} failed ({proc.returncode}) in "
-                               f"{self.repo}: {(proc.stderr or proc.stdout).strip()}")
-        return proc
+    def run(self, *args: str, check: bool = True) -> proc.Completed:
+        # SIGTERM/SIGHUP wait for git to finish: cut short, it would be killed and could
+        # leave the user's repository half checked out with index.lock behind.
+        with signals.deferred():
+            done = proc.run(["git", "-C", str(self.repo), *args], check=False,
+                            timeout=GIT_TIMEOUT)
+        if check and done.returncode != 0:
+            raise HarnessError(f"git {' '.join(args)} failed ({done.returncode}) in "
+                               f"{self.repo}: {(done.stderr or done.stdout).strip()}")
+        return done
 
     def out(self, *args: str) -> str:
         return self.run(*args).stdout.strip()

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from pathlib import Path
 
-from . import cache
-from .errors import HarnessError, MissingToolError
+from . import cache, proc
+from .errors import HarnessError
 
 
 def _run(argv: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
-    try:
-        proc = subprocess.run(
-            argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except FileNotFoundError as e:
-        raise MissingToolError(argv[0], "apt" if argv[0].startswith("apt") else "dpkg") from e
-    except subprocess.TimeoutExpired as e:
-        raise HarnessError(f"{' '.join(argv)} did not finish within {timeout:.0f} s") from e
-    if proc.returncode != 0:
-        raise HarnessError(
-            f"{' '.join(argv)} failed (exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}"
-        )
-    return proc.stdout
+    package = "apt" if argv[0].startswith("apt") else "dpkg"
+    return proc.run(argv, cwd=cwd, timeout=timeout, package=package).stdout
 
 
 @functools.cache

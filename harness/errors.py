@@ -11,9 +11,14 @@ import time
 import traceback
 from pathlib import Path
 
-# Exit codes shared by every entry point (README "Exit codes"); verdicts use 0, 1 and 3.
+# Exit codes shared by every entry point; what each means is told in harness/cli/exits.py
+# (and README "Exit codes", which a test keeps equal to it).
+EXIT_OK = 0
+EXIT_VERDICT = 1  # a guest not clean, a crash found, a cell not as expected, ...
 EXIT_BAD_INPUT = 2
+EXIT_REGRESSION = 3  # lab: a regression against the previous night
 EXIT_HARNESS_BUG = 70  # EX_SOFTWARE: an exception the harness did not expect
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
 
 
 class HarnessError(Exception):

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -50,12 +49,10 @@ from typing import IO
 from . import atomicio, cache, schema, signals
 from .arches import Arch, get_arch
 from .errors import (
-    EXIT_BAD_INPUT,
     HarnessError,
     KernelError,
     MissingToolError,
     UsageError,
-    harness_bug,
 )
 from .ksource import (
     DEBIAN_PREFIX,
@@ -73,6 +70,7 @@ from .ksource import (
     unshare,
 )
 from .paths import data_path
+from .proc import end_group
 
 __all__ = [  # sources live in ksource; kept importable from here for callers
     "DEBIAN_PREFIX", "Source", "apply_patch", "debian_source", "link_tree",
@@ -450,25 +448,12 @@ def _run_logged(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2)
     except BaseException:
-        _end_group(proc)
+        end_group(proc)
         raise
     finally:
         reader.join(timeout=10)
         log.flush()
     return proc.returncode
-
-
-def _end_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM to the build's process group (tuxmake, make and the compilers), SIGKILL
-    after 10 s: no build process outlives an interrupted build."""
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 30.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 # --- building ------------------------------------------------------------------------
@@ -810,66 +795,6 @@ def kconfig_symbols(tree: Path) -> set[str]:
 
 
 # --- command line ---------------------------------------------------------------------
-
-
-def main_kernel_build(argv: Sequence[str] | None = None) -> int:
-    """`oomrace kernel build`: exit status; the image path is the last line printed."""
-    from .inputs import OneLineParser
-
-    parser = OneLineParser(
-        prog="oomrace kernel build",
-        description="Build (or find cached) a kernel: a recipe, or any source with the "
-        "config of a recipe and your patches. Prints the image path last.",
-    )
-    parser.add_argument("--recipe", help="recipe name from configs/kernels.toml")
-    parser.add_argument("--arch", action="append", default=[], help="x86_64, aarch64 or all")
-    parser.add_argument(
-        "--source",
-        help="kernel tree, git repository, tarball (path, file name or URL); with --recipe "
-        "it replaces the recipe's source",
-    )
-    parser.add_argument("--sha256", help="expected sha256 of a tarball source (needed for a URL)")
-    parser.add_argument("--ref", help="with a git repository as --source: the commit to build")
-    parser.add_argument("--patch", action="append", default=[], type=Path,
-                        help="a patch to apply (patch -p1) after the recipe's; repeatable")
-    parser.add_argument("--config-from", metavar="RECIPE", default=DEFAULT_CONFIG_RECIPE,
-                        help="with --source and no --recipe: the recipe whose base config, "
-                        f"fragments and boot options to use (default {DEFAULT_CONFIG_RECIPE})")
-    parser.add_argument("--list", action="store_true", help="list the recipes and exit")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, or a bad option (the parser printed why)
-        return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
-    signals.install()  # SIGTERM/SIGHUP end the build like Ctrl-C: no half entry cached
-    try:
-        if args.list:
-            for name in recipe_names():
-                print(f"{name:<36} {load_recipe(name).description}")
-            return 0
-        recipe = recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
-                                args.sha256, args.ref)
-        from .arches import parse_arch_list
-
-        arches = parse_arch_list(args.arch or ["aarch64"])
-        results = [build(recipe, a.name, progress=not args.no_progress) for a in arches]
-    except (UsageError, MissingToolError) as e:  # a bad option, or a tool to install
-        print(f"oomrace: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except HarnessError as e:  # the build failed: the kernel build's own "verdict"
-        print(f"oomrace: error: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # a harness bug: one line here, the traceback in a file
-        return harness_bug("oomrace kernel build", e)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-    else:
-        for r in results:
-            state = "cached" if r.cached else "built"
-            print(f"{r.recipe} {r.arch} ({r.kernel_version}): {state}", file=sys.stderr)
-            print(r.image)
-    return 0
 
 
 DEFAULT_CONFIG_RECIPE = "v6.1"

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import re
 import shutil
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from . import cache
+from . import cache, proc
 from .errors import KernelError, MissingToolError, UsageError
 from .kversion import version_tuple
 from .paths import PROJECT_ROOT, data_path
+
+log = logging.getLogger(__name__)
 
 DEBIAN_PREFIX = "debian:"
 TARBALL_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
@@ -53,19 +55,15 @@ class Source:
     git_files: tuple[str, ...] | None = None  # for git trees: what the copy should hold
 
 
+SOURCE_TIMEOUT = 3600.0
+"""Seconds a source command (git archive, tar, cp of a whole tree) may take on a slow disk."""
+
+
 def run_text(argv: Sequence[str], cwd: Path | None = None, check: bool = True) -> str:
     try:
-        proc = subprocess.run(
-            list(argv), cwd=cwd, capture_output=True, text=True, errors="replace", check=False
-        )
-    except FileNotFoundError:
-        raise MissingToolError(argv[0], argv[0]) from None
-    if check and proc.returncode != 0:
-        raise KernelError(
-            f"command failed ({proc.returncode}): {' '.join(argv)}\n"
-            f"{(proc.stdout + proc.stderr).strip()[-3000:]}"
-        )
-    return proc.stdout
+        return proc.run(argv, cwd=cwd, check=check, timeout=SOURCE_TIMEOUT).stdout
+    except proc.CommandError as e:  # a kernel's source could not be had: a KernelError
+        raise KernelError(str(e)) from e
 
 
 def makefile_version(tree: Path) -> str:
@@ -88,14 +86,10 @@ def makefile_version(tree: Path) -> str:
 
 
 def _dpkg_version(package: str) -> str | None:
-    proc = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${Status}\t${Version}", package],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    status, _, version = proc.stdout.partition("\t")
-    return version if proc.returncode == 0 and status.endswith(" installed") else None
+    done = proc.run(["dpkg-query", "-W", "-f", "${Status}\t${Version}", package],
+                    check=False, package="dpkg")
+    status, _, version = done.stdout.partition("\t")
+    return version if done.returncode == 0 and status.endswith(" installed") else None
 
 
 def _apt_install(package: str) -> None:
@@ -107,16 +101,16 @@ def _apt_install(package: str) -> None:
             raise MissingToolError(f"{package} (kernel source tarball)", package)
         prefix = ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    print(f"oomrace: installing {package} with apt-get", file=sys.stderr)
+    log.info("installing %s with apt-get", package)
     argv = [*prefix, "apt-get", "install", "-y", "--no-install-recommends", package]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 and "Unable to locate package" in proc.stderr:
-        subprocess.run([*prefix, "apt-get", "update"], env=env, capture_output=True, check=False)
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
+    done = proc.run(argv, env=env, check=False, package="apt", timeout=SOURCE_TIMEOUT)
+    if done.returncode != 0 and "Unable to locate package" in done.stderr:
+        proc.run([*prefix, "apt-get", "update"], env=env, check=False, package="apt")
+        done = proc.run(argv, env=env, check=False, package="apt", timeout=SOURCE_TIMEOUT)
+    if done.returncode != 0:
         raise KernelError(
             f"could not install {package}: {' '.join(argv)} failed\n"
-            f"{(proc.stdout + proc.stderr).strip()[-2000:]}\n"
+            f"{done.output.strip()[-2000:]}\n"
             f"install it yourself with: sudo apt-get install {package}"
         )
 
@@ -146,7 +140,7 @@ def debian_source(package: str) -> Source:
     def unpack(tmp: Path) -> None:
         if shutil.which("xz") is None and tarball.suffix == ".xz":
             raise MissingToolError("xz", "xz-utils")
-        print(f"oomrace: unpacking {tarball} into the cache", file=sys.stderr)
+        log.info("unpacking %s into the cache", tarball)
         run_text(["tar", "-xf", str(tarball), "-C", str(tmp)])
         if not (tmp / top / "Makefile").is_file():
             raise KernelError(f"{tarball} did not unpack to {top}/")
@@ -169,13 +163,8 @@ def _unpacked(tree: Path, identity: str, kind: Literal["debian", "tarball"]) -> 
 def _git_toplevel(path: Path) -> Path | None:
     if shutil.which("git") is None:
         return None
-    proc = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return Path(proc.stdout.strip()).resolve() if proc.returncode == 0 else None
+    done = proc.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], check=False)
+    return Path(done.stdout.strip()).resolve() if done.returncode == 0 else None
 
 
 def git_source(tree: Path) -> Source:
@@ -329,7 +318,7 @@ def download(url: str, sha256: str | None) -> Path:
         raise UsageError(f"{url}: not a tarball (.tar.xz, .tar.gz, .tar.bz2 or .tar)")
 
     def fetch(tmp: Path) -> None:
-        print(f"oomrace: downloading {url}", file=sys.stderr)
+        log.info("downloading %s", url)
         try:
             with urllib.request.urlopen(url, timeout=60) as response, \
                     (tmp / DOWNLOADED).open("wb") as out:
@@ -349,7 +338,7 @@ def tarball_source(tarball: Path, sha256: str | None, origin: str | None = None)
     def unpack(tmp: Path) -> None:
         if (origin or tarball.name).endswith(".xz") and shutil.which("xz") is None:
             raise MissingToolError("xz", "xz-utils")
-        print(f"oomrace: unpacking {tarball} into the cache", file=sys.stderr)
+        log.info("unpacking %s into the cache", tarball)
         run_text(["tar", "-xf", str(tarball), "-C", str(tmp), "--no-same-owner"])
 
     entry = cache.entry("sources", f"tarball-{digest[:32]}", unpack)
@@ -364,12 +353,12 @@ def git_ref_source(repo: Path, ref: str) -> Source:
     the user's working tree, index and HEAD are never touched."""
     if _git_toplevel(repo) is None:
         raise UsageError(f"{repo} is not a git repository, so it has no ref {ref!r}")
-    proc = subprocess.run(
+    done = proc.run(
         ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-        capture_output=True, text=True, check=False,
+        check=False,
     )
-    commit = proc.stdout.strip()
-    if proc.returncode != 0 or not commit:
+    commit = done.stdout.strip()
+    if done.returncode != 0 or not commit:
         raise UsageError(f"{repo} has no commit {ref!r}; check the ref with `git log {ref}`")
     timestamp = int(run_text(["git", "-C", str(repo), "log", "-1", "--format=%ct", commit]).strip())
 
@@ -396,14 +385,13 @@ def git_ref_source(repo: Path, ref: str) -> Source:
 def link_tree(source: Source, dest: Path) -> None:
     """Make `dest` a copy of the source tree built from hard links (falls back to copying)."""
     if source.git_files is None:
-        proc = subprocess.run(
-            ["cp", "-al", str(source.tree), str(dest)], capture_output=True, text=True, check=False
-        )
-        if proc.returncode == 0:
+        done = proc.run(["cp", "-al", str(source.tree), str(dest)], check=False,
+                        timeout=SOURCE_TIMEOUT)
+        if done.returncode == 0:
             return
         shutil.rmtree(dest, ignore_errors=True)
-        if "cross-device" not in proc.stderr.lower() and "invalid cross" not in proc.stderr.lower():
-            raise KernelError(f"cp -al {source.tree} {dest} failed: {proc.stderr.strip()}")
+        if "cross-device" not in done.stderr.lower() and "invalid cross" not in done.stderr.lower():
+            raise KernelError(f"cp -al {source.tree} {dest} failed: {done.stderr.strip()}")
         run_text(["cp", "-a", "--reflink=auto", str(source.tree), str(dest)])
         return
     dest.mkdir(parents=True)
@@ -488,11 +476,11 @@ def apply_patch(tree: Path, patch: Path, log: IO[str] | None = None) -> None:
         "patch", "-p1", "--forward", "--batch", "--fuzz=0", "--no-backup-if-mismatch",
         f"--reject-file={reject}", "-d", str(tree), "-i", str(patch.resolve()),
     ]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
-    output = (proc.stdout + proc.stderr).strip()
+    done = proc.run(argv, check=False)
+    output = done.output.strip()
     if log is not None:
         log.write(f"$ patch -p1 < {patch}\n{output}\n")
-    if proc.returncode != 0:
+    if done.returncode != 0:
         hunks = reject.read_text(errors="replace").strip() if reject.is_file() else ""
         failed = re.findall(r"^Hunk #\d+ FAILED at \d+.*$", output, re.M)
         msg = f"patch {patch} does not apply"
@@ -545,10 +533,10 @@ def compat_fixes(version: str, table: Path | None = None) -> list[CompatFix]:
 
 def apply_compat(tree: Path, fix: CompatFix, log: IO[str]) -> bool:
     """Apply `fix` to our copy unless the tree already has it; whether it was applied."""
-    dry = subprocess.run(
+    dry = proc.run(
         ["patch", "-p1", "--forward", "--batch", "--dry-run", "--fuzz=0", "-d", str(tree),
          "-i", str(fix.patch)],
-        capture_output=True, text=True, errors="replace", check=False,
+        check=False,
     )
     if dry.returncode != 0:
         log.write(f"# compat fix {fix.patch.name} skipped: it does not apply, the tree "

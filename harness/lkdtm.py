@@ -1,13 +1,11 @@
 """Real crash reports on demand: LKDTM crash types, provoked in a guest booted with the
 `v6.1-lkdtm` recipe, and the titles the console parser must give them.
 
-    python -m harness.lkdtm --arch all --out tests/data/lkdtm   # record console logs
+    oomrace record-lkdtm --arch all --out tests/data/lkdtm   # record console logs
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -103,20 +101,3 @@ def record(arch_names: list[str], out: Path, names: list[str] | None = None) -> 
             print(f"{arch.name:<8} {crash.name:<18} {'ok  ' if ok else 'DIFF'} "
                   f"{titles[0] if titles else '(no report)'}", flush=True)
     return 1 if failures else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Record LKDTM crash console logs.")
-    parser.add_argument("--arch", action="append", default=None)
-    parser.add_argument("--out", type=Path, default=Path("tests/data/lkdtm"))
-    parser.add_argument("--type", action="append", default=None, dest="types")
-    args = parser.parse_args(argv)
-    try:
-        return record(args.arch or ["all"], args.out, args.types)
-    except HarnessError as e:
-        print(f"lkdtm: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, debian
+from . import cache, debian, proc
 from .arches import Arch
 from .cpio import CpioWriter
 from .errors import RootfsError
@@ -44,8 +43,7 @@ def _packages(arch: Arch) -> dict[str, str]:
 def _compiler_version(arch: Arch) -> str:
     tool = next(t for t in arch_tools(arch) if t.program == arch.c_compiler)
     require(tool)
-    out = subprocess.run([arch.c_compiler, "--version"], capture_output=True, text=True,
-                         timeout=60, check=False)
+    out = proc.run([arch.c_compiler, "--version"], timeout=60, check=False)
     return out.stdout.splitlines()[0] if out.stdout else "unknown"
 
 
@@ -63,14 +61,13 @@ def build_guest_programs(arch: Arch, out: Path) -> list[Path]:
     src = project_dir("rootfs") / "guest"
     out.mkdir(parents=True, exist_ok=True)
     # OUT relative to the sources: a space in the project's path never reaches make.
-    proc = subprocess.run(
+    done = proc.run(
         ["make", "-C", str(src), f"CC={arch.c_compiler}", f"OUT={os.path.relpath(out, src)}"],
-        capture_output=True, text=True, timeout=600, check=False,
+        timeout=600, check=False,
     )
-    if proc.returncode != 0:
+    if done.returncode != 0:
         raise RootfsError(
-            f"building the guest programs for {arch.name} failed:\n"
-            f"{(proc.stdout + proc.stderr)[-3000:]}"
+            f"building the guest programs for {arch.name} failed:\n{done.output[-3000:]}"
         )
     return _expected_programs(src, out, arch)
 
@@ -109,8 +106,7 @@ def _add_tree(cpio: CpioWriter, root: Path, seen: set[str]) -> None:
 
 
 def _needed_libraries(binary: Path) -> list[str]:
-    out = subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True,
-                         timeout=60, check=False)
+    out = proc.run(["readelf", "-d", str(binary)], timeout=60, check=False, package="binutils")
     return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out.stdout)
 
 

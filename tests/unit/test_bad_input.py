@@ -200,7 +200,7 @@ def test_bad_input_is_exit_2_with_one_line(name: str, probe_argv: dict[str, list
                                            tmp_path: Path) -> None:
     monkeypatch.setenv("OOMRACE_CACHE", str(tmp_path / "cache"))
     guard: Callable[..., object] = _no_guests
-    monkeypatch.setattr(cli, "run_one", guard)
+    monkeypatch.setattr(cli.commands, "run_one", guard)
     code = cli.main(probe_argv[name])
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

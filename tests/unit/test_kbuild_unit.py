@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild
+from harness import cli, kbuild
 from harness.errors import KernelError, UsageError
 
 # --- recipes -------------------------------------------------------------------------
@@ -328,7 +328,7 @@ def test_progress_plain_lines_when_not_a_tty(tmp_path: Path) -> None:
 
 
 def test_main_kernel_build_unknown_recipe(capsys: pytest.CaptureFixture[str]) -> None:
-    assert kbuild.main_kernel_build(["--recipe", "nope", "--arch", "aarch64"]) == 2
+    assert cli.main(["kernel", "build", "--recipe", "nope", "--arch", "aarch64"]) == 2
     assert "valid recipes" in capsys.readouterr().err
-    assert kbuild.main_kernel_build(["--list"]) == 0
+    assert cli.main(["kernel", "build", "--list"]) == 0
     assert "v6.1-reaper-fullmm" in capsys.readouterr().out

@@ -1,0 +1,274 @@
+"""What each `oomrace` subcommand does with its parsed options: build specs, call the
+modules that do the work, print the human summary and hand the result to `--json`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import atomicio, kbuild, kernel_log, kernels, schema
+from ..arches import GuestSpec, parse_arch_list, qemu_argv
+from ..errors import EXIT_VERDICT, HarnessError, MissingToolError, UsageError
+from ..guest import guest_cmdline
+from ..machine import MachineOptions
+from ..run import RunResult, RunSpec, new_run_dir, run_one
+from ..stress import Scenario
+from ..tools import doctor
+from ..workload import get_workload
+from .options import DEFAULT_ARTIFACTS, STRESS_CPUS, STRESS_HOST_CPUS
+from .output import STDOUT, write_json
+
+if TYPE_CHECKING:
+    from .. import bisect
+
+log = logging.getLogger("harness.cli")
+
+SEED_BUG_COMMAND = "oomrace evaluate v4.14.2"
+"""What shows the seed bug caught on its own kernel and the proposed fixes judged."""
+
+
+def _exit_for(clean: bool) -> int:
+    return 0 if clean else EXIT_VERDICT
+
+
+def _host_cpus(args: argparse.Namespace, stress: bool) -> int:
+    if args.host_cpus is not None:
+        if args.host_cpus < 0:
+            raise UsageError("--host-cpus must be >= 0 (0: all host CPUs)")
+        return int(args.host_cpus)
+    return STRESS_HOST_CPUS if stress and getattr(args, "accel", "tcg") == "tcg" else 0
+
+
+def _options(args: argparse.Namespace) -> MachineOptions:
+    # `run` without --scenario runs a stress scenario
+    smoke = args.command != "run" or args.scenario == "smoke"
+    cpus = args.cpus if args.cpus is not None else 2 if smoke else STRESS_CPUS
+    if cpus < 1 or args.memory < 128:
+        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
+    return MachineOptions(cpus=cpus, memory_mb=args.memory, accel=args.accel,
+                          boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append),
+                          cpu=args.cpu, host_cpus=_host_cpus(args, not smoke))
+
+
+def _summary(result: RunResult) -> str:
+    lines = [
+        f"{result.arch}: {result.verdict.upper()} ({result.reason})",
+        f"  kernel:  {result.kernel_description or result.kernel}",
+    ]
+    if result.boot_seconds is not None:
+        lines.append(f"  boot:    {result.boot_seconds:.1f} s ({result.accel})")
+    work = result.stress
+    if work is not None:
+        low, high = work.ci95
+        rate = "n/a" if work.rate is None else f"{work.rate:.2f} [{low:.2f}, {high:.2f}]"
+        lines.append(f"  stress:  {result.workload.name}: {work.iterations} iterations in "
+                     f"{work.trials} batches, {work.detections} with corruption, "
+                     f"rate {rate}, checker records {work.checker_corruptions}")
+    titles: dict[str, int] = {}
+    for report in result.reports:
+        titles[report.title] = titles.get(report.title, 0) + 1
+    for title, count in list(titles.items())[:5]:
+        lines.append(f"  report:  {title}" + (f" (x{count})" if count > 1 else ""))
+    new_taint = result.taint.new
+    if new_taint:
+        flags = ", ".join(f"{t.flag} ({t.meaning})" for t in new_taint)
+        lines.append(f"  taint:   new during the run: {flags}")
+    if result.error:
+        lines.append(f"  error:   {result.error.splitlines()[0]}")
+    lines += [f"  console: {result.console_log}", f"  dmesg:   {result.dmesg}",
+              f"  result:  {Path(result.workdir) / 'result.json'}"]
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    arches = parse_arch_list(args.arch or ["x86_64"])
+    options = _options(args)
+    specs = []
+    for arch in arches:  # bad kernels and scenarios are refused before anything boots
+        kernel = kernels.resolve_kernel(args.kernel, arch)  # once: run_one reuses it
+        scenario = args.scenario or Scenario.strongest_for(kernel.release).value
+        specs.append(RunSpec(kernel=kernel, scenario=scenario, options=options,
+                             iterations=args.iterations, duration_s=args.duration,
+                             seed=args.seed, writers=args.writers).checked())
+    run_dir = new_run_dir(args.artifacts)
+    results = []
+    for spec in specs:
+        result = run_one(spec, run_dir / spec.arch.name)
+        print(_summary(result), flush=True)
+        results.append(result)
+    if args.scenario is None:
+        print(f"\nThe seed bug (CVE-2017-18202) caught on Linux 4.14.2 through the OOM "
+              f"killer, and the fixes from its thread judged side by side:\n  {SEED_BUG_COMMAND}",
+              flush=True)
+    write_json(args.json, results[0].to_json() if len(results) == 1
+               else schema.versioned({"runs": [r.to_json() for r in results]}))
+    return _exit_for(all(r.verdict == "clean" for r in results))
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    """Boot one guest with the console on this terminal; QEMU's own mux handles keys."""
+    from .. import rootfs
+    from ..proc import interactive
+    from ..ssh import RunKey, free_port
+
+    arch = parse_arch_list(args.arch or ["x86_64"])[0]
+    options = _options(args)
+    image = kernels.resolve(args.kernel, arch)
+    run_dir = new_run_dir(args.artifacts)
+    key = RunKey.generate()
+    key.save(run_dir / "id_ed25519")
+    initrd = rootfs.initrd_for(rootfs.build(arch), image.modules_cpio, run_dir)
+    port = free_port()
+    cmdline = guest_cmdline(arch, image, key, options.cmdline_extra)
+    spec = GuestSpec(kernel=image.path, initrd=initrd, cmdline=cmdline,
+                     console_log=run_dir / "console.log", cpus=options.cpus,
+                     memory_mb=options.memory_mb, accel=options.accel if options.accel != "auto"
+                     else "tcg", ssh_port=port, interactive=True,
+                     cpu=options.cpu or arch.cpu_for(image.release))
+    print(f"console log: {spec.console_log}\n"
+          f"ssh: ssh -i {run_dir / 'id_ed25519'} -p {port} root@127.0.0.1\n"
+          "quit: Ctrl-A X (or `reboot -f` in the guest)", flush=True)
+    return interactive(qemu_argv(arch, spec))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    arches = parse_arch_list(args.arch) if args.arch else None
+    report = doctor(arches)
+    if args.json != STDOUT:
+        print(report.text())
+    write_json(args.json, report.to_dict())
+    return _exit_for(report.ok)
+
+
+def cmd_kernel_build(args: argparse.Namespace) -> int:
+    """Exit 1 when a build fails (its "verdict"); 2 for a bad option or a missing tool."""
+    if args.list:
+        for name in kbuild.recipe_names():
+            print(f"{name:<36} {kbuild.load_recipe(name).description}")
+        return 0
+    recipe = kbuild.recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
+                                   args.sha256, args.ref)
+    arches = parse_arch_list(args.arch or ["aarch64"])
+    try:
+        results = [kbuild.build(recipe, a.name, progress=not args.no_progress) for a in arches]
+    except (UsageError, MissingToolError):
+        raise  # bad input: exit 2 like every command
+    except HarnessError as e:
+        print(f"oomrace: error: {e}", file=sys.stderr)
+        return EXIT_VERDICT
+    for r in results:
+        if args.json != STDOUT:  # the image path last on stdout, for `$(oomrace kernel build)`
+            print(f"{r.recipe} {r.arch} ({r.kernel_version}): "
+                  f"{'cached' if r.cached else 'built'}", file=sys.stderr)
+            print(r.image)
+    write_json(args.json, [r.to_dict() for r in results])
+    return 0
+
+
+def cmd_parse_log(args: argparse.Namespace) -> int:
+    path, destination = args.file, args.json
+    if path is None and destination not in (None, STDOUT):
+        # `parse-log --json LOG`, the form from before --json took a FILE: LOG is the log
+        # to read (never a file to overwrite), and the JSON goes to stdout.
+        path, destination = destination, STDOUT
+    if path is None:
+        raise UsageError("parse-log needs the log FILE to read")
+    if destination is None:
+        return kernel_log.parse_log_main(path, as_json=False)
+    analysis = kernel_log.parse_file(path)
+    write_json(destination, analysis.to_dict())
+    if destination != STDOUT:  # the human summary too (it reads the log a second time)
+        kernel_log.parse_log_main(path, as_json=False)
+    return _exit_for(not analysis.reports)
+
+
+def cmd_bisect(args: argparse.Namespace) -> int:
+    from .. import bisect
+
+    try:
+        if args.resume:
+            state = bisect.resume(args.repo, lambda c: bisect.KernelStepRunner(c))
+        else:
+            config = _bisect_config(args)
+            state = bisect.start(config, bisect.KernelStepRunner(config))
+    except KeyboardInterrupt:
+        print(f"oomrace: bisect interrupted; the repository keeps its bisect state, continue "
+              f"with: oomrace bisect --repo {args.repo} --resume", file=sys.stderr)
+        raise
+    print(bisect.report_text(state), flush=True)
+    write_json(args.json, bisect.report_json(state))
+    return _exit_for(bool((state.result or {}).get("commit")))
+
+
+def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
+    from .. import bisect
+
+    missing = [f"--{n}" for n in ("good", "bad", "arch") if getattr(args, n) is None]
+    if missing:
+        raise UsageError(f"bisect needs {', '.join(missing)} (or --resume)")
+    arch = parse_arch_list([args.arch])
+    if len(arch) != 1:
+        raise UsageError("bisect needs a single --arch")
+    get_workload(args.scenario)
+    kbuild.load_recipe(args.recipe_config)
+    artifacts = args.artifacts or DEFAULT_ARTIFACTS / f"bisect-{_bisect_stamp()}"
+    return bisect.BisectConfig(
+        repo=args.repo, good=args.good, bad=args.bad, arch=arch[0].name,
+        scenario=args.scenario, recipe_config=args.recipe_config,
+        confidence=args.confidence, max_iterations_per_step=args.max_iterations_per_step,
+        calibration_batches=args.calibration_batches, find_fix=args.find_fix,
+        artifacts=artifacts, cpus=args.cpus, memory_mb=args.memory, seed=args.seed)
+
+
+def _bisect_stamp() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from .. import lab
+
+    if args.json is not None and args.list:
+        raise UsageError("--list prints cell ids; --json is for a night's summary")
+    code = lab.main(args)
+    if args.json is not None and args.out is not None:
+        summary = atomicio.read_json_object(args.out / "summary.json")
+        if summary is None:
+            raise HarnessError(f"the night left no readable {args.out / 'summary.json'}")
+        write_json(args.json, summary)
+    return code
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .. import evaluate
+
+    ev = evaluate.with_budget(evaluate.load_evaluation(args.evaluation), args.bug_seconds,
+                              args.fix_seconds)
+    arches = parse_arch_list(args.arch or list(ev.arches))
+    if args.cpus < 1 or args.memory < 128:
+        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
+    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
+                             host_cpus=_host_cpus(args, stress=True))
+    out = new_run_dir(args.artifacts)
+    rows: list[evaluate.Row] = []
+    try:
+        evaluate.evaluate(ev, arches, out, options, evaluate.recipe_resolver(args.source),
+                          seed=args.seed, rows=rows, progress=log.info)
+    finally:  # interrupted or failed: the rows finished so far are kept
+        evaluate.write_json(out / "evaluation.json", ev, rows)
+    write_json(args.json, evaluate.to_json(ev, rows))
+    print(f"{ev.description}\n\n{evaluate.table(rows)}\n\nresults: {out}", flush=True)
+    bug_shows = any(r.role == "bug" and r.verdict == "corrupted" for r in rows)
+    fixes_hold = all(r.judgement.startswith(("fixes it", "no judgement: the bug does not"))
+                     for r in rows if r.role == "fix")
+    return _exit_for(bug_shows and fixes_hold)
+
+
+def cmd_record_lkdtm(args: argparse.Namespace) -> int:
+    from .. import lkdtm
+
+    return lkdtm.record(args.arch or ["all"], args.out, args.types)

@@ -1,0 +1,198 @@
+"""The options of each `oomrace` subcommand. Choices and help texts are generated from
+the tables they come from (ARCHES, Scenario, recipes), so adding one touches no help."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from ..arches import ARCHES
+from ..errors import UsageError
+from ..inputs import positive_number
+from ..kbuild import DEFAULT_CONFIG_RECIPE
+from ..stress import Scenario
+from ..workload import WORKLOADS
+from .output import add_json_option
+
+DEFAULT_ARTIFACTS = Path("oomrace-artifacts")
+STRESS_CPUS = 8
+STRESS_HOST_CPUS = 1
+"""Host CPUs for a stress guest under TCG: see machine.host_cpu_set for why."""
+
+ARCH_CHOICES = f"{', '.join(ARCHES)} or all"
+STRESS_SCENARIOS = ", ".join(s.value for s in Scenario)
+CHECK_WORKLOADS = " or ".join(sorted(WORKLOADS))
+
+
+def seconds(option: str) -> Callable[[str], float]:
+    """An argparse type for a duration: finite and > 0 (float() takes nan and inf)."""
+    def parse(text: str) -> float:
+        try:
+            return positive_number(text, option)
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def add_host_cpus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host-cpus", type=int, default=None,
+                   help="host CPUs QEMU may use, 0 for all (default: all for smoke, "
+                        f"{STRESS_HOST_CPUS} for stress under TCG, where the race shows when "
+                        "the host pauses a writer's vCPU)")
+
+
+def add_guest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", action="append", default=None,
+                   help=f"guest arch: {ARCH_CHOICES} (repeatable; default x86_64)")
+    p.add_argument("--kernel", default="debian",
+                   help="debian (Debian's packaged kernel), a kernel recipe name, or a path")
+    p.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"),
+                   help="tcg (default); auto uses KVM only after a probe boot succeeds")
+    p.add_argument("--cpus", type=int, default=None,
+                   help=f"guest vCPUs (default 2; {STRESS_CPUS} for stress scenarios, which "
+                        "race on them)")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB (default 1024)")
+    p.add_argument("--boot-timeout", type=seconds("--boot-timeout"), default=180.0,
+                   help="seconds the guest may take to boot (default 180)")
+    p.add_argument("--append", action="append", default=[],
+                   help="extra kernel command-line argument (repeatable)")
+    add_host_cpus(p)
+    p.add_argument("--cpu", default=None,
+                   help="QEMU CPU model under TCG (default: the arch's, or an older model "
+                        "for old kernels, e.g. cortex-a57 for arm64 kernels before 6.1)")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    add_guest_options(p)
+    p.add_argument("--scenario", default=None,
+                   help=f"a stress scenario: {STRESS_SCENARIOS}; or {CHECK_WORKLOADS} (boot "
+                        "and runners only). Default: the strongest the kernel supports "
+                        "(mrelease from Linux 5.15, oom before)")
+    p.add_argument("--iterations", type=int, default=0,
+                   help="stress: stop after this many iterations (default: duration only)")
+    p.add_argument("--duration", type=seconds("--duration"), default=30.0,
+                   help="stress: seconds of stress per guest (default 30)")
+    p.add_argument("--seed", type=int, default=None, help="stress: random seed")
+    p.add_argument("--writers", type=int, default=None,
+                   help="stress: writer threads (default: vCPUs - 1)")
+    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
+                   help="folder for results; each run gets its own subfolder")
+    add_json_option(p, "the result (one run) or {\"runs\": [...]} (several arches)")
+
+
+def add_boot_options(p: argparse.ArgumentParser) -> None:
+    add_guest_options(p)
+    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS)
+
+
+def add_doctor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", action="append", default=None,
+                   help=f"check the tools of these arches only: {ARCH_CHOICES} (repeatable)")
+    add_json_option(p, "what is present and what is missing")
+
+
+def add_parse_log_options(p: argparse.ArgumentParser) -> None:
+    # Optional only so that the old `parse-log --json LOG` still reads LOG (see cmd_parse_log)
+    p.add_argument("file", nargs="?", help="the console log or dmesg to read")
+    add_json_option(p, "the crash reports and events")
+
+
+def add_kernel_build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", help="recipe name from configs/kernels.toml")
+    p.add_argument("--arch", action="append", default=[],
+                   help=f"{ARCH_CHOICES} (repeatable; default aarch64)")
+    p.add_argument("--source",
+                   help="kernel tree, git repository, tarball (path, file name or URL); with "
+                        "--recipe it replaces the recipe's source")
+    p.add_argument("--sha256", help="expected sha256 of a tarball source (needed for a URL)")
+    p.add_argument("--ref", help="with a git repository as --source: the commit to build")
+    p.add_argument("--patch", action="append", default=[], type=Path,
+                   help="a patch to apply (patch -p1) after the recipe's; repeatable")
+    p.add_argument("--config-from", metavar="RECIPE", default=DEFAULT_CONFIG_RECIPE,
+                   help="with --source and no --recipe: the recipe whose base config, "
+                        f"fragments and boot options to use (default {DEFAULT_CONFIG_RECIPE})")
+    p.add_argument("--list", action="store_true", help="list the recipes and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress line")
+    add_json_option(p, "the built (or cached) kernels")
+
+
+def add_bisect_options(p: argparse.ArgumentParser) -> None:
+    from ..bisect import BATCH_ITERATIONS
+
+    p.add_argument("--repo", type=Path, required=True, help="kernel git checkout")
+    p.add_argument("--good", help="revision without the bug (with --find-fix: the newer end)")
+    p.add_argument("--bad", help="revision with the bug (with --find-fix: the older end)")
+    p.add_argument("--arch", default=None, help=f"guest arch ({', '.join(ARCHES)})")
+    p.add_argument("--scenario", default="mrelease",
+                   help=f"stress scenario: {STRESS_SCENARIOS} (default mrelease)")
+    p.add_argument("--recipe-config", default="v6.1",
+                   help="recipe whose base config, fragments and cmdline are used (its "
+                        "patches are not applied; default v6.1)")
+    p.add_argument("--confidence", type=float, default=0.95,
+                   help="overall confidence the answer must reach (default 0.95)")
+    p.add_argument("--max-iterations-per-step", type=int, default=None,
+                   help=f"cap on the iterations of a good verdict ({BATCH_ITERATIONS} per trial)")
+    p.add_argument("--calibration-batches", type=int, default=6,
+                   help=f"trials ({BATCH_ITERATIONS} iterations each) on the bad end to "
+                        "estimate the detection rate (default 6)")
+    p.add_argument("--find-fix", action="store_true",
+                   help="find the commit that made the bug go away")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted bisect")
+    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
+                   help=f"guest vCPUs (default {STRESS_CPUS})")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    p.add_argument("--seed", type=int, default=1, help="stress seed (default 1)")
+    add_json_option(p, "the report")
+    p.add_argument("--artifacts", type=Path, default=None,
+                   help="folder for step logs (default oomrace-artifacts/bisect-<time>)")
+
+
+def add_lab_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="+", metavar="MATRIX | merge DIR...",
+                   help="the matrix file, or `merge` and the folders to merge")
+    p.add_argument("--out", type=Path, default=None, help="the night's folder")
+    p.add_argument("-j", "-n", "--jobs", type=int, default=None,
+                   help="guests at once (default: by cores and free memory)")
+    p.add_argument("--shard", default=None, help="run only slice i of N (1-based): i/N")
+    p.add_argument("--compare", type=Path, default=None,
+                   help="previous night (folder or summary.json) to find regressions against")
+    p.add_argument("--history", type=Path, default=None,
+                   help="folder of previous nights: plotted, and the latest is compared with")
+    p.add_argument("-k", dest="keyword", default=None, help="pytest -k expression over cell ids")
+    p.add_argument("--lf", action="store_true", help="run only the cells that failed last time")
+    p.add_argument("--list", action="store_true", help="print the (shard's) cell ids and exit")
+    add_json_option(p, "the night's summary (summary.json)")
+
+
+def add_evaluate_options(p: argparse.ArgumentParser) -> None:
+    from ..evaluate import evaluation_names
+
+    p.add_argument("evaluation", help=f"one of: {', '.join(evaluation_names())}")
+    p.add_argument("--arch", action="append", default=None,
+                   help=f"arches: {ARCH_CHOICES} (repeatable; default: the evaluation's)")
+    p.add_argument("--source", default=None,
+                   help="build the recipes from this source instead (tree, git repository, "
+                        "tarball or URL) with the same patches")
+    p.add_argument("--bug-seconds", type=seconds("--bug-seconds"), default=None,
+                   help="stress budget of the bug")
+    p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
+                   help="most a fix run may take")
+    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
+                   help=f"guest vCPUs (default {STRESS_CPUS})")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
+    add_host_cpus(p)
+    p.add_argument("--seed", type=int, default=None, help="stress seed")
+    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
+                   help="folder for results; each evaluation gets its own subfolder")
+    add_json_option(p, "the table")
+
+
+def add_record_lkdtm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", action="append", default=None,
+                   help=f"{ARCH_CHOICES} (repeatable; default all)")
+    p.add_argument("--out", type=Path, default=Path("tests/data/lkdtm"),
+                   help="folder of the recorded logs, <arch>/<TYPE>.log (default tests/data/lkdtm)")
+    p.add_argument("--type", action="append", default=None, dest="types",
+                   help="an LKDTM crash type to record (repeatable; default all)")
