@@ -23,16 +23,12 @@ import pexpect
 from .arches import Arch, GuestSpec, qemu_argv
 from .console import ConsoleStream
 from .errors import BootError, GuestCommandError, HarnessError, LaunchError
+from .kernel_log import boot_oops_pattern
 from .ssh import free_port
 from .tools import arch_tools, require
 
 READY = re.compile(rb"OOMRACE-READY ssh=(\d) release=(\S+) cpus=(\d+)")
 PANIC = re.compile(rb"Kernel panic - not syncing[^\r\n]*")
-# An oops before the ready marker means the kernel is not fit to test.
-BOOT_OOPS = re.compile(
-    rb"(Internal error: Oops[^\r\n]*|BUG: unable to handle[^\r\n]*|Unable to handle kernel"
-    rb"[^\r\n]*|general protection fault[^\r\n]*|kernel BUG at[^\r\n]*)"
-)
 HOSTFWD_FAILED = "Could not set up host forwarding rule"
 PR_SET_PDEATHSIG = 1
 
@@ -174,7 +170,9 @@ class Machine:
         assert self.console is not None and self.proc is not None
         options = self.options
         deadline = self._started + options.boot_timeout
-        patterns = [READY, PANIC, BOOT_OOPS, pexpect.EOF, pexpect.TIMEOUT]
+        # An oops before the ready marker means the kernel is not fit to test (which
+        # reports count as an oops is family data: kernel_log's boot_oops).
+        patterns = [READY, PANIC, boot_oops_pattern(), pexpect.EOF, pexpect.TIMEOUT]
         while True:
             now = time.monotonic()
             if now > deadline:

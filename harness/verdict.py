@@ -1,46 +1,26 @@
 """Evidence into a verdict: clean, corrupted, crashed or error, with a detection rate.
 
 Which kernel reports mean "memory was corrupted" (rather than "the kernel crashed") is
-data: the titles below are what the kernel prints when freed memory was written.
+data of the crash families (`kernel_log.families`, each title kind's `corruption`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-VERDICTS = ("clean", "corrupted", "crashed", "error")
+# Re-exported: the verdict's words for what a title means; their home is the family data.
+from .kernel_log import is_corruption_title as is_corruption_title
+from .kernel_log import title_family as title_family
 
-CORRUPTION_TITLES = tuple(
-    re.compile(p)
-    for p in (
-        r"pagealloc: memory corruption",  # page poisoning found a write to a free page
-        r"Bad page state",
-        r"Bad page map",
-        r"Bad rss-counter state",
-        r"corrupted list|list_(add|del) corruption",
-        r"(KASAN|KFENCE): use-after-free",
-        r"KFENCE: memory corruption",
-    )
-)
+VERDICTS = ("clean", "corrupted", "crashed", "error")
 
 
 class TitledReport(Protocol):
     @property
     def title(self) -> str: ...
-
-
-def title_family(title: str) -> str:
-    """A title without its guilty function: one bug's reports share it wherever they hit."""
-    return title.split(" in ", 1)[0].strip()
-
-
-def is_corruption_title(title: str) -> bool:
-    """Whether a report with this title means memory was corrupted."""
-    return any(p.search(title) for p in CORRUPTION_TITLES)
 
 
 def is_corruption(report: TitledReport) -> bool:

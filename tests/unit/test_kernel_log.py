@@ -118,7 +118,7 @@ def test_page_poisoning_report() -> None:
     assert r.frames[:2] == ("dump_backtrace", "show_stack")
     assert r.start_line == 0
     assert r.lines[0] == "pagealloc: memory corruption"
-    assert not r.corrupted
+    assert not r.garbled and r.garbled_reason == ""
     kinds = [e.kind for e in analysis.events]
     assert kinds == ["page_poison_corruption"]
     assert analysis.events[0].fields["address"] == "00000000b1c0e2a8"
@@ -127,7 +127,7 @@ def test_page_poisoning_report() -> None:
 def test_page_poisoning_without_stack_still_a_crash() -> None:
     r = parse("[ 1.0] pagealloc: memory corruption\n[ 1.1] random text\n").reports[0]
     assert r.title == "pagealloc: memory corruption in corrupted"
-    assert r.corrupted
+    assert r.garbled and r.garbled_reason
 
 
 def test_x86_paging_request_title_rip_and_panic_is_not_a_second_report() -> None:
@@ -344,7 +344,7 @@ def test_truncated_report_is_corrupted_not_an_error() -> None:
     text = "\n".join(X86_PAGING.splitlines()[:3])
     r = parse(text).reports[0]
     assert r.title == "BUG: unable to handle kernel paging request in corrupted"
-    assert r.corrupted
+    assert r.garbled and r.garbled_reason
 
 
 def test_truncated_last_line_without_newline() -> None:
@@ -432,7 +432,8 @@ def test_to_dict_is_json() -> None:
         "pid",
         "comm",
         "taint",
-        "corrupted",
+        "garbled",
+        "garbled_reason",
         "lines",
         "start_line",
     }
@@ -495,3 +496,32 @@ def test_prompt_and_terminal_escapes_before_a_kernel_line() -> None:
         "[    5.169080]  </TASK>\n"
     )
     assert [r.title for r in parse(log).reports] == ["WARNING in __oom_reap_task_mm"]
+
+
+def test_parse_file_streams_a_large_log_in_bounded_memory(tmp_path: Path) -> None:
+    # Reports at the start, in the middle and at the end of ~24 MB of console lines: all
+    # are found, and memory peaks at the scanner's window (a report spans at most
+    # MAX_REPORT_LINES lines), not at the size of the file.
+    import tracemalloc
+
+    filler = "[   11.000000] oomrace: writer 3 wrote page 0x7f0000001000 generation 1234\n"
+    half = (12 << 20) // len(filler)
+    log = tmp_path / "console.log"
+    with log.open("w") as f:
+        for _ in range(2):
+            f.write(PAGE_POISON)
+            for _ in range(half // 1000):
+                f.write(filler * 1000)
+        f.write(PAGE_POISON)
+    size = log.stat().st_size
+    assert size > 20 << 20
+    tracemalloc.start()
+    try:
+        reports = parse_file(log).reports
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(reports) == 3
+    assert {r.title for r in reports} == {"pagealloc: memory corruption in get_page_from_freelist"}
+    assert reports[0].start_line == 0 and reports[2].start_line > reports[1].start_line > 0
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB while parsing {size >> 20} MiB"

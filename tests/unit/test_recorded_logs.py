@@ -24,7 +24,7 @@ def test_lkdtm_crash_titles(arch: str, crash: CrashType) -> None:
     first = analysis.reports[0]
     assert first.title == crash.title_for(arch)
     assert first.arch in (None, arch)
-    assert first.corrupted == first.title.endswith(" in corrupted")
+    assert first.garbled == first.title.endswith(" in corrupted")
 
 
 def test_seed_bug_page_poisoning_reports() -> None:

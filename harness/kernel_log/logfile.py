@@ -1,0 +1,127 @@
+"""`oomrace parse-log`: a console log file read as a stream of lines (a 1 GB log in
+bounded memory), its analysis, and the summary or JSON printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from harness.errors import UsageError
+from harness.schema import versioned
+
+from .model import LogAnalysis
+from .scanner import scan
+
+# A line longer than this is cut (its rest skipped): far above a console line's < 1 KiB,
+# it bounds what one line of random bytes can hold in memory.
+MAX_LINE_BYTES = 64 << 10
+# The file is read (and its lines handed to the scanner) this many bytes at a time.
+_BLOCK_BYTES = 1 << 20
+
+
+def parse_file(path: str | Path) -> LogAnalysis:
+    """Parse a console log file line by line; UsageError if it is missing, unreadable or
+    not a regular file (a FIFO would block, /dev/zero never ends)."""
+    p = Path(path)
+    with _open_regular(p) as f:
+        try:
+            return scan(_blocks(f))
+        except OSError as exc:
+            raise UsageError(f"console log {p}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _open_regular(p: Path) -> IO[bytes]:
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise UsageError(f"console log {p}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"console log {p}: cannot read it ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"console log {p}: is a directory, not a file")
+        raise UsageError(
+            f"console log {p}: not a regular file (a FIFO, socket or device); "
+            "save the log to a file and parse that"
+        )
+    return os.fdopen(fd, "rb")
+
+
+def _blocks(f: IO[bytes]) -> Iterator[list[str]]:
+    """The file's lines without their newlines, a block per read, as `text.split("\\n")`
+    would give them (a last newline is followed by ""). A line is cut at MAX_LINE_BYTES
+    and the rest of it skipped, so that no line, however long, is held whole. Decoding a
+    block gives the same text as decoding each line, as a UTF-8 sequence never holds a
+    newline byte."""
+    carry = b""  # the start of a line whose end is not read yet
+    skipping = False  # inside the rest of an overlong line
+    while chunk := f.read(_BLOCK_BYTES):
+        if skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                continue
+            chunk, skipping = chunk[newline + 1 :], False
+        parts = chunk.split(b"\n")
+        parts[0] = carry + parts[0]
+        carry = parts.pop()
+        if len(carry) >= MAX_LINE_BYTES:
+            parts.append(carry)
+            carry, skipping = b"", True
+        if parts:
+            cut = [part[:MAX_LINE_BYTES] for part in parts]
+            yield b"\n".join(cut).decode("utf-8", errors="replace").split("\n")
+    # An overlong last line counts as ended, as if its newline had been read.
+    yield [carry.decode("utf-8", errors="replace")] if carry else [""]
+
+
+def _summary(analysis: LogAnalysis, path: str) -> str:
+    out: list[str] = []
+    if not analysis.reports:
+        out.append(f"{path}: no crash found")
+    else:
+        out.append(f"{path}: {len(analysis.reports)} crash report(s)")
+        for r in analysis.reports:
+            extra = f" [garbled: {r.garbled_reason}]" if r.garbled else ""
+            out.append(f"  line {r.start_line + 1}: {r.title} ({r.type}){extra}")
+            where = ", ".join(
+                s
+                for s in (
+                    f"arch {r.arch}" if r.arch else "",
+                    f"cpu {r.cpu}" if r.cpu is not None else "",
+                    f"pid {r.pid}" if r.pid is not None else "",
+                    f"comm {r.comm}" if r.comm else "",
+                    f"taint {r.taint!r}" if r.taint else "",
+                    f"file {r.guilty_file}" if r.guilty_file else "",
+                )
+                if s
+            )
+            if where:
+                out.append(f"    {where}")
+    counts: dict[str, int] = {}
+    for e in analysis.events:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    if counts:
+        out.append("events: " + ", ".join(f"{k} x{v}" for k, v in counts.items()))
+    return "\n".join(out)
+
+
+def parse_log_main(path: str, as_json: bool) -> int:
+    """`oomrace parse-log FILE [--json]`: 0 no crash, 1 crash found, 2 error."""
+    try:
+        analysis = parse_file(path)
+    except UsageError as exc:
+        print(f"oomrace parse-log: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps(versioned(analysis.to_dict()), indent=2))
+    else:
+        print(_summary(analysis, path))
+    return 1 if analysis.reports else 0
