@@ -61,6 +61,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from harness.arches import ARCHES
 from harness.errors import UsageError
 from harness.schema import versioned
 
@@ -1749,13 +1750,11 @@ _GUILTY_FILE_IGNORES = re.compile(
 
 
 def _guess_arch(lines: Sequence[str]) -> str | None:
+    """The arch whose log markers (arches.Arch.log_line_*) the first telling line shows."""
     for ln in lines:
-        if "RIP: " in ln or ln.startswith(("RSP: ", "RAX: ")):
-            return "x86_64"
-        if ln.startswith(("pc : ", "lr : ", "pstate: ")) or "Call trace:" in ln:
-            return "aarch64"
-        if "Hardware name: linux,dummy-virt" in ln:
-            return "aarch64"
+        for arch in ARCHES.values():
+            if arch.marks_log_line(ln):
+                return arch.name
     return None
 
 
