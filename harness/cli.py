@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import atomicio, kbuild, kernel_log, kernels, schema, signals
-from .arches import ARCHES, GuestSpec, parse_arch_list, qemu_argv
+from .arches import GuestSpec, arch_help, parse_arch_list, qemu_argv
 from .errors import EXIT_BAD_INPUT, HarnessError, UsageError, harness_bug
 from .guest import guest_cmdline
 from .inputs import OneLineParser, positive_number
@@ -25,7 +25,7 @@ DEFAULT_ARTIFACTS = Path("oomrace-artifacts")
 
 def _add_guest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", default=None,
-                   help=f"guest arch: {', '.join(ARCHES)} or all (repeatable; default x86_64)")
+                   help=f"guest arch: {arch_help()} (repeatable; default x86_64)")
     p.add_argument("--kernel", default="debian",
                    help="debian (Debian's packaged kernel), a kernel recipe name, or a path")
     p.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"),
@@ -256,7 +256,7 @@ def _add_bisect_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--repo", type=Path, required=True, help="kernel git checkout")
     p.add_argument("--good", help="revision without the bug (with --find-fix: the newer end)")
     p.add_argument("--bad", help="revision with the bug (with --find-fix: the older end)")
-    p.add_argument("--arch", default=None, help="guest arch (x86_64 or aarch64)")
+    p.add_argument("--arch", default=None, help=f"guest arch ({arch_help(with_all=False)})")
     p.add_argument("--scenario", default="mrelease", help="stress scenario (default mrelease)")
     p.add_argument("--recipe-config", default="v6.1",
                    help="recipe whose base config, fragments and cmdline are used (its "

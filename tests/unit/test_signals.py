@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, evaluate, kbuild, lab, signals
+from harness import cli, evaluate, kbuild, kbuild_progress, lab, signals
 
 
 @pytest.fixture(autouse=True)
@@ -136,7 +136,7 @@ def _group_with_grandchild(tmp_path: Path, trap: str = "") -> tuple[subprocess.P
 
 def test_an_interrupted_build_ends_its_whole_process_group(tmp_path: Path) -> None:
     proc, grandchild = _group_with_grandchild(tmp_path)
-    kbuild._end_group(proc)  # type: ignore[arg-type]
+    kbuild_progress.end_group(proc)  # type: ignore[arg-type]
     assert proc.returncode == -signal.SIGTERM
     for _ in range(200):
         if not _alive(grandchild):
