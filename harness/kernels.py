@@ -296,9 +296,10 @@ def resolve(spec: str, arch: Arch) -> KernelImage:
     if spec in recipes:
         return _build_recipe(spec, arch)
     valid = ", ".join(["debian", *recipes])
+    images = "/".join(a.image_name for a in ARCHES.values())
     raise UsageError(
         f"kernel {spec!r} is neither an existing file nor a known kernel; "
-        f"valid names: {valid}, or a path to a bzImage/Image"
+        f"valid names: {valid}, or a path to a {images}"
     )
 
 
