@@ -57,10 +57,11 @@ def riscv64(monkeypatch: pytest.MonkeyPatch) -> Iterator[Arch]:
     yield RISCV64
 
 
-def riscv_image(path: Path, compress: bool = False) -> Path:
-    data = bytearray(0x400)
-    data[0x30:0x38] = b"RISCV\x00\x00\x00"
-    path.write_bytes(gzip.compress(bytes(data)) if compress else bytes(data))
+def image_for(arch: Arch, path: Path, compress: bool = False) -> Path:
+    """A file whose header carries `arch`'s image magic (gzipped if asked)."""
+    offset, magic = arch.image_magic
+    header = bytes(offset) + magic
+    path.write_bytes(gzip.compress(header) if compress else header)
     return path
 
 
@@ -115,9 +116,9 @@ def test_every_arch_has_the_fragments_of_every_recipe() -> None:
 
 
 def test_image_detection(riscv64: Arch, tmp_path: Path) -> None:
-    assert kernels.detect_arch(riscv_image(tmp_path / "Image")) == "riscv64"
-    assert kernels.detect_arch(riscv_image(tmp_path / "vmlinuz", compress=True)) == "riscv64"
-    image = kernels.image_from_path(riscv_image(tmp_path / "Image"), riscv64)
+    assert kernels.detect_arch(image_for(riscv64, tmp_path / "Image")) == "riscv64"
+    assert kernels.detect_arch(image_for(riscv64, tmp_path / "vmlinuz", compress=True)) == "riscv64"
+    image = kernels.image_from_path(image_for(riscv64, tmp_path / "Image"), riscv64)
     assert image.arch == "riscv64"
     elf = bytearray(0x400)
     elf[:4] = b"\x7fELF"
