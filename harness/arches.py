@@ -5,10 +5,11 @@ Machine knowledge lives in the ARCHES table, not in `if` chains elsewhere.
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import UsageError
 from .kversion import older_than
@@ -16,25 +17,41 @@ from .kversion import older_than
 
 @dataclass(frozen=True)
 class Arch:
-    """What the harness must know to boot, build for and package one architecture."""
+    """Everything the harness knows about one architecture: adding an arch is one more
+    entry in ARCHES (and its kernels/fragments/virt-<kernel_arch>.config)."""
 
     name: str  # our name, as in --arch
+    # booting it
     qemu_binary: str
     qemu_package: str  # Debian package providing qemu_binary
     machine: str
     cpu: str
     console: str  # serial console device in the guest
     net_device: str  # QEMU device model for the guest NIC
-    debian_arch: str  # dpkg architecture name
-    kernel_arch: str  # ARCH= for the kernel build
-    kernel_image: str  # image path inside a kernel build tree
-    cross_compile: str  # CROSS_COMPILE= prefix; empty when native
+    host_machines: tuple[str, ...]  # `uname -m` values on which KVM can run this arch
+    # Debian: packages, guest programs
+    debian_arch: str  # dpkg architecture name; also accepted as an --arch alias
     c_compiler: str  # compiler for the guest programs
     c_compiler_package: str
-    host_machines: tuple[str, ...]  # `uname -m` values on which KVM can run this arch
+    # building its kernel
+    kernel_arch: str  # ARCH= (tuxmake --target-arch); fills {arch} in recipe fragment names
+    cross_compile: str  # CROSS_COMPILE= of kernel builds; its gcc's version is in the cache key
+    kernel_image: str  # bootable image path inside a kernel build directory
+    # recognising its images and logs
+    image_magic: tuple[int, bytes]  # (offset, bytes) in the image header
+    image_kind: str  # what the image is called, for messages
+    elf_machine: int  # e_machine of its vmlinux, to name the arch of a wrongly given ELF
+    log_line_starts: tuple[str, ...]  # a console line starting so is from this arch
+    log_line_contains: tuple[str, ...]  # ... or containing one of these
+    image_gzipped: bool = False  # images may come gzipped (Debian's arm64 vmlinuz)
     extra_args: tuple[str, ...] = field(default=())
     old_kernel_cpu: str = ""  # TCG CPU model for kernels older than old_kernel_before
     old_kernel_before: str = ""
+
+    @property
+    def image_name(self) -> str:
+        """File name of the bootable image (bzImage, Image), also tuxmake's --kernel-image."""
+        return PurePosixPath(self.kernel_image).name
 
     def can_use_kvm(self) -> bool:
         return platform.machine() in self.host_machines
@@ -44,6 +61,22 @@ class Arch:
         if self.old_kernel_cpu and older_than(release, self.old_kernel_before):
             return self.old_kernel_cpu
         return self.cpu
+
+    def kernel_compiler_package(self) -> str:
+        """The Debian package with the kernel build's gcc: plain gcc on a native host."""
+        if os.uname().machine in self.host_machines:
+            return "gcc"
+        return "gcc-" + self.cross_compile.rstrip("-").replace("_", "-")
+
+    def is_image_head(self, head: bytes) -> bool:
+        """Whether `head` (the first bytes of a file) is this arch's bootable image."""
+        offset, magic = self.image_magic
+        return head[offset:offset + len(magic)] == magic
+
+    def marks_log_line(self, line: str) -> bool:
+        """Whether a console line (registers, trace header) shows a kernel of this arch."""
+        return line.startswith(self.log_line_starts) or any(
+            marker in line for marker in self.log_line_contains)
 
 
 ARCHES: dict[str, Arch] = {
@@ -58,12 +91,17 @@ ARCHES: dict[str, Arch] = {
             console="ttyS0",
             net_device="virtio-net-pci",
             debian_arch="amd64",
-            kernel_arch="x86",
-            kernel_image="arch/x86/boot/bzImage",
-            cross_compile="",
             c_compiler="gcc",
             c_compiler_package="gcc",
             host_machines=("x86_64",),
+            kernel_arch="x86_64",
+            cross_compile="x86_64-linux-gnu-",
+            kernel_image="arch/x86/boot/bzImage",
+            image_magic=(0x202, b"HdrS"),  # the x86 boot protocol's setup header
+            image_kind="an x86 bzImage",
+            elf_machine=62,
+            log_line_starts=("RSP: ", "RAX: "),
+            log_line_contains=("RIP: ",),
         ),
         Arch(
             name="aarch64",
@@ -80,22 +118,40 @@ ARCHES: dict[str, Arch] = {
             console="ttyAMA0",
             net_device="virtio-net-pci",
             debian_arch="arm64",
-            kernel_arch="arm64",
-            kernel_image="arch/arm64/boot/Image",
-            cross_compile="aarch64-linux-gnu-",
             c_compiler="aarch64-linux-gnu-gcc",
             c_compiler_package="gcc-aarch64-linux-gnu",
             host_machines=("aarch64",),
+            kernel_arch="arm64",
+            cross_compile="aarch64-linux-gnu-",
+            kernel_image="arch/arm64/boot/Image",
+            image_magic=(0x38, b"ARM\x64"),  # the arm64 Image header's magic
+            image_kind="an arm64 Image",
+            image_gzipped=True,
+            elf_machine=183,
+            log_line_starts=("pc : ", "lr : ", "pstate: "),
+            log_line_contains=("Call trace:", "Hardware name: linux,dummy-virt"),
         ),
     )
 }
 
-ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+def arch_aliases() -> dict[str, str]:
+    """Debian's names for our arches (amd64, arm64), accepted wherever an arch is named."""
+    return {a.debian_arch: a.name for a in ARCHES.values() if a.debian_arch != a.name}
+
+
+ALIASES = arch_aliases()  # for importers that map names themselves; get_arch reads ARCHES
+
+
+def arch_help(with_all: bool = True) -> str:
+    """The arches --arch takes, for help texts: "x86_64, aarch64 or all"."""
+    names = [*ARCHES, "all"] if with_all else list(ARCHES)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def get_arch(name: str) -> Arch:
     """Look an arch up by name (or its Debian alias); unknown names list the valid ones."""
-    key = ALIASES.get(name, name)
+    key = arch_aliases().get(name, name)
     try:
         return ARCHES[key]
     except KeyError:

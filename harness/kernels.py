@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import atomicio, cache, debian, kbuild, schema
-from .arches import Arch
+from .arches import ARCHES, Arch
 from .cpio import CpioWriter
 from .errors import KernelError, UsageError
 from .kversion import image_release
@@ -63,40 +63,56 @@ class KernelImage:
 
 # --- recognising images -------------------------------------------------------------
 
-ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
-
-
 def detect_arch(path: Path) -> str:
     """The arch of a kernel image from its header; KernelError if it is not one we boot."""
+    head_size = max(0x240, *(_magic_end(a) for a in ARCHES.values()))
     try:
         with path.open("rb") as f:
-            head = f.read(0x240)
+            head = f.read(head_size)
     except OSError as e:
         raise KernelError(f"cannot read kernel image {path}: {e.strerror}") from e
-    if len(head) >= 0x206 and head[0x202:0x206] == b"HdrS":
-        return "x86_64"  # x86 boot protocol header of a bzImage
-    if len(head) >= 0x3C and head[0x38:0x3C] == b"ARM\x64":
-        return "aarch64"  # arm64 Image header magic
+    found = _arch_of_head(head, ARCHES.values())
+    if found is not None:
+        return found
     if head[:2] == b"\x1f\x8b":
-        try:
-            inner = _gunzip_head(path, 0x40)
-        except zlib.error as e:  # a truncated or damaged download, say
-            raise KernelError(f"{path} starts like gzip data but does not decompress ({e}); "
-                              "give an intact kernel image") from None
-        if len(inner) >= 0x3C and inner[0x38:0x3C] == b"ARM\x64":
-            return "aarch64"  # Debian's arm64 vmlinuz is a gzipped Image
-        raise KernelError(f"{path} is gzip data but not a compressed arm64 kernel Image")
+        return _detect_gzipped(path)
     if head[:4] == b"\x7fELF":
         machine = int.from_bytes(head[18:20], "little")
-        arch = ELF_MACHINES.get(machine, f"ELF machine {machine}")
+        arch = next((a.name for a in ARCHES.values() if a.elf_machine == machine),
+                    f"ELF machine {machine}")
+        images = " or ".join(a.kernel_image for a in ARCHES.values())
         raise KernelError(
-            f"{path} is an ELF vmlinux ({arch}); give the bootable image instead "
-            "(arch/x86/boot/bzImage or arch/arm64/boot/Image)"
+            f"{path} is an ELF vmlinux ({arch}); give the bootable image instead ({images})"
         )
+    kinds = " or ".join(a.image_kind + (", optionally gzipped" if a.image_gzipped else "")
+                        for a in ARCHES.values())
     raise KernelError(
-        f"{path} is not a kernel image the harness can boot (expected an x86 bzImage "
-        "or an arm64 Image, optionally gzipped)"
+        f"{path} is not a kernel image the harness can boot (expected {kinds})"
     )
+
+
+def _magic_end(arch: Arch) -> int:
+    offset, magic = arch.image_magic
+    return offset + len(magic)
+
+
+def _arch_of_head(head: bytes, arches: Iterable[Arch]) -> str | None:
+    return next((a.name for a in arches if a.is_image_head(head)), None)
+
+
+def _detect_gzipped(path: Path) -> str:
+    """The arch of a gzipped image, for arches whose images come gzipped."""
+    gzipped = [a for a in ARCHES.values() if a.image_gzipped]
+    try:
+        inner = _gunzip_head(path, max((_magic_end(a) for a in gzipped), default=0))
+    except zlib.error as e:  # a truncated or damaged download, say
+        raise KernelError(f"{path} starts like gzip data but does not decompress ({e}); "
+                          "give an intact kernel image") from None
+    found = _arch_of_head(inner, gzipped)
+    if found is None:
+        kinds = " or ".join(a.image_kind for a in gzipped)
+        raise KernelError(f"{path} is gzip data but not a compressed kernel image ({kinds})")
+    return found
 
 
 def _gunzip_head(path: Path, size: int) -> bytes:
@@ -280,9 +296,10 @@ def resolve(spec: str, arch: Arch) -> KernelImage:
     if spec in recipes:
         return _build_recipe(spec, arch)
     valid = ", ".join(["debian", *recipes])
+    images = "/".join(a.image_name for a in ARCHES.values())
     raise UsageError(
         f"kernel {spec!r} is neither an existing file nor a known kernel; "
-        f"valid names: {valid}, or a path to a bzImage/Image"
+        f"valid names: {valid}, or a path to a {images}"
     )
 
 

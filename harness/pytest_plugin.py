@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from . import kernel_log, kernels
-from .arches import Arch, get_arch, parse_arch_list
+from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
 from .kernels import KernelImage
@@ -26,8 +26,7 @@ GUESTS_KEY = pytest.StashKey[list[Guest]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("oomrace", "oomrace guests")
     group.addoption("--arch", action="append", default=None, dest="oomrace_arch",
-                    help="guest arch for guest tests: x86_64, aarch64 or all "
-                         "(repeatable; default all)")
+                    help=f"guest arch for guest tests: {arch_help()} (repeatable; default all)")
     group.addoption("--kernel", default="debian", dest="oomrace_kernel",
                     help="kernel for guest tests: debian, a recipe name, or an image path")
     group.addoption("--artifacts", default=None, dest="oomrace_artifacts",

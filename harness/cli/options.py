@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from ..arches import ARCHES
+from ..arches import arch_help
 from ..errors import UsageError
 from ..inputs import positive_number
 from ..kbuild import DEFAULT_CONFIG_RECIPE
@@ -20,7 +20,6 @@ STRESS_CPUS = 8
 STRESS_HOST_CPUS = 1
 """Host CPUs for a stress guest under TCG: see machine.host_cpu_set for why."""
 
-ARCH_CHOICES = f"{', '.join(ARCHES)} or all"
 STRESS_SCENARIOS = ", ".join(s.value for s in Scenario)
 CHECK_WORKLOADS = " or ".join(sorted(WORKLOADS))
 
@@ -44,7 +43,7 @@ def add_host_cpus(p: argparse.ArgumentParser) -> None:
 
 def add_guest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", default=None,
-                   help=f"guest arch: {ARCH_CHOICES} (repeatable; default x86_64)")
+                   help=f"guest arch: {arch_help()} (repeatable; default x86_64)")
     p.add_argument("--kernel", default="debian",
                    help="debian (Debian's packaged kernel), a kernel recipe name, or a path")
     p.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"),
@@ -88,7 +87,7 @@ def add_boot_options(p: argparse.ArgumentParser) -> None:
 
 def add_doctor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", default=None,
-                   help=f"check the tools of these arches only: {ARCH_CHOICES} (repeatable)")
+                   help=f"check the tools of these arches only: {arch_help()} (repeatable)")
     add_json_option(p, "what is present and what is missing")
 
 
@@ -101,7 +100,7 @@ def add_parse_log_options(p: argparse.ArgumentParser) -> None:
 def add_kernel_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="recipe name from configs/kernels.toml")
     p.add_argument("--arch", action="append", default=[],
-                   help=f"{ARCH_CHOICES} (repeatable; default aarch64)")
+                   help=f"{arch_help()} (repeatable; default aarch64)")
     p.add_argument("--source",
                    help="kernel tree, git repository, tarball (path, file name or URL); with "
                         "--recipe it replaces the recipe's source")
@@ -123,7 +122,7 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", type=Path, required=True, help="kernel git checkout")
     p.add_argument("--good", help="revision without the bug (with --find-fix: the newer end)")
     p.add_argument("--bad", help="revision with the bug (with --find-fix: the older end)")
-    p.add_argument("--arch", default=None, help=f"guest arch ({', '.join(ARCHES)})")
+    p.add_argument("--arch", default=None, help=f"guest arch ({arch_help(with_all=False)})")
     p.add_argument("--scenario", default="mrelease",
                    help=f"stress scenario: {STRESS_SCENARIOS} (default mrelease)")
     p.add_argument("--recipe-config", default="v6.1",
@@ -170,7 +169,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("evaluation", help=f"one of: {', '.join(evaluation_names())}")
     p.add_argument("--arch", action="append", default=None,
-                   help=f"arches: {ARCH_CHOICES} (repeatable; default: the evaluation's)")
+                   help=f"arches: {arch_help()} (repeatable; default: the evaluation's)")
     p.add_argument("--source", default=None,
                    help="build the recipes from this source instead (tree, git repository, "
                         "tarball or URL) with the same patches")
@@ -191,7 +190,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
 
 def add_record_lkdtm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", default=None,
-                   help=f"{ARCH_CHOICES} (repeatable; default all)")
+                   help=f"{arch_help()} (repeatable; default all)")
     p.add_argument("--out", type=Path, default=Path("tests/data/lkdtm"),
                    help="folder of the recorded logs, <arch>/<TYPE>.log (default tests/data/lkdtm)")
     p.add_argument("--type", action="append", default=None, dest="types",

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..arches import ARCHES
 from .frames import SKIP_RE, frames_of, guilty_file
 from .lines import CONSOLE, Window
 from .model import Report
@@ -30,13 +31,11 @@ _KERNEL_BUG_AT = re.compile(r"kernel BUG at ([\w/.-]+\.[a-zA-Z]+):\d+")
 
 
 def _guess_arch(lines: Sequence[str]) -> str | None:
+    """The arch whose log markers (arches.Arch.log_line_*) the first telling line shows."""
     for ln in lines:
-        if "RIP: " in ln or ln.startswith(("RSP: ", "RAX: ")):
-            return "x86_64"
-        if ln.startswith(("pc : ", "lr : ", "pstate: ")) or "Call trace:" in ln:
-            return "aarch64"
-        if "Hardware name: linux,dummy-virt" in ln:
-            return "aarch64"
+        for arch in ARCHES.values():
+            if arch.marks_log_line(ln):
+                return arch.name
     return None
 
 

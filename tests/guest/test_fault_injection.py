@@ -51,19 +51,20 @@ duration = 20
 expected = "corrupted"
 """
 # A build that takes long enough to be killed: the harness's own logged, process-group
-# build step (kbuild._run_logged, as for tuxmake) running a long sleep inside a cache
+# build step (kbuild_progress.run_logged, as for tuxmake) running a long sleep inside a cache
 # entry; `started` appears in the temporary directory once the build process runs.
 FAKE_BUILD = textwrap.dedent("""\
     import os, sys
-    from harness import cache, kbuild, signals
+    from harness import cache, kbuild_progress, signals
 
     signals.install()
 
     def build(tmp):
         script = 'echo started > "$1/started"; exec sleep 600'
         with (tmp / "build.log").open("w") as log:
-            kbuild._run_logged(["sh", "-c", script, "sh", str(tmp)], log, os.environ,
-                               kbuild._Progress("fake", False), "build", tmp, None)
+            kbuild_progress.run_logged(["sh", "-c", script, "sh", str(tmp)], log, os.environ,
+                                       kbuild_progress.BuildProgress("fake", False), "build",
+                                       tmp, None)
 
     try:
         cache.entry(sys.argv[1], sys.argv[2], build)

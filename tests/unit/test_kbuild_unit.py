@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, kbuild
+from harness import cli, kbuild, kbuild_progress
 from harness.errors import KernelError, UsageError
 
 # --- recipes -------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def test_git_identity_and_copy(tmp_path: Path) -> None:
 def test_progress_plain_lines_when_not_a_tty(tmp_path: Path) -> None:
     out = tmp_path / "progress.txt"
     with out.open("w") as stream:
-        p = kbuild._Progress("kbuild x", True, stream)
+        p = kbuild_progress.BuildProgress("kbuild x", True, stream)
         p.update("compiling: 1 objects")
         p.update("compiling: 2 objects")  # within 30 s of the first: not printed
         p.done("built Image")

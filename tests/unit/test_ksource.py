@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, ksource
+from harness import kbuild, kbuild_tuxmake, ksource
 from harness.errors import KernelError, UsageError
 from harness.kversion import image_release, older_than, version_tuple
 
@@ -170,11 +170,11 @@ def test_options_this_kernel_lacks_are_logged_not_errors(tmp_path: Path) -> None
     config = tmp_path / ".config"
     config.write_text("CONFIG_FOO=y\n")
     log = io.StringIO()
-    kbuild._check_fragments(tree, config, [frag], log)
+    kbuild_tuxmake.check_fragments(tree, config, [frag], log)
     assert "CONFIG_NOT_IN_THIS_KERNEL (frag.config) does not exist in this kernel" in log.getvalue()
     config.write_text("# CONFIG_FOO is not set\n")  # known to the tree, but off: an error
     with pytest.raises(KernelError, match="CONFIG_FOO"):
-        kbuild._check_fragments(tree, config, [frag], log)
+        kbuild_tuxmake.check_fragments(tree, config, [frag], log)
 
 
 def test_version_helpers(tmp_path: Path) -> None:

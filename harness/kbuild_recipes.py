@@ -1,0 +1,150 @@
+"""Kernel recipes: the named ways to build a kernel in configs/kernels.toml.
+
+A recipe names a source, a base config, fragments from kernels/fragments (``{arch}`` in a
+fragment name becomes the arch's ARCH=, so each arch has its ``virt-<ARCH>.config``) and
+patches from kernels/patches; ``extends`` inherits another recipe's keys.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .arches import get_arch
+from .errors import UsageError
+from .paths import data_path
+
+KERNELS_DIR = data_path("kernels")
+FRAGMENTS_DIR = KERNELS_DIR / "fragments"
+PATCHES_DIR = KERNELS_DIR / "patches"
+RECIPES_FILE = data_path("configs") / "kernels.toml"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named way to build a kernel (one table of configs/kernels.toml)."""
+
+    name: str
+    source: str  # "debian:<package>", a tarball (name, path or URL), a tree or git repo
+    sha256: str | None = None  # of a tarball source: checked before it is used
+    ref: str | None = None  # with a git repository as source: the commit to build
+    base_config: str = "tinyconfig"  # a make *config target, or a path to a .config
+    fragments: tuple[str, ...] = ()  # names in kernels/fragments (or paths); may use {arch}
+    patches: tuple[str, ...] = ()  # names in kernels/patches (or paths), applied in order
+    cmdline: tuple[str, ...] = ()  # kernel command line additions for booting it
+    description: str = ""
+
+    def fragment_paths(self, arch: str) -> list[Path]:
+        """The fragment files for `arch`, {arch} filled with its ARCH= (virt-arm64.config)."""
+        kernel_arch = get_arch(arch).kernel_arch
+        return [_input_path(FRAGMENTS_DIR, _fragment_name(f, kernel_arch, self.name))
+                for f in self.fragments]
+
+    def patch_paths(self) -> list[Path]:
+        return [_input_path(PATCHES_DIR, p) for p in self.patches]
+
+
+def _fragment_name(template: str, arch: str, recipe: str) -> str:
+    """A fragment name with its {arch} filled in; other braces are a recipe error, not a
+    KeyError from str.format."""
+    try:
+        return template.format(arch=arch)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise UsageError(f"recipe {recipe}: fragment {template!r} may use only {{arch}} in "
+                         "braces (write {{ and }} for literal braces)") from None
+
+
+def _input_path(base: Path, name: str) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+_RECIPE_KEYS = {
+    "source", "sha256", "ref", "base", "fragments", "patches", "cmdline", "description",
+    "extends",
+}
+
+
+def _read_recipes(path: Path | None = None) -> dict[str, dict[str, object]]:
+    path = path or RECIPES_FILE
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"kernel recipe file {path} is missing") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: {e}") from None
+    recipes = data.get("recipe", {})
+    if not isinstance(recipes, dict):
+        raise UsageError(f"{path}: [recipe.NAME] tables expected")
+    return recipes
+
+
+def recipe_names(path: Path | None = None) -> list[str]:
+    """Names of the recipes in configs/kernels.toml, in file order."""
+    return list(_read_recipes(path))
+
+
+def _str_list(where: str, key: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{where}: {key} must be a list of strings")
+    return tuple(value)
+
+
+def _optional_str(where: str, key: str, value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{where}: {key} must be a string")
+    return value
+
+
+def load_recipe(name: str, path: Path | None = None) -> Recipe:
+    """The recipe called `name`; unknown names raise UsageError listing the valid ones."""
+    recipes = _read_recipes(path)
+    where = f"{path or RECIPES_FILE} [recipe.{name!r}]"
+    merged: dict[str, object] = {}
+    seen: list[str] = []
+    current: str | None = name
+    while current is not None:  # follow `extends`, the child's keys winning
+        if current not in recipes:
+            valid = ", ".join(recipes) or "(none)"
+            what = "unknown kernel recipe" if current == name else f"{where} extends unknown recipe"
+            raise UsageError(f"{what} {current!r}; valid recipes: {valid}")
+        if current in seen:
+            raise UsageError(f"{where}: `extends` loops through {current!r}")
+        seen.append(current)
+        table = recipes[current]
+        if not isinstance(table, dict):
+            raise UsageError(f"{where}: not a table")
+        unknown = set(table) - _RECIPE_KEYS
+        if unknown:
+            raise UsageError(
+                f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(_RECIPE_KEYS)}"
+            )
+        for key, value in table.items():
+            merged.setdefault(key, value)
+        parent = table.get("extends")
+        if parent is not None and not isinstance(parent, str):
+            raise UsageError(f"{where}: extends must be a recipe name")
+        current = parent
+    source = merged.get("source")
+    if not isinstance(source, str) or not source:
+        raise UsageError(f"{where}: source is missing")
+    base = merged.get("base", "tinyconfig")
+    if not isinstance(base, str):
+        raise UsageError(f"{where}: base must be a string")
+    description = merged.get("description", "")
+    fragments = _str_list(where, "fragments", merged.get("fragments", []))
+    for fragment in fragments:  # refused now, not when a build reaches it
+        _fragment_name(fragment, "x86", name)
+    return Recipe(
+        name=name,
+        source=source,
+        sha256=_optional_str(where, "sha256", merged.get("sha256")),
+        ref=_optional_str(where, "ref", merged.get("ref")),
+        base_config=base,
+        fragments=fragments,
+        patches=_str_list(where, "patches", merged.get("patches", [])),
+        cmdline=_str_list(where, "cmdline", merged.get("cmdline", [])),
+        description=description if isinstance(description, str) else "",
+    )
+
