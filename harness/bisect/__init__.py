@@ -1,0 +1,112 @@
+"""`oomrace bisect`: find the commit that introduced (or fixed) a flaky kernel bug, with
+real `git bisect` and a statistical stopping rule.
+
+The bisect is driven from Python with git's own state: `git bisect start`, then
+`git bisect <term> <rev>` for the ends; git checks out the commit it wants tested next,
+we build and test it, and tell git `good`, `bad` or `skip`. `git bisect log` and
+`git bisect replay` therefore work as usual, and Ctrl-C leaves the repository in its
+bisect state; `oomrace bisect --resume` continues from our state file in the git dir.
+
+Statistics. A trial is one stress batch (25 iterations of the scenario on one booted
+guest, see workload.StressWorkload), a Bernoulli trial: did the bug's signature show?
+
+* Calibration: the bad end runs for a fixed number of batches. k of n batches showing
+  the bug give p = k/n and a 95% Wilson interval [p_low, p_high]. The first detection
+  fixes the bug's *signature*: "checker corruption" and the kernel's corruption report
+  titles. Later steps count only a match of the signature (equal titles, or the same
+  title family: the part before " in ").
+* A commit is bad as soon as the signature shows. It is good only after n clean trials
+  with (1 - p_low)^n <= 1 - c, where c is the per-verdict confidence. The lower end of
+  p's interval is used: with it, a buggy commit passes as good with probability <= 1 - c.
+* Every good verdict can be wrong, and the bisect's answer is right when all of them
+  are, so the overall confidence is the product over good verdicts (the good end's
+  confirmation included) of 1 - (1 - p_low)^n_i. To reach the requested confidence C
+  overall, each verdict asks for c = C^(1/g), where g bounds the number of good
+  verdicts: ceil(log2(commits in range)) bisect steps + the good end + one spare (for
+  a neighbour tested after a skip).
+* Build failures, boot failures and harness errors make a step a skip; so does a crash
+  or a corruption that does not match the signature (recorded in the step). The same
+  infrastructure error at two steps in a row, or an exception that is not a
+  HarnessError, stops the bisect (a harness problem must not become a verdict).
+"""
+
+from __future__ import annotations
+
+from .engine import (
+    SAME_INFRA_ERRORS_LIMIT,
+    BisectAborted,
+    Bisector,
+    _validate,
+    resume,
+    start,
+)
+from .git import GIT_TIMEOUT, Git
+from .kernel import KernelStepRunner
+from .report import kernel_builds, report_json, report_text
+from .state import (
+    STATE_NAME,
+    STATE_VERSION,
+    BisectConfig,
+    BisectState,
+    StepRecord,
+    load_state,
+    save_state,
+    state_path,
+)
+from .stats import (
+    BATCH_ITERATIONS,
+    BATCH_SECONDS,
+    good_verdicts_bound,
+    needed_trials,
+    overall_confidence,
+    per_verdict_confidence,
+    step_confidence,
+)
+from .steps import (
+    Printer,
+    Signature,
+    StepKind,
+    StepOutcome,
+    StepRequest,
+    StepRunner,
+    Verdict,
+    classify,
+)
+
+__all__ = [
+    "BATCH_ITERATIONS",
+    "BATCH_SECONDS",
+    "GIT_TIMEOUT",
+    "SAME_INFRA_ERRORS_LIMIT",
+    "STATE_NAME",
+    "STATE_VERSION",
+    "BisectAborted",
+    "BisectConfig",
+    "BisectState",
+    "Bisector",
+    "Git",
+    "KernelStepRunner",
+    "Printer",
+    "Signature",
+    "StepKind",
+    "StepOutcome",
+    "StepRecord",
+    "StepRequest",
+    "StepRunner",
+    "Verdict",
+    "_validate",
+    "classify",
+    "good_verdicts_bound",
+    "kernel_builds",
+    "load_state",
+    "needed_trials",
+    "overall_confidence",
+    "per_verdict_confidence",
+    "report_json",
+    "report_text",
+    "resume",
+    "save_state",
+    "start",
+    "state_path",
+    "step_confidence",
+]

@@ -1,0 +1,395 @@
+"""The bisect itself: calibrate on the bad end, confirm the good end, let git bisect."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import verdict
+from ..errors import HarnessError, MissingToolError, UsageError
+from .git import Git
+from .state import BisectConfig, BisectState, StepRecord, load_state, save_state, state_path
+from .stats import (
+    BATCH_ITERATIONS,
+    BATCH_SECONDS,
+    good_verdicts_bound,
+    needed_trials,
+    overall_confidence,
+    per_verdict_confidence,
+    step_confidence,
+)
+from .steps import (
+    Printer,
+    Signature,
+    StepOutcome,
+    StepRequest,
+    StepRunner,
+    _first_line,
+    _normalise_error,
+    classify,
+)
+
+SAME_INFRA_ERRORS_LIMIT = 2  # this many identical infrastructure errors in a row: stop
+
+
+# --- the bisect ----------------------------------------------------------------------
+
+
+class BisectAborted(HarnessError):
+    """The bisect stopped on a harness problem; the repository keeps its bisect state."""
+
+
+def _stdout_printer(stream: TextIO | None = None) -> Printer:
+    def emit(text: str) -> None:
+        print(text, file=stream or sys.stdout, flush=True)
+
+    return emit
+
+
+class Bisector:
+    def __init__(self, state: BisectState, runner: StepRunner,
+                 out: Printer | None = None) -> None:
+        self.state = state
+        self.config = state.config
+        self.git = Git(state.config.repo)
+        self.runner = runner
+        self.out = out or _stdout_printer()
+        self._session_start = time.monotonic()
+        self._same_errors: list[str] = []
+
+    # -- plumbing --
+
+    def _save(self) -> None:
+        now = time.monotonic()
+        self.state.seconds += now - self._session_start
+        self._session_start = now
+        save_state(self.state)
+
+    def _workdir(self, role: str, sha: str) -> Path:
+        index = len(self.state.records)
+        path = self.config.artifacts / f"{index:02d}-{role}-{sha[:12]}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _checkout(self, sha: str) -> None:
+        self.git.run("checkout", "-q", "--detach", sha)
+
+    def _run_step(self, request: StepRequest) -> StepOutcome:
+        try:
+            return self.runner(request)
+        except (KeyboardInterrupt, BisectAborted, UsageError, MissingToolError):
+            raise
+        except HarnessError as e:
+            return StepOutcome(kind="error", error=f"{type(e).__name__}: {e}")
+        except Exception as e:
+            self._save()
+            trace = "".join(traceback.format_exception(e)[-6:])
+            raise BisectAborted(
+                f"harness bug while testing {request.commit[:12]} (not a verdict on the "
+                f"commit): {type(e).__name__}: {e}\n{trace}\nThe bisect is left in place: "
+                f"fix the harness, then `oomrace bisect --repo {self.config.repo} --resume`"
+            ) from e
+
+    def _check_infra(self, outcome: StepOutcome) -> None:
+        if outcome.kind != "error" or outcome.trials > 0:
+            self._same_errors.clear()
+            return
+        key = _normalise_error(outcome.error)
+        if self._same_errors and self._same_errors[-1] != key:
+            self._same_errors.clear()
+        self._same_errors.append(key)
+        if len(self._same_errors) >= SAME_INFRA_ERRORS_LIMIT:
+            self._save()
+            raise BisectAborted(
+                f"the same infrastructure error at {len(self._same_errors)} steps in a row: "
+                f"{_first_line(outcome.error)}\nThis looks like a harness or host problem, "
+                f"not a property of the commits: the bisect stops here (it is left in place; "
+                f"fix the problem and run `oomrace bisect --repo {self.config.repo} --resume`)"
+            )
+
+    # -- phases --
+
+    def calibrate(self) -> None:
+        cfg, st = self.config, self.state
+        sha = st.bad_sha
+        self._checkout(sha)
+        self.out(f"calibrating on the bad end {sha[:12]} ({self.git.subject(sha)}): "
+                 f"{cfg.calibration_batches} trials of {BATCH_ITERATIONS} iterations")
+        workdir = self._workdir("bad-end", sha)
+        outcome = self._run_step(StepRequest(sha, workdir, cfg.calibration_batches,
+                                             stop_on_first=False, seed=cfg.seed))
+        if outcome.kind == "build_failed":
+            raise UsageError(f"the bad end {sha[:12]} does not build: "
+                             f"{_first_line(outcome.error)}")
+        if outcome.detections == 0 and not outcome.checker_corruptions \
+                and not outcome.corruption_titles:
+            if outcome.kind == "error":
+                raise UsageError(f"the bad end {sha[:12]} could not be tested: "
+                                 f"{_first_line(outcome.error)}")
+            raise UsageError(
+                f"the bad end {sha[:12]} did not reproduce in {outcome.iterations} iterations "
+                f"({outcome.trials} trials of {cfg.scenario} on {cfg.arch}): no bisect on a "
+                f"non-reproducing bug (console log: {outcome.console_log})")
+        signature = Signature(outcome.checker_corruptions > 0,
+                              tuple(dict.fromkeys(outcome.corruption_titles)))
+        trials = max(outcome.trials, outcome.detections, 1)
+        detections = max(outcome.detections, 1)
+        low, high = verdict.wilson_interval(detections, trials)
+        st.signature = signature
+        st.calibration = {
+            "commit": sha, "trials": trials, "detections": detections,
+            "iterations": outcome.iterations, "p": detections / trials,
+            "p_low": low, "p_high": high,
+            "first_detection_seconds": outcome.first_detection_seconds,
+            "build_seconds": outcome.build_seconds, "boot_seconds": outcome.boot_seconds,
+            "trial_seconds": outcome.trial_seconds, "console_log": outcome.console_log,
+        }
+        st.records.append(StepRecord(sha, self.git.subject(sha), "bad-end", "bad",
+                                     "calibration", outcome, cfg.calibration_batches,
+                                     marked=False, workdir=str(workdir)))
+        self._plan()
+        st.phase = "confirming"
+        self._save()
+        plan = st.plan or {}
+        self.out(f"  signature: {signature.describe()}\n"
+                 f"  detection rate p = {detections}/{trials} = {detections / trials:.2f} "
+                 f"per trial, 95% interval [{low:.2f}, {high:.2f}]\n"
+                 f"  plan: a good verdict needs {plan['trials_per_good']} clean trials "
+                 f"({plan['trials_per_good'] * BATCH_ITERATIONS} iterations), per-verdict "
+                 f"confidence {plan['per_verdict_confidence']:.4f}; {st.commits_in_range} "
+                 f"commits in range, ~{plan['expected_steps']} steps, expected cost "
+                 f"<= {plan['expected_seconds'] / 60:.1f} min")
+
+    def _plan(self) -> None:
+        cfg, st = self.config, self.state
+        cal = st.calibration or {}
+        bound = good_verdicts_bound(st.commits_in_range)
+        per = per_verdict_confidence(cfg.confidence, bound)
+        n = needed_trials(float(cal["p_low"]), per)
+        capped = False
+        if cfg.max_iterations_per_step is not None:
+            cap = max(1, cfg.max_iterations_per_step // BATCH_ITERATIONS)
+            if n > cap:
+                n, capped = cap, True
+        steps = bound - 2
+        trial_s = float(cal.get("trial_seconds") or BATCH_SECONDS)
+        per_step = (float(cal.get("build_seconds") or 60.0)
+                    + float(cal.get("boot_seconds") or 10.0) + n * trial_s)
+        st.plan = {
+            "good_verdicts_bound": bound, "per_verdict_confidence": per,
+            "trials_per_good": n, "capped_by_max_iterations": capped,
+            "expected_steps": steps, "expected_seconds": round((steps + 1) * per_step, 1),
+            "seconds_per_step": round(per_step, 1),
+        }
+        if capped:
+            self.out(f"warning: --max-iterations-per-step caps a good verdict at {n} trials; "
+                     f"the overall confidence will be below {cfg.confidence}")
+
+    def confirm_good_end(self) -> None:
+        cfg, st = self.config, self.state
+        sha = st.good_sha
+        n = int((st.plan or {})["trials_per_good"])
+        self._checkout(sha)
+        self.out(f"confirming the good end {sha[:12]} ({self.git.subject(sha)}) is clean "
+                 f"over {n} trials")
+        workdir = self._workdir("good-end", sha)
+        outcome = self._run_step(StepRequest(sha, workdir, n, seed=cfg.seed))
+        assert st.signature is not None
+        result, reason = classify(outcome, st.signature, set(), n)
+        if result == "bad":
+            raise UsageError(f"the good end {sha[:12]} shows the bug too ({reason}): "
+                             "pick an older good end (or, for --find-fix, a newer one)")
+        if outcome.kind != "ran" or outcome.trials == 0:
+            raise UsageError(f"the good end {sha[:12]} could not be tested: {reason}")
+        if result == "skip" and outcome.corruption_titles:
+            raise UsageError(f"the good end {sha[:12]} shows another corruption ({reason})")
+        # Reports the good end shows too (no corruption) are background noise.
+        st.noise = sorted(set(outcome.crash_titles))
+        conf = step_confidence(float((st.calibration or {})["p_low"]), outcome.trials)
+        st.records.append(StepRecord(sha, self.git.subject(sha), "good-end", "good", reason,
+                                     outcome, n, confidence=conf, workdir=str(workdir)))
+        self.out(f"  good end clean in {outcome.trials} trials"
+                 + (f" (background reports ignored from now on: {st.noise})"
+                    if st.noise else ""))
+        # Tell git about the ends: it checks out the first commit to test.
+        self.git.run("bisect", cfg.bug_term, st.bad_sha)
+        self.git.run("bisect", cfg.clean_term, st.good_sha)
+        for record in st.records:
+            record.marked = True
+        st.phase = "bisecting"
+        self._save()
+
+    def _finished(self) -> dict[str, Any] | None:
+        log = self.git.bisect_log()
+        new = self.config.terms[1]
+        m = re.search(rf"^# first {re.escape(new)} commit: \[([0-9a-f]+)\] ?(.*)$", log, re.M)
+        if m:
+            return {"commit": m.group(1), "subject": m.group(2), "candidates": [m.group(1)]}
+        if "# only skipped commits left to test" in log:
+            cands = re.findall(rf"^# possible first {re.escape(new)} commit: \[([0-9a-f]+)\]",
+                               log, re.M)
+            return {"commit": None, "subject": None, "candidates": cands}
+        return None
+
+    def _mark(self, record: StepRecord) -> None:
+        term = {"bad": self.config.bug_term, "good": self.config.clean_term,
+                "skip": "skip"}[record.verdict]
+        proc = self.git.run("bisect", term, record.commit, check=False)
+        if proc.returncode not in (0, 2):  # 2: only skipped commits left
+            raise HarnessError(f"git bisect {term} {record.commit[:12]} failed: "
+                               f"{(proc.stderr or proc.stdout).strip()}")
+        record.marked = True
+        self._save()
+
+    def bisect_loop(self) -> None:
+        cfg, st = self.config, self.state
+        n = int((st.plan or {})["trials_per_good"])
+        p_low = float((st.calibration or {})["p_low"])
+        assert st.signature is not None
+        for record in st.records:  # decided before an interruption, not yet told to git
+            if not record.marked:
+                self._mark(record)
+        while self._finished() is None:
+            proc = self.git.run("bisect", "next", check=False)
+            if self._finished() is not None:
+                break
+            if proc.returncode != 0:
+                raise HarnessError(f"git bisect next failed: {(proc.stderr or proc.stdout)}")
+            sha = self.git.head()
+            known = [r for r in st.records if r.commit == sha and r.role == "step"]
+            if known:  # tested before an interruption
+                self._mark(known[-1])
+                continue
+            subject = self.git.subject(sha)
+            index = sum(1 for r in st.records if r.role == "step") + 1
+            self.out(f"step {index}: {sha[:12]} {subject}")
+            workdir = self._workdir("step", sha)
+            outcome = self._run_step(StepRequest(sha, workdir, n, seed=cfg.seed))
+            self._check_infra(outcome)
+            result, reason = classify(outcome, st.signature, set(st.noise), n)
+            conf = step_confidence(p_low, outcome.trials) if result == "good" else None
+            record = StepRecord(sha, subject, "step", result, reason, outcome, n,
+                                confidence=conf, workdir=str(workdir))
+            st.records.append(record)
+            self._save()
+            self.out(f"  -> {result} ({reason}); {outcome.trials} trials, "
+                     f"{outcome.iterations} iterations, {outcome.seconds:.0f} s")
+            self._mark(record)
+        self._conclude()
+
+    def _conclude(self) -> None:
+        st, cfg = self.state, self.config
+        found = self._finished() or {"commit": None, "subject": None, "candidates": []}
+        cal = st.calibration or {}
+        goods = [r.outcome.trials for r in st.records if r.verdict == "good"]
+        found["confidence"] = overall_confidence(float(cal["p_low"]), goods)
+        found["confidence_point_estimate"] = overall_confidence(float(cal["p"]), goods)
+        found["requested_confidence"] = cfg.confidence
+        found["kind"] = "fix" if cfg.find_fix else "regression"
+        if found["commit"] and not found["subject"]:
+            found["subject"] = self.git.subject(str(found["commit"]))
+        st.result = found
+        st.phase = "done"
+        self._save()
+
+    def run(self) -> BisectState:
+        if self.state.phase == "calibrating":
+            self.calibrate()
+        if self.state.phase == "confirming":
+            self.confirm_good_end()
+        if self.state.phase == "bisecting":
+            self.bisect_loop()
+        return self.state
+
+
+# --- starting and resuming ----------------------------------------------------------
+
+
+def _validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
+    repo = cfg.repo
+    if not repo.is_dir():
+        raise UsageError(f"--repo {repo} is not a directory")
+    git = Git(repo)
+    proc = git.run("rev-parse", "--show-toplevel", check=False)
+    if proc.returncode != 0 or Path(proc.stdout.strip()).resolve() != repo.resolve():
+        raise UsageError(f"--repo {repo} is not a git repository (its top level)")
+    if not 0 < cfg.confidence < 1:
+        raise UsageError(f"--confidence must be between 0 and 1, not {cfg.confidence}")
+    if cfg.calibration_batches < 1:
+        raise UsageError("--calibration-batches must be at least 1")
+    if cfg.max_iterations_per_step is not None and cfg.max_iterations_per_step < 1:
+        raise UsageError("--max-iterations-per-step must be at least 1")
+    try:  # now, not after `git bisect start` and the first build
+        cfg.artifacts.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--artifacts {cfg.artifacts}: cannot create it ({e.strerror}); "
+                         "give a folder you can write to") from None
+    good, bad = git.commit(cfg.good), git.commit(cfg.bad)
+    if good == bad:
+        raise UsageError(f"--good and --bad are the same commit ({good[:12]})")
+    if cfg.find_fix:
+        if not git.is_ancestor(bad, good):
+            raise UsageError(f"with --find-fix the bad end ({cfg.bad}, where the bug shows) "
+                             f"must be an ancestor of the good end ({cfg.good}, where it is "
+                             "fixed)")
+        count = int(git.out("rev-list", "--count", f"{bad}..{good}"))
+    else:
+        if not git.is_ancestor(good, bad):
+            raise UsageError(f"the good end ({cfg.good}) is not an ancestor of the bad end "
+                             f"({cfg.bad}); to find the commit that fixed a bug, use "
+                             "--find-fix")
+        count = int(git.out("rev-list", "--count", f"{good}..{bad}"))
+    if git.bisecting():
+        raise UsageError(f"a git bisect is already in progress in {repo}: continue it with "
+                         "`oomrace bisect --resume` or end it with `git bisect reset`")
+    dirty = git.dirty()
+    if dirty:
+        raise UsageError(f"the working tree of {repo} has uncommitted changes; commit or "
+                         f"stash them first:\n{dirty[:2000]}")
+    return git, good, bad, count
+
+
+def start(cfg: BisectConfig, runner: StepRunner, out: Printer | None = None) -> BisectState:
+    """Validate, `git bisect start`, calibrate, confirm the good end, bisect."""
+    cfg = replace(cfg, repo=cfg.repo.resolve(), artifacts=cfg.artifacts.resolve())
+    git, good, bad, count = _validate(cfg)
+    cfg.artifacts.mkdir(parents=True, exist_ok=True)
+    state = BisectState(cfg, good, bad, count,
+                        started_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    old, new = cfg.terms
+    git.run("bisect", "start", *([f"--term-old={old}", f"--term-new={new}"]
+                                 if cfg.find_fix else []))
+    save_state(state)
+    bisector = Bisector(state, runner, out)
+    try:
+        return bisector.run()
+    except UsageError:
+        # A bad end that does not reproduce (or a good end that is not good): leave the
+        # repository as it was.
+        if state.phase in ("calibrating", "confirming"):
+            git.run("bisect", "reset", check=False)
+            state_path(cfg.repo).unlink(missing_ok=True)
+        raise
+
+
+def resume(repo: Path, runner_for: Callable[[BisectConfig], StepRunner],
+           out: Printer | None = None) -> BisectState:
+    state = load_state(repo.resolve())
+    git = Git(state.config.repo)
+    if state.phase != "done":
+        if not git.bisecting():
+            raise UsageError(f"{repo} has an oomrace bisect state but git is not bisecting "
+                             f"(was `git bisect reset` run?); remove {state_path(repo)} "
+                             "and start again")
+        dirty = git.dirty()
+        if dirty:
+            raise UsageError(f"the working tree of {repo} has uncommitted changes:\n"
+                             f"{dirty[:2000]}")
+    return Bisector(state, runner_for(state.config), out).run()

@@ -1,0 +1,56 @@
+"""What a bisect found, as text and as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .state import BisectState, state_path
+from .stats import BATCH_ITERATIONS
+
+
+def kernel_builds(state: BisectState) -> int:
+    """Kernel builds this bisect ran (cache hits not counted, failed builds counted)."""
+    return sum(1 for r in state.records
+               if r.outcome.kind == "build_failed" or r.outcome.kernel_built)
+
+
+def report_json(state: BisectState) -> dict[str, Any]:
+    d = state.to_dict()
+    d["kernel_builds"] = kernel_builds(state)
+    d["state_file"] = str(state_path(state.config.repo))
+    return d
+
+
+def report_text(state: BisectState) -> str:
+    cfg, cal, res = state.config, state.calibration or {}, state.result or {}
+    what = "first fixed commit" if cfg.find_fix else "first bad commit"
+    lines = []
+    if res.get("commit"):
+        lines.append(f"{what}: {res['commit']} {res.get('subject') or ''}".rstrip())
+    else:
+        lines.append(f"{what}: could not be narrowed down (only skipped commits left); "
+                     f"candidates: {', '.join(c[:12] for c in res.get('candidates', []))}")
+    if res:
+        lines.append(f"confidence: {res['confidence']:.4f} (requested {cfg.confidence}; "
+                     f"{res['confidence_point_estimate']:.4f} with p's point estimate)")
+    if cal:
+        lines.append(f"detection rate p: {cal['detections']}/{cal['trials']} trials = "
+                     f"{cal['p']:.2f}, 95% interval [{cal['p_low']:.2f}, {cal['p_high']:.2f}] "
+                     f"(trial = {BATCH_ITERATIONS} iterations of {cfg.scenario} on "
+                     f"{cfg.arch}, {cfg.cpus} vCPUs)")
+    if state.signature:
+        lines.append(f"signature: {state.signature.describe()}")
+    lines.append(f"{'commit':<12}  {'role':<8}  {'verdict':<7}  {'trials':>6}  {'iter':>5}  "
+                 f"{'det':>3}  {'time':>6}  reason / console log")
+    for r in state.records:
+        o = r.outcome
+        lines.append(f"{r.commit[:12]:<12}  {r.role:<8}  {r.verdict:<7}  {o.trials:>6}  "
+                     f"{o.iterations:>5}  {o.detections:>3}  {o.seconds:>5.0f}s  {r.reason}")
+        lines.append(f"{'':<12}  {r.subject[:70]}  console: {o.console_log or '-'}")
+    builds = kernel_builds(state)
+    lines.append(f"wall time: {state.seconds / 60:.1f} min; kernel builds: {builds}; "
+                 f"artifacts: {cfg.artifacts}")
+    if state.phase == "done":
+        lines.append(f"(the repository is still in git's bisect state: `git -C {cfg.repo} "
+                     "bisect log` shows it, `git bisect reset` ends it)")
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The bisect's configuration and its state file in the git dir (for --resume)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import atomicio, schema
+from ..errors import UsageError
+from .git import Git
+from .steps import Signature, StepOutcome
+
+STATE_NAME = "oomrace-bisect.json"
+STATE_VERSION = 1
+
+
+@dataclass
+class BisectConfig:
+    repo: Path
+    good: str
+    bad: str  # the end where the bug shows (for --find-fix the older end)
+    arch: str
+    scenario: str = "mrelease"
+    recipe_config: str = "v6.1"
+    confidence: float = 0.95
+    max_iterations_per_step: int | None = None
+    calibration_batches: int = 6
+    find_fix: bool = False
+    artifacts: Path = Path("oomrace-artifacts")
+    cpus: int = 8
+    memory_mb: int = 1024
+    seed: int | None = 1
+
+    @property
+    def terms(self) -> tuple[str, str]:
+        """(old, new) git bisect terms."""
+        return ("broken", "fixed") if self.find_fix else ("good", "bad")
+
+    @property
+    def bug_term(self) -> str:
+        """The term for a commit where the bug shows."""
+        return self.terms[0] if self.find_fix else self.terms[1]
+
+    @property
+    def clean_term(self) -> str:
+        return self.terms[1] if self.find_fix else self.terms[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["repo"], d["artifacts"] = str(self.repo), str(self.artifacts)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BisectConfig:
+        d = dict(d)
+        d["repo"], d["artifacts"] = Path(d["repo"]), Path(d["artifacts"])
+        return cls(**d)
+
+
+@dataclass
+class StepRecord:
+    commit: str
+    subject: str
+    role: str  # bad-end | good-end | step
+    verdict: str  # bad | good | skip
+    reason: str
+    outcome: StepOutcome
+    planned_trials: int
+    confidence: float | None = None  # for good verdicts: 1 - (1 - p_low)^n
+    marked: bool = False
+    workdir: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outcome"] = self.outcome.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepRecord:
+        d = dict(d)
+        d["outcome"] = StepOutcome.from_dict(d["outcome"])
+        return cls(**d)
+
+
+@dataclass
+class BisectState:
+    config: BisectConfig
+    good_sha: str
+    bad_sha: str
+    commits_in_range: int
+    started_at: str
+    phase: str = "calibrating"  # calibrating | confirming | bisecting | done
+    calibration: dict[str, Any] | None = None
+    signature: Signature | None = None
+    noise: list[str] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    records: list[StepRecord] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    seconds: float = 0.0  # wall time spent over all sessions
+
+    def to_dict(self) -> dict[str, Any]:
+        return schema.versioned({
+            "version": STATE_VERSION,
+            "config": self.config.to_dict(),
+            "good": self.good_sha, "bad": self.bad_sha,
+            "commits_in_range": self.commits_in_range,
+            "started_at": self.started_at, "phase": self.phase,
+            "calibration": self.calibration,
+            "signature": asdict(self.signature) if self.signature else None,
+            "noise": self.noise, "plan": self.plan,
+            "steps": [r.to_dict() for r in self.records],
+            "result": self.result, "seconds": round(self.seconds, 1),
+        })
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BisectState:
+        schema.check_version(d, "the bisect state")
+        if d.get("version") != STATE_VERSION:
+            raise UsageError(f"bisect state version {d.get('version')} is not "
+                             f"{STATE_VERSION}; start again after `git bisect reset`")
+        sig = d.get("signature")
+        return cls(
+            config=BisectConfig.from_dict(d["config"]), good_sha=d["good"], bad_sha=d["bad"],
+            commits_in_range=d["commits_in_range"], started_at=d["started_at"],
+            phase=d["phase"], calibration=d.get("calibration"),
+            signature=Signature(sig["checker"], tuple(sig["titles"])) if sig else None,
+            noise=list(d.get("noise", [])), plan=d.get("plan"),
+            records=[StepRecord.from_dict(r) for r in d.get("steps", [])],
+            result=d.get("result"), seconds=float(d.get("seconds", 0.0)),
+        )
+
+
+def state_path(repo: Path) -> Path:
+    return Git(repo).git_dir() / STATE_NAME
+
+
+def load_state(repo: Path) -> BisectState:
+    path = state_path(repo)
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        return BisectState.from_dict(data)
+    except FileNotFoundError:
+        raise UsageError(f"no oomrace bisect to resume in {repo} ({path} is missing)") from None
+    # Valid JSON of another shape fails in from_dict with any of these.
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        raise UsageError(f"{path} is not a readable bisect state ({e}); "
+                         "run `git bisect reset` and start again") from None
+
+
+def save_state(state: BisectState) -> None:
+    atomicio.write_json(state_path(state.config.repo), state.to_dict())

@@ -1,0 +1,129 @@
+"""One bisect step: what a step runner is asked, what it saw, and the verdict from that."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ..verdict import title_family
+
+StepKind = Literal["ran", "build_failed", "error"]
+Verdict = Literal["bad", "good", "skip"]
+
+
+# --- signatures ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What the bug looks like: checker corruption and/or kernel corruption titles."""
+
+    checker: bool
+    titles: tuple[str, ...]
+
+    def matches(self, checker_corruptions: int, titles: list[str]) -> bool:
+        if self.checker and checker_corruptions > 0:
+            return True
+        families = {title_family(t) for t in self.titles}
+        return any(t in self.titles or title_family(t) in families for t in titles)
+
+    def describe(self) -> str:
+        parts = (["checker corruption"] if self.checker else []) + list(self.titles)
+        return " | ".join(parts) or "(none)"
+
+
+# --- steps ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """What a step runner is asked: test the checked-out `commit` for up to `trials`
+    trials (batches), stopping at the first detection when `stop_on_first`."""
+
+    commit: str
+    workdir: Path
+    trials: int
+    stop_on_first: bool = True
+    seed: int | None = None
+
+
+@dataclass
+class StepOutcome:
+    """What a step runner saw: raw evidence; the bisect decides the verdict."""
+
+    kind: StepKind  # ran | build_failed | error (boot failure, harness error)
+    trials: int = 0
+    detections: int = 0  # trials in which corruption showed (any signature)
+    iterations: int = 0
+    checker_corruptions: int = 0
+    corruption_titles: list[str] = field(default_factory=list)
+    crash_titles: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    build_seconds: float = 0.0
+    boot_seconds: float | None = None
+    trial_seconds: float | None = None  # mean seconds per trial
+    first_detection_seconds: float | None = None
+    console_log: str | None = None
+    kernel: str | None = None  # the image booted
+    kernel_built: bool | None = None  # built by this step (False: found in the cache)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepOutcome:
+        d = dict(d)
+        kernel = d.get("kernel") or ""
+        if "kernel_built" not in d and kernel.startswith(("built:", "cached:")):
+            # A state file from before kernel_built: the kernel was "built:PATH".
+            how, d["kernel"] = kernel.split(":", 1)
+            d["kernel_built"] = how == "built"
+        return cls(**d)
+
+
+StepRunner = Callable[[StepRequest], StepOutcome]
+
+
+class Printer(Protocol):
+    def __call__(self, text: str) -> None: ...
+
+
+def classify(outcome: StepOutcome, signature: Signature, noise: set[str],
+             needed: int) -> tuple[Verdict, str]:
+    """A step's verdict from its evidence: bad on a signature match, good after `needed`
+    clean trials, skip otherwise."""
+    if outcome.kind == "build_failed":
+        m = re.search(r"^.*\berror\b:.*$", outcome.error or "", re.M | re.I)
+        return "skip", f"build failed: {(m.group(0) if m else _first_line(outcome.error))[:200]}"
+    if signature.matches(outcome.checker_corruptions, outcome.corruption_titles):
+        what = next((t for t in outcome.corruption_titles
+                     if signature.matches(0, [t])), "checker corruption")
+        return "bad", f"signature seen: {what}"
+    unrelated = [t for t in [*outcome.corruption_titles, *outcome.crash_titles]
+                 if t not in noise]
+    if unrelated:
+        return "skip", f"unrelated report: {unrelated[0]}"
+    if outcome.checker_corruptions or outcome.detections:
+        return "skip", "corruption that does not match the signature"
+    if outcome.kind == "error":
+        return "skip", f"harness/boot error: {_first_line(outcome.error)}"
+    if outcome.trials <= 0:
+        return "skip", "no trial ran"
+    if outcome.trials < needed:
+        return "good", f"clean in {outcome.trials} trials (fewer than the {needed} planned)"
+    return "good", f"clean in {outcome.trials} trials"
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "unknown error").strip().splitlines()[0] if text and text.strip() \
+        else "unknown error"
+
+
+def _normalise_error(text: str | None) -> str:
+    line = _first_line(text)
+    line = re.sub(r"/\S+", "PATH", line)
+    return re.sub(r"\b(0x)?[0-9a-f]*[0-9][0-9a-f]*\b", "N", line)
