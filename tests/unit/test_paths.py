@@ -29,3 +29,16 @@ def test_an_installed_copy_wins_over_the_folder_beside_the_package(
     assert paths.project_dir("rootfs") == paths.PROJECT_ROOT / "rootfs"
     with pytest.raises(HarnessError, match="missing"):
         paths.project_dir("no-such-folder")
+
+
+def test_the_wheel_lists_every_subpackage() -> None:
+    """setuptools packs only the packages pyproject.toml names: a new subpackage left out
+    of the list would be missing from an installed oomrace."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(root).parts)
+             for p in (root / "harness").rglob("__init__.py") if "_project" not in p.parts}
+    assert found <= listed, f"add to pyproject.toml's packages: {sorted(found - listed)}"
