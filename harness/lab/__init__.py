@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from .cells import Plan, build_key, plan_from_env, prepare, repro_record, run_cell
 from .launch import default_jobs, main, parse_shard, shard_cells
+
+# AXES is not re-exported: it is read from harness.lab.matrix at call time.
 from .matrix import (
-    AXES,
     CELL_KEYS,
     Axis,
     Cell,
@@ -60,7 +61,7 @@ from .record import (
 )
 
 __all__ = [
-    "AXES", "CELL_KEYS", "Axis", "Cell", "CellRecord", "Change", "Comparison",
+    "CELL_KEYS", "Axis", "Cell", "CellRecord", "Change", "Comparison",
     "Matrix", "MatrixError", "NightSummary", "Plan", "build_key", "cell_dir", "cell_id",
     "compare", "default_jobs", "exit_code", "failure_message", "finish_night", "history_nights",
     "junit_properties", "junit_xml", "load_matrix", "main", "make_summary", "merge", "outcome",

@@ -1,6 +1,6 @@
 """What a cell left: its CellRecord (cells/<id>/cell.json), read and written only here as
 JSON, with its JUnit properties and failure message. The axes of matrix.AXES appear in
-the record and the properties by themselves."""
+the record and the properties by themselves (read at call time, never copied)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import atomicio, schema
 from ..errors import UsageError
-from .matrix import AXES, Cell
+from . import matrix
+from .matrix import Cell
 
 LOG_FILES = (("dir", ""), ("console", "console.log"), ("dmesg", "dmesg.txt"),
              ("result", "result.json"), ("record", "cell.json"))
@@ -43,7 +44,8 @@ def counts(items: Iterable[Mapping[str, Any]], key: str) -> dict[str, int]:
 
 def record_keys() -> tuple[str, ...]:
     """What the summary, JUnit and the report read from every record."""
-    return ("id", *(a.key for a in AXES), "repeat", "expected", "verdict", "outcome", "paths")
+    return ("id", *(a.key for a in matrix.AXES), "repeat", "expected", "verdict", "outcome",
+            "paths")
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ class CellRecord:
     @classmethod
     def _from_checked(cls, data: Mapping[str, Any]) -> CellRecord:
         cell_data = dict(data.get("cell") or {})
-        for axis in AXES:  # a record whose "cell" is missing or older
+        for axis in matrix.AXES:  # a record whose "cell" is missing or older
             cell_data.setdefault(axis.field, data[axis.key])
         cell_data.setdefault("repeat", data["repeat"])
         cell_data.setdefault("expected", data["expected"])
