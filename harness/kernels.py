@@ -10,9 +10,10 @@ import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import atomicio, cache, debian, kbuild, schema
 from .arches import ARCHES, Arch
@@ -59,6 +60,18 @@ class KernelImage:
             d[key] = str(d[key]) if d[key] is not None else None
         d["cmdline_extra"] = list(self.cmdline_extra)
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KernelImage:
+        """The image to_dict wrote (a lab night hands its resolved kernels to workers)."""
+        def path(key: str) -> Path | None:
+            return Path(data[key]) if data.get(key) else None
+
+        return cls(path=Path(data["path"]), arch=str(data["arch"]),
+                   description=str(data["description"]), release=data.get("release"),
+                   config=path("config"), modules_cpio=path("modules_cpio"),
+                   cmdline_extra=tuple(data.get("cmdline_extra") or ()),
+                   source=dict(data.get("source") or {}))
 
 
 # --- recognising images -------------------------------------------------------------

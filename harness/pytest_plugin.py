@@ -23,17 +23,63 @@ GUEST_TEST_TIMEOUT = 600  # seconds; a test can ask for its own with @pytest.mar
 GUESTS_KEY = pytest.StashKey[list[Guest]]()
 
 
+# Our options, as --oomrace-NAME (dest oomrace_NAME). The plain --NAME of an older release
+# stays one release as a deprecated alias, registered only where no one else owns it.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "arch": {"action": "append", "default": None,
+             "help": f"guest arch for guest tests: {arch_help()} (repeatable; default all)"},
+    "kernel": {"default": "debian",
+               "help": "kernel for guest tests: debian, a recipe name, or an image path"},
+    "artifacts": {"default": None,
+                  "help": "folder for guest console logs and results "
+                          "(default oomrace-artifacts/pytest-<time>)"},
+    "accel": {"default": "tcg", "choices": ("tcg", "kvm", "auto"),
+              "help": "QEMU accelerator (default tcg)"},
+}
+_ALIAS_DEST = "oomrace_deprecated_{}"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("oomrace", "oomrace guests")
-    group.addoption("--arch", action="append", default=None, dest="oomrace_arch",
-                    help=f"guest arch for guest tests: {arch_help()} (repeatable; default all)")
-    group.addoption("--kernel", default="debian", dest="oomrace_kernel",
-                    help="kernel for guest tests: debian, a recipe name, or an image path")
-    group.addoption("--artifacts", default=None, dest="oomrace_artifacts",
-                    help="folder for guest console logs and results "
-                         "(default oomrace-artifacts/pytest-<time>)")
-    group.addoption("--accel", default="tcg", dest="oomrace_accel",
-                    choices=("tcg", "kvm", "auto"), help="QEMU accelerator (default tcg)")
+    for name, spec in OPTIONS.items():
+        group.addoption(f"--oomrace-{name}", dest=f"oomrace_{name}", **spec)
+
+
+def _taken_options(parser: pytest.Parser) -> set[str]:
+    """Every option name registered so far, by any plugin or conftest."""
+    groups = [parser._anonymous, *parser._groups]  # pytest has no public listing
+    return {n for group in groups for option in group.options for n in option.names()}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> Iterator[None]:
+    """After the conftests have added their options, the old names of ours that nobody
+    took (another plugin's --arch wins)."""
+    yield
+    taken = _taken_options(parser)
+    group = parser.getgroup("oomrace", "oomrace guests")
+    for name, spec in OPTIONS.items():
+        if f"--{name}" not in taken:
+            alias = {k: v for k, v in spec.items() if k != "help"}
+            group.addoption(f"--{name}", dest=_ALIAS_DEST.format(name),
+                            **{**alias, "default": None},
+                            help=f"deprecated: use --oomrace-{name}")
+
+
+def _apply_deprecated_aliases(config: pytest.Config) -> None:
+    """A value given with an old option name counts, with a warning naming the new one."""
+    for name, spec in OPTIONS.items():
+        value = getattr(config.option, _ALIAS_DEST.format(name), None)
+        if value is None:
+            continue
+        config.issue_config_time_warning(pytest.PytestDeprecationWarning(
+            f"--{name} is deprecated and will be removed in the next release: use "
+            f"--oomrace-{name}"), stacklevel=2)
+        dest = f"oomrace_{name}"
+        if spec.get("action") == "append":
+            value = [*(getattr(config.option, dest) or []), *value]
+        setattr(config.option, dest, value)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,6 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "regexes are expected; any other report fails the test",
     ):
         config.addinivalue_line("markers", line)
+    _apply_deprecated_aliases(config)
     try:
         config.stash[_ARCHES_KEY] = parse_arch_list(config.getoption("oomrace_arch") or ["all"])
     except HarnessError as e:
@@ -136,7 +183,8 @@ def guest_factory(
 
 @pytest.fixture
 def guest(guest_arch: str, guest_factory: Callable[..., Guest]) -> Guest:
-    """A booted guest of each arch chosen with --arch, with the kernel chosen by --kernel."""
+    """A booted guest of each arch chosen with --oomrace-arch, with the kernel chosen by
+    --oomrace-kernel."""
     return guest_factory(guest_arch)
 
 

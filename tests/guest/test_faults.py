@@ -66,8 +66,8 @@ def test_pytest_timeout_in_a_guest_test_leaves_no_qemu(tmp_path: Path,
     """))
     artifacts = tmp_path / "art"
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", str(test_file), "--arch", "x86_64", "--artifacts",
-         str(artifacts), "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", str(test_file), "--oomrace-arch", "x86_64",
+         "--oomrace-artifacts", str(artifacts), "-p", "no:cacheprovider", "-q"],
         cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=240, check=False,
     )
     assert r.returncode == 1, r.stdout + r.stderr

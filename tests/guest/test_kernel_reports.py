@@ -47,8 +47,8 @@ def test_unexpected_kernel_report_fails_the_test(tmp_path: Path,
     (tmp_path / "test_reports.py").write_text(textwrap.dedent(TEST_BODY))
     artifacts = tmp_path / "art"
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "test_reports.py", "--arch", "x86_64",
-         "--artifacts", str(artifacts), "-p", "no:cacheprovider", "-rA"],
+        [sys.executable, "-m", "pytest", "test_reports.py", "--oomrace-arch", "x86_64",
+         "--oomrace-artifacts", str(artifacts), "-p", "no:cacheprovider", "-rA"],
         cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=280, check=False,
     )
     out = r.stdout

@@ -24,5 +24,5 @@ def test_cell(cell: lab.Cell, record_property: Callable[[str, object], None]) ->
     record = lab.run_cell(cell, PLAN)
     for name, value in lab.junit_properties(record):
         record_property(name, value)
-    if record["outcome"] != "pass":
+    if not record.passed:
         pytest.fail(lab.failure_message(record), pytrace=False)

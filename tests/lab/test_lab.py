@@ -14,7 +14,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -49,22 +49,21 @@ def fake_previous_night(history: Path) -> dict[str, Any]:
     200 batches, so tonight's rate (every batch) lies outside its interval: a regression."""
     records = []
     for cell in lab.load_matrix(CI_MATRIX).cells:
-        r = lab.base_record(cell)
         detections, trials = (2, 200) if cell.id == BUG_CELL else (0, 10)
         low, high = wilson_interval(detections, trials)
-        r.update({"verdict": cell.expected, "reason": "fabricated", "outcome": "pass",
-                  "trials": trials, "detections": detections, "rate": detections / trials,
-                  "ci95": [low, high], "iterations": trials * 25, "seconds": 60.0})
-        records.append(r)
-    ids = [r["id"] for r in records]
+        records.append(lab.CellRecord(
+            cell=cell, verdict=cell.expected, reason="fabricated", outcome="pass",
+            trials=trials, detections=detections, rate=detections / trials,
+            ci95=(low, high), iterations=trials * 25, seconds=60.0))
+    ids = [r.id for r in records]
     summary = lab.make_summary(records, ids, name="ci", matrix=str(CI_MATRIX),
                                matrix_sha256="fabricated", started_at="2024-01-01T03:00:00+00:00",
                                seconds=300, night="2024-01-01-fabricated")
-    summary["finished_at"] = "2024-01-01T03:05:00+00:00"
+    summary = replace(summary, finished_at="2024-01-01T03:05:00+00:00")
     night = history / "2024-01-01-fabricated"
     night.mkdir(parents=True)
-    (night / "summary.json").write_text(json.dumps(summary))
-    return summary
+    (night / "summary.json").write_text(json.dumps(summary.to_dict()))
+    return summary.to_dict()
 
 
 @dataclass

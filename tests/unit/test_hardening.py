@@ -546,8 +546,8 @@ def test_workload_refuses_a_duration_that_never_ends(duration: float) -> None:
 
 
 def test_a_night_ignores_cell_records_that_are_not_objects(tmp_path: Path) -> None:
-    good = lab.base_record(lab.Cell(arch="x86_64", kernel="debian", scenario="smoke"))
-    for cid, content in (("a", "[]"), ("b", "3"), (good["id"], json.dumps(good))):
+    good = lab.CellRecord(lab.Cell(arch="x86_64", kernel="debian", scenario="smoke"))
+    for cid, content in (("a", "[]"), ("b", "3"), (good.id, json.dumps(good.to_dict()))):
         lab.cell_dir(tmp_path, cid).mkdir(parents=True)
         (lab.cell_dir(tmp_path, cid) / "cell.json").write_text(content)
-    assert [r["id"] for r in lab.read_records(tmp_path, ["a", "b", good["id"]])] == [good["id"]]
+    assert [r.id for r in lab.read_records(tmp_path, ["a", "b", good.id])] == [good.id]

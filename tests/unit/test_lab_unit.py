@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
 
-from harness import cli, lab, lab_report
+from harness import cli, lab
 from harness.arches import Arch
 from harness.errors import HarnessError
 from harness.kernel_log import Event
 from harness.kernels import KernelImage, ResolvedKernel
+from harness.lab import report as lab_report
 from harness.verdict import wilson_interval
 from tests.conftest import kernel_report, stress_workload
 
@@ -226,40 +228,38 @@ def test_default_jobs_bounded_by_cores_and_memory() -> None:
 
 
 def record(arch: str, kernel: str, scenario: str, verdict: str, expected: str = "clean",
-           detections: int = 0, trials: int = 4, repeat: int = 0) -> dict[str, Any]:
+           detections: int = 0, trials: int = 4, repeat: int = 0) -> lab.CellRecord:
     cell = lab.Cell(arch=arch, kernel=kernel, scenario=scenario, repeat=repeat,
                     expected=expected)
-    r = lab.base_record(cell)
     low, high = wilson_interval(detections, trials)
-    r.update({"verdict": verdict, "reason": f"{verdict} reason", "trials": trials,
-              "detections": detections, "rate": detections / trials if trials else None,
-              "ci95": [low, high], "iterations": trials * 25, "seconds": 42.0,
-              "outcome": lab.outcome(expected, verdict)})
-    if verdict == "corrupted":
-        r["reports"] = [{"title": "pagealloc: memory corruption in post_alloc_hook"}] * 3
-    return r
+    reports = ({"title": "pagealloc: memory corruption in post_alloc_hook"},) * 3
+    return lab.CellRecord(
+        cell=cell, verdict=verdict, reason=f"{verdict} reason", trials=trials,
+        detections=detections, rate=detections / trials if trials else None,
+        ci95=(low, high), iterations=trials * 25, seconds=42.0,
+        outcome=lab.outcome(expected, verdict),
+        reports=reports if verdict == "corrupted" else ())
 
 
-def night(records: list[dict[str, Any]], name: str = "night",
+def night(records: list[lab.CellRecord], name: str = "night",
           planned: list[str] | None = None, finished: str = "2024-05-01T03:00:00+00:00"
-          ) -> dict[str, Any]:
-    s = lab.make_summary(records, planned or [r["id"] for r in records], name="t",
+          ) -> lab.NightSummary:
+    s = lab.make_summary(records, planned or [r.id for r in records], name="t",
                          matrix="m.toml", matrix_sha256="abc", started_at=finished,
                          seconds=60, night=name)
-    s["finished_at"] = finished
-    return s
+    return replace(s, finished_at=finished)
 
 
-def write_night(directory: Path, records: list[dict[str, Any]],
-                planned: list[str] | None = None, **kw: Any) -> dict[str, Any]:
+def write_night(directory: Path, records: list[lab.CellRecord],
+                planned: list[str] | None = None, **kw: Any) -> lab.NightSummary:
     directory.mkdir(parents=True)
     for r in records:
-        cell = lab.cell_dir(directory, r["id"])
+        cell = lab.cell_dir(directory, r.id)
         cell.mkdir(parents=True)
-        (cell / "cell.json").write_text(json.dumps(r))
-        (cell / "console.log").write_text(f"console of {r['id']}\n")
+        (cell / "cell.json").write_text(json.dumps(r.to_dict()))
+        (cell / "console.log").write_text(f"console of {r.id}\n")
     summary = night(records, directory.name, planned, **kw)
-    (directory / "summary.json").write_text(json.dumps(summary))
+    (directory / "summary.json").write_text(json.dumps(summary.to_dict()))
     return summary
 
 
@@ -270,8 +270,8 @@ CONTROL = ("x86_64", "v6.1-reaper-fullmm", "mrelease")
 # --- comparison -----------------------------------------------------------------------------
 
 
-def kinds(comparison: dict[str, Any], key: str = "regressions") -> dict[str, str]:
-    return {r["id"]: r["kind"] for r in comparison[key]}
+def kinds(comparison: lab.Comparison, key: str = "regressions") -> dict[str, str]:
+    return {r.id: r.kind for r in getattr(comparison, key)}
 
 
 def test_compare_finds_regressions_and_fixes() -> None:
@@ -299,10 +299,9 @@ def test_compare_finds_regressions_and_fixes() -> None:
         "aarch64-debian-oom-r0": "now-fails",
     }
     assert kinds(c, "fixes") == {"x86_64-debian-oom-r0": "fixed"}
-    assert c["new"] == ["aarch64-debian-munmap-r0"]
-    assert c["missing"] == ["aarch64-debian-smoke-r0"]
-    cur["comparison"] = c
-    assert lab.exit_code(cur) == 3
+    assert c.new == ("aarch64-debian-munmap-r0",)
+    assert c.missing == ("aarch64-debian-smoke-r0",)
+    assert lab.exit_code(replace(cur, comparison=c)) == 3
 
 
 def test_rate_shift_needs_disjoint_wilson_intervals() -> None:
@@ -311,12 +310,12 @@ def test_rate_shift_needs_disjoint_wilson_intervals() -> None:
     similar = night([record(*BUG, "corrupted", "corrupted", 1, 40)])  # [0.004, 0.13]
     c = lab.compare(prev, moved)
     assert kinds(c) == {"aarch64-v6.1-reaper-fullmm-mrelease-r0": "rate-shift"}
-    assert "do not overlap" in c["regressions"][0]["detail"]
-    assert lab.compare(prev, similar)["regressions"] == []
+    assert "do not overlap" in c.regressions[0].detail
+    assert lab.compare(prev, similar).regressions == ()
     # A cell expected to corrupt that starts corrupting again is a fix, not a regression.
     was_clean = night([record(*BUG, "clean", "corrupted", 0, 4)])
     back = lab.compare(was_clean, night([record(*BUG, "corrupted", "corrupted", 1, 4)]))
-    assert back["regressions"] == [] and kinds(back, "fixes")
+    assert back.regressions == () and kinds(back, "fixes")
 
 
 def test_exit_codes() -> None:
@@ -325,8 +324,7 @@ def test_exit_codes() -> None:
     assert lab.exit_code(night([record(*CONTROL, "corrupted")])) == 1
     assert lab.exit_code(night([record(*CONTROL, "clean")],
                                planned=["x", CONTROL[0]])) == 1  # a cell did not run
-    ok["interrupted"] = True
-    assert lab.exit_code(ok) == 130
+    assert lab.exit_code(replace(ok, interrupted=True)) == 130
 
 
 def test_history_is_oldest_first_and_skips_this_night(tmp_path: Path) -> None:
@@ -338,7 +336,7 @@ def test_history_is_oldest_first_and_skips_this_night(tmp_path: Path) -> None:
                 finished="2024-05-03T03:00:00+00:00")
     (tmp_path / "junk").mkdir()
     nights = lab.history_nights(tmp_path, exclude=tmp_path / "c")
-    assert [n["night"] for n in nights] == ["a", "b"]
+    assert [n.night for n in nights] == ["a", "b"]
 
 
 # --- merge --------------------------------------------------------------------------------
@@ -347,14 +345,14 @@ def test_history_is_oldest_first_and_skips_this_night(tmp_path: Path) -> None:
 def test_merge_joins_shards_into_one_night(tmp_path: Path) -> None:
     all_records = [record(*BUG, "corrupted", "corrupted", 2, 2), record(*CONTROL, "clean"),
                    record("x86_64", "debian", "madvise", "clean")]
-    planned = sorted(r["id"] for r in all_records)
-    cells = [lab.Cell.from_dict(r["cell"]) for r in all_records]
+    planned = sorted(r.id for r in all_records)
+    cells = [r.cell for r in all_records]
     shards = [lab.shard_cells(cells, i, 2) for i in (1, 2)]
     dirs = []
     for i, shard in enumerate(shards, start=1):
         ids = {c.id for c in shard}
         d = tmp_path / f"shard-{i}"
-        write_night(d, [r for r in all_records if r["id"] in ids], planned=sorted(ids))
+        write_night(d, [r for r in all_records if r.id in ids], planned=sorted(ids))
         dirs.append(d)
     out = tmp_path / "merged"
     assert cli.main(["lab", "merge", *map(str, dirs), "--out", str(out)]) == 0
@@ -425,7 +423,7 @@ def test_report_html_is_self_contained_with_table_and_plots(tmp_path: Path) -> N
     cur = night([record(*BUG, "corrupted", "corrupted", 4, 4),
                  record(*CONTROL, "corrupted", detections=1),
                  record("x86_64", "debian", "smoke", "clean", trials=0)], name="2024-05-04")
-    cur["comparison"] = lab.compare(history[-1], cur)
+    cur = replace(cur, comparison=lab.compare(history[-1], cur))
     text = lab_report.render_report(cur, history)
     (tmp_path / "report.html").write_text(text)
     assert text.count('<tr class="cell ') == 3
@@ -446,9 +444,8 @@ def test_report_html_is_self_contained_with_table_and_plots(tmp_path: Path) -> N
 
 
 def test_report_escapes_text() -> None:
-    r = record(*CONTROL, "crashed")
-    r["reason"] = '<img src=x onerror="alert(1)">'
-    r["reports"] = [{"title": "<b>oops</b>"}]
+    r = replace(record(*CONTROL, "crashed"), reason='<img src=x onerror="alert(1)">',
+                reports=({"title": "<b>oops</b>"},))
     text = lab_report.render_report(night([r]), [])
     assert "<img" not in text and "<b>oops" not in text and "&lt;b&gt;oops" in text
 
@@ -477,9 +474,9 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
         return ResolvedKernel(requested, arch, KernelImage(Path("/k"), arch.name, "fake"))
 
     monkeypatch.setattr(run, "run_one", fake_run_one)
-    monkeypatch.setattr(lab.kernels, "resolve_kernel", fake_kernel)
-    monkeypatch.setattr(lab.kernels, "resolve", no_kernel)
-    monkeypatch.setattr(lab.rootfs, "build", no_kernel)
+    monkeypatch.setattr(lab.cells.kernels, "resolve_kernel", fake_kernel)
+    monkeypatch.setattr(lab.cells.kernels, "resolve", no_kernel)
+    monkeypatch.setattr(lab.cells.rootfs, "build", no_kernel)
     bug, control = (lab.Cell(*BUG, expected="corrupted", seed=3),
                     lab.Cell(*CONTROL, expected="clean"))
     plan = lab.Plan(out=tmp_path, matrix="m.toml", matrix_name="t", matrix_sha256="x",
@@ -487,16 +484,16 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
                     build_errors={lab.build_key(*CONTROL[:2]): "tuxmake failed"})
     rec = lab.run_cell(bug, plan)
     saved = json.loads((tmp_path / "cells" / bug.id / "cell.json").read_text())
-    assert saved == json.loads(json.dumps(rec))
-    assert (rec["verdict"], rec["outcome"], rec["detections"], rec["iterations"]) == (
+    assert saved == {"schema_version": 1, **json.loads(json.dumps(rec.to_dict()))}
+    assert (rec.verdict, rec.outcome, rec.detections, rec.iterations) == (
         "corrupted", "pass", 2, 42)
-    assert rec["repro"]["qemu"]["argv"][0] == "qemu-system-aarch64"
-    assert rec["repro"]["workload"]["seed"] == 3
-    assert "--seed 3" in rec["repro"]["command"]
-    assert rec["repro"]["host"]["cpus"]
+    assert rec.repro["qemu"]["argv"][0] == "qemu-system-aarch64"
+    assert rec.repro["workload"]["seed"] == 3
+    assert "--seed 3" in rec.repro["command"]
+    assert rec.repro["host"]["cpus"]
     failed = lab.run_cell(control, plan)
-    assert failed["verdict"] == "error" and "tuxmake failed" in failed["reason"]
-    assert failed["outcome"] == "fail"
+    assert failed.verdict == "error" and "tuxmake failed" in (failed.reason or "")
+    assert failed.outcome == "fail"
     assert "expected clean, got error" in lab.failure_message(failed)
 
     def timed_out(spec: run.RunSpec, workdir: Path) -> run.RunResult:
@@ -504,6 +501,6 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
 
     monkeypatch.setattr(run, "run_one", timed_out)
     late = lab.run_cell(bug, plan)
-    assert late["verdict"] == "error" and "did not finish within its timeout" in late["reason"]
+    assert late.verdict == "error" and "did not finish within its timeout" in (late.reason or "")
     assert json.loads((tmp_path / "cells" / bug.id / "cell.json").read_text())["verdict"] == \
         "error"

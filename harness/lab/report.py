@@ -5,12 +5,17 @@ the detection rate of each cell over the past nights."""
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from . import atomicio
-from .verdict import wilson_interval
+from .. import atomicio
+from ..verdict import wilson_interval
+from .matrix import report_heading
+from .record import CellRecord
+
+if TYPE_CHECKING:
+    from .night import NightSummary
 
 COLOURS = {"clean": "#2e7d32", "corrupted": "#c62828", "crashed": "#ef6c00",
            "error": "#757575"}
@@ -52,61 +57,60 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _rate(cell: Mapping[str, Any]) -> str:
-    if not cell.get("trials"):
+def _rate(cell: CellRecord) -> str:
+    if not cell.trials:
         return "n/a"
-    low, high = cell.get("ci95") or [0.0, 1.0]
-    return f"{cell['rate']:.2f} [{low:.2f}, {high:.2f}]"
+    low, high = cell.ci95
+    return f"{cell.rate or 0:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def _marks(summary: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+def _marks(summary: NightSummary) -> dict[str, list[tuple[str, str]]]:
     marks: dict[str, list[tuple[str, str]]] = {}
-    comparison = summary.get("comparison") or {}
-    for r in comparison.get("regressions", []):
-        marks.setdefault(r["id"], []).append(("regression", f"{r['kind']}: {r['detail']}"))
-    for f in comparison.get("fixes", []):
-        marks.setdefault(f["id"], []).append(("fixed", f["detail"]))
+    for r in summary.regressions:
+        marks.setdefault(r.id, []).append(("regression", f"{r.kind}: {r.detail}"))
+    for f in summary.comparison.fixes if summary.comparison else ():
+        marks.setdefault(f.id, []).append(("fixed", f.detail))
     return marks
 
 
-def _table(summary: Mapping[str, Any]) -> str:
+def _row(c: CellRecord, marks: Sequence[tuple[str, str]]) -> str:
+    links = " · ".join(f'<a href="{_e(c.paths[k])}">{label}</a>' for k, label in
+                     (("console", "console"), ("dmesg", "dmesg"), ("result", "result"),
+                      ("record", "cell.json")))
+    titles = c.report_titles
+    first = next(iter(titles.items()), None)
+    reports = "" if first is None else (
+    f"{_e(first[0])}" + (f" &times;{first[1]}" if first[1] > 1 else "")
+        + (f" <small>+{len(titles) - 1} more</small>" if len(titles) > 1 else ""))
+    tags = "".join(f' <span class="tag {kind}" title="{_e(text)}">{kind}</span>'
+                   for kind, text in marks)
+    ok = "pass" if c.passed else "fail"
+    axes = " · ".join(_e(v) for v in c.cell.axis_values().values())
+    return (
+    f'<tr class="cell {ok}" id="cell-{_e(c.id)}">'
+        f'<td class="id" title="{axes} · repeat {_e(c.cell.repeat)}">{_e(c.id)}</td>'
+        f'<td>{_e(c.expected)}</td>'
+        f'<td class="verdict v-{_e(c.verdict)}" title="{_e(c.reason or "")}">'
+        f'{_e(c.verdict)}</td>'
+        f'<td><span class="tag {ok}">{ok}</span>{tags}</td>'
+        f'<td class="num">{_e(c.iterations)}</td>'
+        f'<td class="num">{_e(c.detections)}/{_e(c.trials)}</td>'
+        f'<td class="num">{_e(_rate(c))}</td>'
+        f'<td class="num">{c.seconds:.0f}</td>'
+        f'<td class="reports">{reports}</td><td class="logs">{links}</td></tr>')
+
+
+def _table(summary: NightSummary) -> str:
     marks = _marks(summary)
-    rows = []
-    for c in summary.get("cells", []):
-        paths = c.get("paths") or {}
-        links = " · ".join(f'<a href="{_e(paths[k])}">{label}</a>' for k, label in
-                         (("console", "console"), ("dmesg", "dmesg"), ("result", "result"),
-                          ("record", "cell.json")) if paths.get(k))
-        titles = c.get("report_titles") or {}
-        first = next(iter(titles.items()), None)
-        reports = "" if first is None else (
-            f"{_e(first[0])}" + (f" &times;{first[1]}" if first[1] > 1 else "")
-            + (f" <small>+{len(titles) - 1} more</small>" if len(titles) > 1 else ""))
-        tags = "".join(f' <span class="tag {kind}" title="{_e(text)}">{kind}</span>'
-                       for kind, text in marks.get(c["id"], []))
-        ok = c.get("outcome") == "pass"
-        rows.append(
-            f'<tr class="cell {"pass" if ok else "fail"}" id="cell-{_e(c["id"])}">'
-            f'<td class="id" title="{_e(c["arch"])} · {_e(c["kernel"])} · '
-            f'{_e(c["scenario"])} · repeat {_e(c.get("repeat", 0))}">{_e(c["id"])}</td>'
-            f'<td>{_e(c["expected"])}</td>'
-            f'<td class="verdict v-{_e(c["verdict"])}" title="{_e(c.get("reason") or "")}">'
-            f'{_e(c["verdict"])}</td>'
-            f'<td><span class="tag {"pass" if ok else "fail"}">'
-            f'{"pass" if ok else "fail"}</span>{tags}</td>'
-            f'<td class="num">{_e(c.get("iterations", 0))}</td>'
-            f'<td class="num">{_e(c.get("detections", 0))}/{_e(c.get("trials", 0))}</td>'
-            f'<td class="num">{_e(_rate(c))}</td>'
-            f'<td class="num">{float(c.get("seconds") or 0):.0f}</td>'
-            f'<td class="reports">{reports}</td><td class="logs">{links}</td></tr>')
+    rows = [_row(c, marks.get(c.id, [])) for c in summary.cells]
     head = "".join(f"<th>{h}</th>" for h in (
-        "cell (arch-kernel-scenario-repeat)", "expected", "verdict", "outcome",
+    report_heading(), "expected", "verdict", "outcome",
         "iterations", "detected/batches", "rate [95% CI]", "s", "kernel reports", "logs"))
     return (f'<table class="cells"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def plot_svg(cid: str, points: Sequence[tuple[str, Mapping[str, Any] | None]],
+def plot_svg(cid: str, points: Sequence[tuple[str, CellRecord | None]],
              width: int = 320, height: int = 160) -> str:
     """Detection rate of one cell per night, with its 95% Wilson interval as a whisker;
     the last point is this night. A night without the cell (or without trials) is a gap."""
@@ -140,18 +144,18 @@ def plot_svg(cid: str, points: Sequence[tuple[str, Mapping[str, Any] | None]],
             at = x(i) + (-12 if anchor == "start" else 12 if anchor == "end" else 0)
             parts.append(f'<text x="{at:.1f}" y="{height - 10}" text-anchor="{anchor}">'
                          f"{_e(label)}</text>")
-        if cell is None or not cell.get("trials"):
+        if cell is None or not cell.trials:
             continue
-        detections, trials = int(cell.get("detections") or 0), int(cell["trials"])
+        detections, trials = cell.detections, cell.trials
         rate = detections / trials
         low, high = wilson_interval(detections, trials)
-        colour = COLOURS.get(str(cell.get("verdict")), "#555")
+        colour = COLOURS.get(cell.verdict, "#555")
         trend.append(f"{x(i):.1f},{y(rate):.1f}")
         parts.append(f'<line class="ci" x1="{x(i):.1f}" y1="{y(low):.1f}" x2="{x(i):.1f}" '
                      f'y2="{y(high):.1f}" stroke="{colour}"/>')
         current = ' current' if i == n - 1 else ''
         parts.append(f'<circle class="point{current}" cx="{x(i):.1f}" cy="{y(rate):.1f}" '
-                     f'r="4" fill="{colour}"><title>{_e(night)}: {_e(cell.get("verdict"))}, '
+                     f'r="4" fill="{colour}"><title>{_e(night)}: {_e(cell.verdict)}, '
                      f'rate {rate:.2f} [{low:.2f}, {high:.2f}] ({detections}/{trials} '
                      f'batches)</title></circle>')
     if len(trend) > 1:
@@ -163,71 +167,71 @@ def plot_svg(cid: str, points: Sequence[tuple[str, Mapping[str, Any] | None]],
     return "".join(parts)
 
 
-def _plots(summary: Mapping[str, Any], nights: Sequence[Mapping[str, Any]]) -> str:
-    series = [(str(n.get("night") or n.get("finished_at") or f"night {i + 1}"),
-               {c["id"]: c for c in n.get("cells", [])}) for i, n in enumerate(nights)]
-    series.append((str(summary.get("night") or "this night"),
-                   {c["id"]: c for c in summary.get("cells", [])}))
+def _plots(summary: NightSummary, nights: Sequence[NightSummary]) -> str:
+    series = [(n.night or n.finished_at or f"night {i + 1}", {c.id: c for c in n.cells})
+              for i, n in enumerate(nights)]
+    series.append((summary.night or "this night", {c.id: c for c in summary.cells}))
     boxes = []
-    for cell in summary.get("cells", []):
-        points = [(night, cells.get(cell["id"])) for night, cells in series]
-        boxes.append(f'<div class="plot-box">{plot_svg(cell["id"], points)}</div>')
+    for cell in summary.cells:
+        points = [(night, cells.get(cell.id)) for night, cells in series]
+        boxes.append(f'<div class="plot-box">{plot_svg(cell.id, points)}</div>')
     return f'<div class="plots">{"".join(boxes)}</div>'
 
 
-def _comparison(summary: Mapping[str, Any]) -> str:
-    comparison = summary.get("comparison")
+def _comparison(summary: NightSummary) -> str:
+    comparison = summary.comparison
     if not comparison:
         return "<p>No previous night to compare with.</p>"
-    previous = comparison.get("previous") or {}
     items = []
-    for r in comparison.get("regressions", []):
+    for r in comparison.regressions:
         items.append(f'<li><span class="tag regression">regression</span> '
-                     f'<a href="#cell-{_e(r["id"])}">{_e(r["id"])}</a>: {_e(r["kind"])}: '
-                     f'{_e(r["detail"])}</li>')
-    for f in comparison.get("fixes", []):
+                     f'<a href="#cell-{_e(r.id)}">{_e(r.id)}</a>: {_e(r.kind)}: '
+                     f'{_e(r.detail)}</li>')
+    for f in comparison.fixes:
         items.append(f'<li><span class="tag fixed">fixed</span> '
-                     f'<a href="#cell-{_e(f["id"])}">{_e(f["id"])}</a>: {_e(f["detail"])}</li>')
-    for r in comparison.get("rate_changes", []):
-        if not any(x is r or x == r for x in comparison.get("regressions", [])):
-            items.append(f"<li>rate change {_e(r['id'])}: {_e(r['detail'])}</li>")
+                     f'<a href="#cell-{_e(f.id)}">{_e(f.id)}</a>: {_e(f.detail)}</li>')
+    for r in comparison.rate_changes:
+        if r not in comparison.regressions:
+            items.append(f"<li>rate change {_e(r.id)}: {_e(r.detail)}</li>")
     extra = []
-    if comparison.get("new"):
-        extra.append(f"new cells: {_e(', '.join(comparison['new']))}")
-    if comparison.get("missing"):
-        extra.append(f"cells not in this night: {_e(', '.join(comparison['missing']))}")
+    if comparison.new:
+        extra.append(f"new cells: {_e(', '.join(comparison.new))}")
+    if comparison.missing:
+        extra.append(f"cells not in this night: {_e(', '.join(comparison.missing))}")
     body = f'<ul class="changes">{"".join(items)}</ul>' if items else \
         "<p>No regressions and no fixes.</p>"
+    previous = comparison.previous
     return (f"<p>Compared with <b>{_e(previous.get('night') or '?')}</b> "
             f"(finished {_e(previous.get('finished_at') or '?')}).</p>{body}"
             + "".join(f"<p><small>{x}</small></p>" for x in extra))
 
 
-def render_report(summary: Mapping[str, Any], nights: Sequence[Mapping[str, Any]]) -> str:
-    t = summary.get("totals") or {}
-    host = summary.get("host") or {}
-    regressions = len((summary.get("comparison") or {}).get("regressions", []))
-    shards = summary.get("shards") or []
-    shard_text = (f" · merged from {len(shards)} shard(s)" if shards else
-                  (f" · shard {summary['shard']}" if summary.get("shard") else ""))
-    totals = (
-        f'<span class="{"good" if not t.get("failed") else "bad"}">'
-        f'{_e(t.get("passed", 0))} passed</span>'
-        f'<span class="{"bad" if t.get("failed") else ""}">{_e(t.get("failed", 0))} failed</span>'
-        f'<span>{_e(t.get("not_run", 0))} not run</span>'
+def _totals(summary: NightSummary) -> str:
+    t = summary.totals
+    regressions = len(summary.regressions)
+    return (
+    f'<span class="{"good" if not t.failed else "bad"}">{_e(t.passed)} passed</span>'
+        f'<span class="{"bad" if t.failed else ""}">{_e(t.failed)} failed</span>'
+        f'<span>{_e(t.not_run)} not run</span>'
         f'<span class="{"bad" if regressions else ""}">{regressions} regression(s)</span>'
-        + ('<span class="bad">interrupted</span>' if summary.get("interrupted") else ""))
-    title = f"oomrace lab: {summary.get('name', '')} {summary.get('night', '')}"
+        + ('<span class="bad">interrupted</span>' if summary.interrupted else ""))
+
+
+def render_report(summary: NightSummary, nights: Sequence[NightSummary]) -> str:
+    host = summary.host
+    shard_text = (f" · merged from {len(summary.shards)} shard(s)" if summary.shards else
+                  (f" · shard {summary.shard}" if summary.shard else ""))
+    title = f"oomrace lab: {summary.name} {summary.night}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
 <style>{CSS}</style></head><body>
 <h1>{_e(title)}</h1>
-<div class="meta">matrix {_e(summary.get("matrix", ""))} · started {_e(summary.get("started_at"))}
- · finished {_e(summary.get("finished_at"))} · {float(summary.get("seconds") or 0) / 60:.1f} min
+<div class="meta">matrix {_e(summary.matrix)} · started {_e(summary.started_at)}
+ · finished {_e(summary.finished_at)} · {summary.seconds / 60:.1f} min
  · host {_e(host.get("hostname", "?"))} ({_e(host.get("cpus", "?"))} cpus,
  {_e(host.get("memory_mb", "?"))} MiB) · oomrace {_e(host.get("oomrace", "?"))}
  {_e((host.get("commit") or "")[:12])}{" (dirty)" if host.get("dirty") else ""}{shard_text}</div>
-<div class="totals">{totals}</div>
+<div class="totals">{_totals(summary)}</div>
 <h2>Changes since the previous night</h2>
 {_comparison(summary)}
 <h2>Cells</h2>
@@ -241,6 +245,5 @@ whisker is its 95% Wilson interval; the last point is this night
 """
 
 
-def write_report(path: Path, summary: Mapping[str, Any],
-                 nights: Sequence[Mapping[str, Any]]) -> None:
+def write_report(path: Path, summary: NightSummary, nights: Sequence[NightSummary]) -> None:
     atomicio.write_text(path, render_report(summary, nights))
