@@ -175,14 +175,14 @@ def cmd_parse_log(args: argparse.Namespace) -> int:
         # to read (never a file to overwrite), and the JSON goes to stdout.
         path, destination = destination, STDOUT
     if path is None:
-        raise UsageError("parse-log needs the log FILE to read")
-    if destination is None:
-        return kernel_log.parse_log_main(path, as_json=False)
-    analysis = kernel_log.parse_file(path)
-    write_json(destination, analysis.to_dict())
-    if destination != STDOUT:  # the human summary too (it reads the log a second time)
-        kernel_log.parse_log_main(path, as_json=False)
-    return _exit_for(not analysis.reports)
+        raise UsageError("parse-log needs the log FILE to read ('-' for stdin)")
+    # The patterns are checked before the log is read: a typo fails at once, stdin unread.
+    gate = kernel_log.build_gate(args.allow, args.fail_on, args.allow_file)
+    gated = gate.apply(kernel_log.parse_file(path))
+    if destination != STDOUT:  # with --json on stdout the JSON is the whole output
+        print(kernel_log.summary(gated, kernel_log.log_name(path)))
+    write_json(destination, schema.versioned(gated.to_dict()))
+    return _exit_for(not gated.gating)
 
 
 def cmd_bisect(args: argparse.Namespace) -> int:

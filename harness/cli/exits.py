@@ -25,7 +25,8 @@ class ExitCode:
 EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(str(EXIT_OK), "success: every guest clean, no crash in the log, every lab cell "
              "as expected"),
-    ExitCode(str(EXIT_VERDICT), "a verdict: a guest not clean, a crash in the log, a lab cell "
+    ExitCode(str(EXIT_VERDICT), "a verdict: a guest not clean, a crash in the log (with "
+             "`parse-log --allow`/`--fail-on`: an unexpected one), a lab cell "
              "not as expected, no commit found, a kernel build that failed, an evaluation "
              "where the bug did not show or a fix was not judged to fix it"),
     ExitCode(str(EXIT_BAD_INPUT), "bad input (an option, a file, a matrix, a missing tool): "

@@ -93,8 +93,19 @@ def add_doctor_options(p: argparse.ArgumentParser) -> None:
 
 def add_parse_log_options(p: argparse.ArgumentParser) -> None:
     # Optional only so that the old `parse-log --json LOG` still reads LOG (see cmd_parse_log)
-    p.add_argument("file", nargs="?", help="the console log or dmesg to read")
-    add_json_option(p, "the crash reports and events")
+    p.add_argument("file", nargs="?",
+                   help="the console log or dmesg to read; '-' reads stdin (a pipe)")
+    p.add_argument("--allow", action="append", default=[], metavar="REGEX",
+                   help="reports whose title this regex matches (re.search) are expected: "
+                        "listed, marked allowed, and do not fail (exit 1); repeatable")
+    p.add_argument("--fail-on", action="append", default=[], metavar="REGEX",
+                   help="only reports whose title matches one of these fail; --allow wins "
+                        "over it; repeatable")
+    p.add_argument("--allow-file", action="append", default=[], type=Path, metavar="FILE",
+                   help="--allow patterns, one regex per line ('#' starts a comment line); "
+                        "repeatable")
+    add_json_option(p, "the crash reports (each marked gating or not), the events and the "
+                       "gate's result")
 
 
 def add_kernel_build_options(p: argparse.ArgumentParser) -> None:

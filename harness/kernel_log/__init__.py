@@ -27,7 +27,8 @@ How it works
 Modules: `spec` (the table's vocabulary), `families` (the table), `taxonomy`
 (what a title means), `scanner` (where reports start and end), `titles`, `frames`
 (guilty-frame selection), `reports` (one report's assembly), `events`, `lines`
-(console prefixes, the window), `logfile` (`oomrace parse-log`).
+(console prefixes, the window), `logfile` (`oomrace parse-log`), `gate` (its
+`--allow`/`--fail-on` patterns: which reports fail a CI).
 
 Report types
 ------------
@@ -57,7 +58,8 @@ lines of one kill merged), ``oom_reaped`` (``oom_reaper: reaped process``),
 from __future__ import annotations
 
 from .families import FAMILIES
-from .logfile import MAX_LINE_BYTES, parse_file, parse_log_main
+from .gate import Gate, GatedAnalysis, Judgement, Pattern, build_gate
+from .logfile import MAX_LINE_BYTES, STDIN, log_name, parse_file, parse_log_main, summary
 from .model import Event, LogAnalysis, Report
 from .reports import MAX_REPORT_BYTES, MAX_REPORT_LINES
 from .scanner import parse, scan
@@ -69,19 +71,27 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_REPORT_BYTES",
     "MAX_REPORT_LINES",
+    "STDIN",
     "Event",
     "Family",
     "Format",
+    "Gate",
+    "GatedAnalysis",
+    "Judgement",
     "LogAnalysis",
+    "Pattern",
     "Report",
     "StackSpec",
     "TitleKind",
     "boot_oops_pattern",
+    "build_gate",
     "classify_title",
     "is_corruption_title",
+    "log_name",
     "parse",
     "parse_file",
     "parse_log_main",
     "scan",
+    "summary",
     "title_family",
 ]

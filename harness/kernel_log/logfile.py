@@ -1,5 +1,6 @@
-"""`oomrace parse-log`: a console log file read as a stream of lines (a 1 GB log in
-bounded memory), its analysis, and the summary or JSON printed."""
+"""`oomrace parse-log`: a console log file (or stdin, as `-`) read as a stream of lines
+(a 1 GB log in bounded memory), its analysis, the gate's judgement (`gate`), and the
+summary or JSON printed."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from typing import IO
 from harness.errors import UsageError
 from harness.schema import versioned
 
+from .gate import NO_GATE, Gate, GatedAnalysis
 from .model import LogAnalysis
 from .scanner import scan
+
+STDIN = "-"
+"""The log name that reads stdin (a pipe: `dmesg | oomrace parse-log -`)."""
 
 # A line longer than this is cut (its rest skipped): far above a console line's < 1 KiB,
 # it bounds what one line of random bytes can hold in memory.
@@ -26,13 +31,32 @@ _BLOCK_BYTES = 1 << 20
 
 def parse_file(path: str | Path) -> LogAnalysis:
     """Parse a console log file line by line; UsageError if it is missing, unreadable or
-    not a regular file (a FIFO would block, /dev/zero never ends)."""
+    not a regular file (a FIFO would block, /dev/zero never ends). `-` reads stdin,
+    whatever it is: the caller asked for a stream and gets one, in bounded memory."""
+    if str(path) == STDIN:
+        return _parse_stream(_stdin(), "on stdin")
     p = Path(path)
     with _open_regular(p) as f:
-        try:
-            return scan(_blocks(f))
-        except OSError as exc:
-            raise UsageError(f"console log {p}: cannot read it ({exc.strerror or exc})") from None
+        return _parse_stream(f, str(p))
+
+
+def log_name(path: str | Path) -> str:
+    """How the summary names the log."""
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+def _parse_stream(f: IO[bytes], name: str) -> LogAnalysis:
+    try:
+        return scan(_blocks(f))
+    except OSError as exc:
+        raise UsageError(f"console log {name}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _stdin() -> IO[bytes]:
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        raise UsageError("console log on stdin: there is no stdin to read")
+    return stream  # type: ignore[no-any-return]
 
 
 def _open_regular(p: Path) -> IO[bytes]:
@@ -50,7 +74,7 @@ def _open_regular(p: Path) -> IO[bytes]:
             raise UsageError(f"console log {p}: is a directory, not a file")
         raise UsageError(
             f"console log {p}: not a regular file (a FIFO, socket or device); "
-            "save the log to a file and parse that"
+            "save the log to a file, or pipe it in: ... | oomrace parse-log -"
         )
     return os.fdopen(fd, "rb")
 
@@ -82,14 +106,18 @@ def _blocks(f: IO[bytes]) -> Iterator[list[str]]:
     yield [carry.decode("utf-8", errors="replace")] if carry else [""]
 
 
-def _summary(analysis: LogAnalysis, path: str) -> str:
+def summary(gated: GatedAnalysis, path: str) -> str:
+    """The human summary: each report (marked when the gate allowed it or does not count
+    it), the events, and the gate's result when it has patterns."""
+    analysis = gated.analysis
     out: list[str] = []
     if not analysis.reports:
         out.append(f"{path}: no crash found")
     else:
         out.append(f"{path}: {len(analysis.reports)} crash report(s)")
-        for r in analysis.reports:
+        for r, judgement in zip(analysis.reports, gated.judgements, strict=True):
             extra = f" [garbled: {r.garbled_reason}]" if r.garbled else ""
+            extra += judgement.note()
             out.append(f"  line {r.start_line + 1}: {r.title} ({r.type}){extra}")
             where = ", ".join(
                 s
@@ -110,18 +138,29 @@ def _summary(analysis: LogAnalysis, path: str) -> str:
         counts[e.kind] = counts.get(e.kind, 0) + 1
     if counts:
         out.append("events: " + ", ".join(f"{k} x{v}" for k, v in counts.items()))
+    if gated.gate.active:
+        out.append(_gate_line(gated))
     return "\n".join(out)
 
 
-def parse_log_main(path: str, as_json: bool) -> int:
-    """`oomrace parse-log FILE [--json]`: 0 no crash, 1 crash found, 2 error."""
+def _gate_line(gated: GatedAnalysis) -> str:
+    allowed = sum(j.allowed_by is not None for j in gated.judgements)
+    parts = [f"{gated.gating} unexpected", f"{allowed} allowed"]
+    if gated.gate.fail_on:
+        parts.append(f"{len(gated.judgements) - gated.gating - allowed} not matched by --fail-on")
+    return f"gate: {'FAIL' if gated.gating else 'pass'} ({', '.join(parts)})"
+
+
+def parse_log_main(path: str, as_json: bool, gate: Gate = NO_GATE) -> int:
+    """`oomrace parse-log FILE [--json]`: 0 no gating crash (with no patterns: no crash),
+    1 one found, 2 error."""
     try:
-        analysis = parse_file(path)
+        gated = gate.apply(parse_file(path))
     except UsageError as exc:
         print(f"oomrace parse-log: {exc}", file=sys.stderr)
         return 2
     if as_json:
-        print(json.dumps(versioned(analysis.to_dict()), indent=2))
+        print(json.dumps(versioned(gated.to_dict()), indent=2))
     else:
-        print(_summary(analysis, path))
-    return 1 if analysis.reports else 0
+        print(summary(gated, log_name(path)))
+    return 1 if gated.gating else 0

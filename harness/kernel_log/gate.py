@@ -1,0 +1,163 @@
+"""`oomrace parse-log` as a CI gate: which crash reports are expected and which fail it.
+
+A report is *gating* (it makes the exit code 1) unless an `--allow` pattern matches its
+title; when `--fail-on` patterns are given, a report gates only if one of them matches
+too. `--allow` wins over `--fail-on`: a known issue listed as allowed never fails the
+gate, however broad the `--fail-on`. Patterns are Python regexes searched anywhere in
+the title (as grep does; anchor them with `^` and `$` to match a whole title).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+from .model import LogAnalysis, Report
+
+# An --allow-file is a list of known issues, not a log: more than this is a mistake.
+MAX_ALLOW_FILE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One regex given to the gate, and where it was given (for errors and the JSON)."""
+
+    text: str
+    origin: str  # "--allow", "--fail-on" or "--allow-file known.txt:3"
+    regex: re.Pattern[str]
+
+    def describe(self) -> str:
+        return f"{self.origin} {self.text!r}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"pattern": self.text, "from": self.origin}
+
+
+def compile_pattern(text: str, origin: str) -> Pattern:
+    """The pattern, or UsageError naming the option and the pattern in one line."""
+    if not text:
+        raise UsageError(f"{origin} '': an empty pattern matches every report "
+                         "(use '.' if that is meant)")
+    try:
+        regex = re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"{origin} {text!r}: bad regex: {exc.msg} at position {exc.pos}") \
+            from None
+    except (OverflowError, RecursionError, ValueError) as exc:
+        raise UsageError(f"{origin} {text!r}: bad regex: {exc}") from None
+    return Pattern(text, origin, regex)
+
+
+def read_allow_file(path: Path) -> list[Pattern]:
+    """The patterns of an --allow-file: one regex per line; blank lines and lines whose
+    first non-blank character is `#` are skipped; a line's outer whitespace is ignored."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_ALLOW_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(f"--allow-file {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"--allow-file {path}: cannot read it ({exc.strerror or exc})") \
+            from None
+    if len(data) > MAX_ALLOW_FILE_BYTES:
+        raise UsageError(f"--allow-file {path}: larger than {MAX_ALLOW_FILE_BYTES} bytes; "
+                         "it should hold one regex per line")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--allow-file {path}: not UTF-8 text") from None
+    patterns = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            patterns.append(compile_pattern(line, f"--allow-file {path}:{number}"))
+    return patterns
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the gate made of one report."""
+
+    gating: bool
+    reason: str  # "unexpected", "allowed" or "not matched by --fail-on"
+    allowed_by: Pattern | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gating": self.gating,
+            "gate_reason": self.reason,
+            "allowed_by": self.allowed_by.to_dict() if self.allowed_by else None,
+        }
+
+    def note(self) -> str:
+        """The mark the summary puts after the report's title ("" when it gates)."""
+        if self.allowed_by is not None:
+            return f" [allowed by {self.allowed_by.describe()}]"
+        return "" if self.gating else f" [not gating: {self.reason}]"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The --allow and --fail-on patterns; with none, every report gates."""
+
+    allow: tuple[Pattern, ...] = ()
+    fail_on: tuple[Pattern, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.allow or self.fail_on)
+
+    def judge(self, report: Report) -> Judgement:
+        for pattern in self.allow:
+            if pattern.regex.search(report.title):
+                return Judgement(False, "allowed", pattern)
+        if self.fail_on and not any(p.regex.search(report.title) for p in self.fail_on):
+            return Judgement(False, "not matched by --fail-on")
+        return Judgement(True, "unexpected")
+
+    def apply(self, analysis: LogAnalysis) -> GatedAnalysis:
+        return GatedAnalysis(analysis, self, tuple(self.judge(r) for r in analysis.reports))
+
+
+@dataclass(frozen=True)
+class GatedAnalysis:
+    """A log's analysis and the gate's judgement of each of its reports, in order."""
+
+    analysis: LogAnalysis
+    gate: Gate
+    judgements: tuple[Judgement, ...]
+
+    @property
+    def gating(self) -> int:
+        """How many reports fail the gate (the exit code is 1 when any does)."""
+        return sum(j.gating for j in self.judgements)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The analysis's JSON, each report with its judgement, and the gate's result."""
+        data = self.analysis.to_dict()
+        data["reports"] = [{**r, **j.to_dict()}
+                           for r, j in zip(data["reports"], self.judgements, strict=True)]
+        data["gate"] = {
+            "allow": [p.to_dict() for p in self.gate.allow],
+            "fail_on": [p.to_dict() for p in self.gate.fail_on],
+            "gating_reports": self.gating,
+            "passed": not self.gating,
+        }
+        return data
+
+
+def build_gate(allow: Sequence[str] = (), fail_on: Sequence[str] = (),
+               allow_files: Sequence[Path] = ()) -> Gate:
+    """The gate of parse-log's options; UsageError (exit 2) on a bad pattern or file."""
+    allowed = [compile_pattern(text, "--allow") for text in allow]
+    for path in allow_files:
+        allowed += read_allow_file(path)
+    return Gate(tuple(allowed), tuple(compile_pattern(t, "--fail-on") for t in fail_on))
+
+
+NO_GATE = Gate()
