@@ -48,15 +48,19 @@ class Completed:
         return self.stdout + self.stderr
 
 
-def end_group(proc: subprocess.Popen[str] | subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM to `proc`'s process group, SIGKILL after `grace` seconds: nothing it
-    started outlives it. `proc` must have been started in its own session."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 30.0)):
+def end_group(proc: subprocess.Popen[str] | subprocess.Popen[bytes], grace: float = 10.0,
+              first: int = signal.SIGTERM) -> None:
+    """`first` (SIGTERM) to `proc`'s process group, SIGKILL after `grace` seconds: nothing
+    it started outlives it. `proc` must have been started in a group of its own. Asked
+    to stop again (Ctrl-C) while waiting, it goes on to SIGKILL at once."""
+    for sig, wait in ((first, grace), (signal.SIGKILL, 30.0)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        try:
             proc.wait(timeout=wait)
             return
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            continue
 
 
 def run(argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, check: bool = True,

@@ -10,7 +10,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from ..arches import get_arch
 from ..errors import HarnessError
 from ..kernels import KernelImage, ResolvedKernel
 from ..paths import PROJECT_ROOT
+from ..proc import run
 from .matrix import Cell, repro_command
 from .record import CellRecord, cell_dir, outcome, write_json
 
@@ -142,18 +142,17 @@ def _prepare_arch(arch_name: str, names: list[str], prepared: Prepared,
 @functools.cache
 def qemu_version(binary: str) -> str:
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                             timeout=30, check=False).stdout
-    except OSError:
+        out = run([binary, "--version"], timeout=30, check=False).stdout
+    except HarnessError:  # missing, or hung: the record says so instead of failing
         return "unknown"
     return out.splitlines()[0].strip() if out.strip() else "unknown"
 
 
 def _git(*argv: str) -> str:
     try:
-        return subprocess.run(["git", "-C", str(PROJECT_ROOT), *argv], capture_output=True,
-                              text=True, timeout=30, check=False).stdout.strip()
-    except OSError:
+        return run(["git", "-C", str(PROJECT_ROOT), *argv], timeout=30,
+                   check=False).stdout.strip()
+    except HarnessError:
         return ""
 
 

@@ -4,7 +4,6 @@ them under pytest with pytest-xdist, then write the night; and `lab merge`."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import os
 import re
@@ -20,6 +19,7 @@ from pathlib import Path
 from .. import signals
 from ..errors import HarnessError, UsageError
 from ..paths import PROJECT_ROOT
+from ..proc import end_group, run
 from .cells import PLAN_ENV, TOTAL_ENV, Plan, prepare
 from .matrix import Cell, Matrix, load_matrix
 from .night import (
@@ -104,8 +104,7 @@ def _pytest_argv(out: Path, cache_dir: Path, args: argparse.Namespace, jobs: int
 
 
 def _collect(argv: list[str], env: Mapping[str, str]) -> list[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True, env=dict(env),
-                          cwd=PROJECT_ROOT, timeout=300, check=False)
+    proc = run(argv, env=env, cwd=PROJECT_ROOT, timeout=300, check=False)
     ids = re.findall(r"::test_cell\[([^\]]+)\]", proc.stdout)
     if proc.returncode not in (0, 5):  # 5: nothing collected (all deselected)
         raise HarnessError(f"selecting cells with pytest failed:\n{proc.stdout[-2000:]}"
@@ -124,16 +123,7 @@ def _stop(proc: subprocess.Popen[bytes], signum: int) -> None:
     """After Ctrl-C, SIGTERM or SIGHUP: the same signal to pytest and every worker (their
     own group, which a terminal's Ctrl-C does not reach), so each cell ends as on Ctrl-C
     and shuts its guest down; SIGKILL only if they do not end within two minutes."""
-    for sig, wait in ((signum, 120.0), (signal.SIGKILL, 30.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except KeyboardInterrupt:  # asked again: go on to the next step at once
-            continue
+    end_group(proc, grace=120.0, first=signum)
 
 
 # --- a night ---------------------------------------------------------------------------------
