@@ -294,7 +294,6 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     Skip(r"usb_submit_urb", _USB),
     # Rust.
     Skip(r"^rust_helper_|^rust_begin_unwind$|^rust_panic", _RUST),
-    Skip(r"^_RN\w*4core9panicking|^_RN\w*4core3num", _RUST),
     # Misc.
     Skip(r"_indirect_thunk_", _RETPOLINE),
 )
