@@ -24,7 +24,8 @@ How it works
   10 MB log is parsed in well under a second. The log is read as a stream: a report
   spans at most `MAX_REPORT_LINES` lines, so only that window is held in memory.
 
-Modules: `spec` (the table's vocabulary), `families` (the table), `taxonomy`
+Modules: `spec` (the table's vocabulary), `families` (the table), `skips` (the
+generic frames and files a title never blames, each with its reason), `taxonomy`
 (what a title means), `scanner` (where reports start and end), `titles`, `frames`
 (guilty-frame selection), `reports` (one report's assembly), `events`, `lines`
 (console prefixes, the window), `logfile` (`oomrace parse-log`), `gate` (its

@@ -115,7 +115,10 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 rx(
                     r"BUG: (?:unable to handle kernel paging request|unable to handle page "
-                    r"fault for address|Unable to handle kernel data access)"
+                    r"fault for address|Unable to handle kernel data access"
+                    # x86 SMAP/SMEP faults: the kernel touched user memory; titled as
+                    # arm64's `Unable to handle kernel access to user memory` is.
+                    r"|unable to handle kernel access to user memory)"
                 ),
                 "BUG: unable to handle kernel paging request in {func}",
                 stack=_RIP_STACK,
@@ -469,6 +472,23 @@ FAMILIES: tuple[Family, ...] = (
                 "WARNING in {func}",
                 stack=_warning_stack(),
             ),
+            # 6.x prints `WARNING: file:line at 0xADDR, CPU#n: comm/pid` when the
+            # address has no symbol: the stack names the function.
+            Format(
+                rx(r"WARNING: (?:\[.*\] )?{{SRC}} at (?:0x)?[0-9a-f]+,? CPU"),
+                "WARNING in {func}",
+                stack=_warning_stack(),
+            ),
+            # Lockdep's "a task exits or freezes holding a lock" (kernels >= 5.x say
+            # WARNING where older ones said BUG): blame where the lock was taken.
+            Format(
+                rx(r"WARNING: .*still has locks held!"),
+                "WARNING: still has locks held in {func}",
+                stack=StackSpec(
+                    parts=(rx(r"still has locks held!"), _LOCK_AT),
+                    parts2=(CALL_TRACE, None),
+                ),
+            ),
             Format(
                 rx(r"WARNING: possible circular locking dependency detected"),
                 "possible deadlock in {func}",
@@ -565,6 +585,7 @@ FAMILIES: tuple[Family, ...] = (
             rx(r"WARNING: fbcon: Driver"),
             rx(r"(?i)uses wireless extensions"),
         ),
+        info_without_stack=True,
         kinds=(
             kind(r"WARNING: refcount bug", "REFCOUNT-WARNING"),
             kind(
@@ -652,7 +673,7 @@ FAMILIES: tuple[Family, ...] = (
                 ),
             ),
             Format(
-                rx(r"INFO: task .* blocked for more than \d+ seconds"),
+                rx(r"INFO: task .* blocked for more than"),
                 "INFO: task hung in {func}",
                 stack=StackSpec(parts=(CALL_TRACE, None), extractor=hang_extractor),
             ),
@@ -955,6 +976,44 @@ FAMILIES: tuple[Family, ...] = (
         kinds=(kind(r"VFS: Busy inodes", "DOS"),),
     ),
     Family(
+        "VFS: Close: file count is 0",
+        (
+            # Closing a file nobody holds any more: a reference was dropped twice.
+            Format(
+                rx(r"VFS: Close: file count is 0"),
+                "VFS: Close: file count is zero (use-after-free)",
+            ),
+        ),
+        kinds=(kind(r"VFS: Close: file count is zero", "DOS"),),
+    ),
+    Family(
+        "rust_kernel: panicked",
+        (
+            # Rust >= 1.73: `panicked at file:line:col:` and the message on the next line.
+            Format(
+                rx(r"rust_kernel: panicked at [^ ']+:\d+:\d+:\s*(?:\n|$)"),
+                "{msg} in {func}",
+                report=rx(r"rust_kernel: panicked at [^ ']+:\d+:\d+:\s*\n(?P<msg>.+)"),
+                stack=StackSpec(parts=(CALL_TRACE, None)),
+            ),
+            # Older Rust: `panicked at 'message', file:line:col`.
+            Format(
+                rx(r"rust_kernel: panicked at '(?P<msg>.*)', "),
+                "{msg} in {func}",
+                stack=StackSpec(parts=(CALL_TRACE, None)),
+            ),
+            Format(rx(r"rust_kernel: panicked"), "rust panic in {func}",
+                   stack=StackSpec(parts=(CALL_TRACE, None))),
+        ),
+        kinds=(
+            kind(
+                r"attempt to \w+ with overflow|attempt to (?:divide|calculate the remainder)"
+                r"|index out of bounds|called `(?:Option|Result)::|rust panic",
+                "BUG",
+            ),
+        ),
+    ),
+    Family(
         "trusty: panic",
         (
             Format(
@@ -1015,6 +1074,8 @@ CONTINUATIONS = re.compile(
     r"|PANIC: double fault|Internal error:|kernel BUG at lib/list_debug\.c"
     r"|WARNING: .* at lib/list_debug\.c|WARNING: lib/list_debug\.c"
     r"|Oops: general protection fault|trusty: panic|fatal error:"
+    # The BUG() a Rust panic ends in, and the 6.x hung-task note naming the lock owner.
+    r"|kernel BUG at rust/helpers/|INFO: task .* is blocked on a"
 )
 # Info messages with a stack trace: they cut a report short but are no crash themselves.
 INFO_WITH_STACK = (

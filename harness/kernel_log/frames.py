@@ -10,192 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from .skips import GENERIC_FRAMES, GUILTY_FILE_IGNORES, compile_skips
 from .spec import ARM32_CALLER, FRAME_RES, STACK_STARTS, StackSpec
 
-# Generic reporting/helper functions never named as the guilty function (regex search).
-SKIP_FRAMES: tuple[str, ...] = (
-    r"^__sanitizer",
-    r"^__asan",
-    r"kasan",
-    r"^__msan",
-    r"kmsan",
-    r"kfence",
-    r"check_memory_region",
-    r"read_word_at_a_time",
-    r"print_address_description",
-    r"print_report",
-    r"panic",
-    r"invalid_op",
-    r"report_bug",
-    r"fixup_bug",
-    r"^do_error",
-    r"_trap$",
-    r"^do_trap",
-    r"handle_bug",
-    r"^exc_",
-    r"^asm_exc_",
-    r"^bug_handler",
-    r"^brk_handler",
-    r"^call_break_hook",
-    r"^el1_",
-    r"^el0_",
-    r"^die$",
-    r"^__die",
-    r"^do_mem_abort",
-    r"^do_kernel_fault",
-    r"^__do_kernel_fault",
-    r"^die_kernel_fault",
-    r"^do_translation_fault",
-    r"^do_page_fault",
-    r"^__bad_area",
-    r"^bad_area",
-    r"^page_fault_oops",
-    r"^no_context",
-    r"^kernelmode_fixup_or_oops",
-    r"dump_stack",
-    r"^dump_backtrace",
-    r"^show_stack",
-    r"^show_regs",
-    r"^__show_regs",
-    r"warn_slowpath",
-    r"warn_alloc",
-    r"^__warn",
-    r"^warn_",
-    r"debug_object",
-    r"timer_is_static_object",
-    r"work_is_static_object",
-    r"lockdep",
-    r"perf_trace",
-    r"lock_acquire",
-    r"lock_release",
-    r"lock_class",
-    r"^mark_lock",
-    r"^mark_held_locks",
-    r"^mark_usage",
-    r"print_usage_bug",
-    r"^trace_hardirqs",
-    r"^__might_resched",
-    r"kvfree",
-    r"^rb_erase",
-    r"^rb_insert",
-    r"^__rb_",
-    r"reacquire_held_locks",
-    r"spin_lock",
-    r"spin_trylock",
-    r"spin_unlock",
-    r"raw_read_lock",
-    r"raw_read_trylock",
-    r"raw_write_lock",
-    r"raw_write_trylock",
-    r"^_?_?down(?:_read|_write)?(?:_common|_slowpath|_trylock|_killable|_interruptible)*$",
-    r"^_?_?up_(?:read|write)$",
-    r"^_?_?up$",
-    r"mutex_lock",
-    r"mutex_trylock",
-    r"mutex_unlock",
-    r"mutex_remove_waiter",
-    r"osq_lock",
-    r"osq_unlock",
-    r"^_?_?wake_up",
-    r"refcount_(?:add|sub|inc|dec|set|read|warn)",
-    r"memcpy",
-    r"memcmp",
-    r"memset",
-    r"memchr",
-    r"memmove",
-    r"^str(?:n?cmp|l?n?cpy|scpy|n?len|nstr|chr)$",
-    r"copy_to_user",
-    r"copy_from_user",
-    r"^_?_?put_user",
-    r"^_?_?get_user",
-    r"might_fault",
-    r"might_sleep",
-    r"list_add",
-    r"list_del",
-    r"list_replace",
-    r"list_move",
-    r"list_splice",
-    r"_indirect_thunk_",
-    r"^string$",
-    r"^pointer$",
-    r"snprintf",
-    r"kasprintf",
-    r"kvasprintf",
-    r"printk",
-    r"va_format",
-    r"^_?dev_(?:info|notice|warn|err|alert|crit|emerg|printk)",
-    r"program_check_exception",
-    r"program_check_common",
-    r"del_timer",
-    r"flush_work",
-    r"__cancel_work_timer",
-    r"cancel_work_sync",
-    r"try_to_grab_pending",
-    r"^_?_?flush_workqueue",
-    r"drain_workqueue",
-    r"destroy_workqueue",
-    r"finish_wait",
-    r"kthread_stop",
-    r"kobject_del",
-    r"kobject_put",
-    r"kobject_uevent_env",
-    r"add_uevent_var",
-    r"get_device_parent",
-    r"^device_add$",
-    r"^device_del$",
-    r"device_unregister",
-    r"device_destroy",
-    r"device_release",
-    r"devres_release_all",
-    r"hwrng_unregister",
-    r"i2c_del_adapter",
-    r"__unregister_client",
-    r"device_for_each_child",
-    r"rollback_registered",
-    r"unregister_netdev",
-    r"sysfs_remove",
-    r"device_remove_file",
-    r"tty_unregister_device",
-    r"dummy_urb_enqueue",
-    r"usb_kill_urb",
-    r"usb_kill_anchored_urbs",
-    r"usb_control_msg",
-    r"usb_hcd_submit_urb",
-    r"usb_submit_urb",
-    r"^complete$",
-    r"wait_for_completion",
-    r"^kfree$",
-    r"kfree_skb",
-    r"^check_poison_mem",
-    r"^__?kernel_unpoison_pages",
-    r"^unpoison_page",
-    r"^check_poison",
-    r"^__check_object_size",
-    r"^check_object",
-    r"^bad_page$",
-    r"^__?dump_page",
-    r"fortify",
-    r"^_?_?atomic_",
-    r"^arch_atomic",
-    r"^_?_?dec_and_lock",
-    r"^dput$",
-    r"^fast_dput$",
-    r"^free_large_kmalloc",
-    r"^folio_unlock$",
-    r"^ida_free$",
-    r"^ref_tracker",
-    r"^__alloc_pages",
-    r"^alloc_pages",
-    r"^kmalloc_order",
-    r"^__kmalloc",
-    r"^skb_push$",
-    r"^skb_under_panic",
-    r"check_heap_object",
-    r"^_?compound_head$",
-    r"^do_tag_",
-    r"copy_(?:page_)?to_iter",
-)
-SKIP_RE = re.compile("|".join(f"(?:{p})" for p in SKIP_FRAMES))
+# The generic functions a title never names (each with its why: `skips.GENERIC_FRAMES`).
+SKIP_RE = compile_skips(GENERIC_FRAMES)
 
 
 _STALL_ANCHORS = re.compile(
@@ -346,10 +165,25 @@ def is_stack_start(line: str) -> bool:
 
 
 _MANGLED = re.compile(r"^_Z(\d+)")
+_RUST_IDENT = re.compile(r"(\d+)_?")
+
+
+def _rust_name(name: str) -> str:
+    """The last path segment of a Rust v0 symbol (`_RNv...6Thread21copy_transaction_data`
+    -> copy_transaction_data): a Rust frame is titled by its function, as a C one is.
+    The segment is the trailing identifier whose length prefix matches it exactly."""
+    for m in _RUST_IDENT.finditer(name, 2):
+        ident = name[m.end() :]
+        if int(m.group(1)) == len(ident) and ident and not ident[0].isdigit():
+            return ident
+    return name
 
 
 def _demangle(name: str) -> str:
-    """The bare name of an Itanium-mangled C++ symbol (_Z8fakeNameiii -> fakeName)."""
+    """The bare name of an Itanium-mangled C++ symbol (_Z8fakeNameiii -> fakeName) or a
+    Rust v0 one (`_R` prefix)."""
+    if name.startswith("_R"):
+        return _rust_name(name)
     m = _MANGLED.match(name)
     if m is None:
         return name
@@ -466,17 +300,10 @@ def frames_of(lines: Sequence[str]) -> list[str]:
     return out
 
 
-# A source file named in the report: the first one outside the generic helpers is
-# blamed (headers, lib/, the sanitizers, the allocators and the fault and locking
-# machinery only report or pass a bug through).
+# A source file named in the report: the first one outside the generic code
+# (`skips.GUILTY_FILE_IGNORES`) is blamed.
 _FILE_RE = re.compile(r"(?:^|(?<=[\s(\[]))([\w/-][\w./-]*\.[ch]):\d+")
-_GUILTY_FILE_IGNORES = re.compile(
-    r".*\.h$|^lib/|^virt/lib/|^mm/kasan/|^mm/kmsan/|^kernel/kcov\.c|^mm/sl.b\.c|^mm/memory\.c"
-    r"|^mm/percpu|^mm/vmalloc\.c|^mm/page_alloc\.c|^mm/util\.c|^kernel/rcu/"
-    r"|^arch/.*/kernel/traps\.c|^arch/.*/mm/fault\.c|^kernel/locking/|^kernel/panic\.c"
-    r"|^kernel/printk/|^kernel/softirq\.c|^kernel/kthread\.c|^kernel/sched/"
-    r"|^kernel/time/timer\.c|^kernel/workqueue\.c"
-)
+_GUILTY_FILE_IGNORES = compile_skips(GUILTY_FILE_IGNORES)
 
 
 def guilty_file(lines: Sequence[str]) -> str | None:

@@ -11,7 +11,7 @@ from ..arches import ARCHES
 from .frames import SKIP_RE, frames_of, guilty_file
 from .lines import CONSOLE, Window
 from .model import Report
-from .spec import Family
+from .spec import CALL_TRACE, RIP, Family
 from .taxonomy import classify_title
 from .titles import title_of
 
@@ -146,6 +146,34 @@ def build_report(
         lines=_capped(own, MAX_REPORT_BYTES),
         start_line=start,
     )
+
+
+# What advice says: it names a mitigation or vulnerability, asks for a repair or a
+# config change, or points at documentation.
+_ADVICE = re.compile(
+    r"(?i)mitigation|vulnerab|data leaks? possible|needs? (?:repair|fsck)|to repair|run \w*fsck"
+    r"|\w+_repair|consider (?:using|booting|enabling)|deprecated|not compiled with|see https?://"
+)
+
+
+def is_informational(report: Report, fam: Family) -> bool:
+    """Whether a report is an informational message wearing its family's header.
+
+    Why: WARN() prints a stack right after its header (`__warn` dumps the registers or
+    the call trace), while advice that merely says WARNING (a mitigation that is off, a
+    filesystem that needs repair) is one pr_warn() line with no stack. A header that no
+    title format recognizes, whose text gives advice (`_ADVICE`) and that no stack
+    follows is therefore not a crash. A bare one-line `WARNING: text` without advice
+    stays a report: kernels print such warnings for real bugs too.
+    """
+    if not fam.info_without_stack or not report.lines:
+        return False
+    head = report.lines[0]
+    if not _ADVICE.search(head) or any(fmt.title.search(head) for fmt in fam.formats):
+        return False
+    if report.frames:
+        return False
+    return not any(CALL_TRACE.search(ln) or RIP.search(ln) for ln in report.lines)
 
 
 def _capped(lines: Sequence[str], budget: int) -> tuple[str, ...]:

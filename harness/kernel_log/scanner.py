@@ -21,7 +21,7 @@ from . import families
 from .events import BANNER, EVENT_KEYS, EventReader
 from .lines import CONSOLE, Window
 from .model import LogAnalysis, Report
-from .reports import MAX_REPORT_LINES, build_report
+from .reports import MAX_REPORT_LINES, build_report, is_informational
 from .spec import Family
 from .taxonomy import per_table
 
@@ -170,7 +170,10 @@ class Scanner:
         # With caller tags the task's own lines stay apart from other reports, so the
         # title may look past a later report of the same task (as syzkaller does).
         title_end = limit if tagged else end
-        self._reports.append(build_report(self._log, start, end, title_end, fam, self.arch))
+        report = build_report(self._log, start, end, title_end, fam, self.arch)
+        if is_informational(report, fam):
+            return
+        self._reports.append(report)
         self._open_until = end
 
     def _next_report(self, n: int, limit: int, ctx: str, tagged: bool) -> int:

@@ -104,7 +104,9 @@ class Family:
     match wins); a title another family borrows (``list_add corruption`` is titled
     ``BUG: corrupted list``) is typed where its words live. `boot_oops` (a regex, or
     None) is what of this family, printed before the guest is ready, means the kernel
-    is unfit to test: the boot detector stops on it.
+    is unfit to test: the boot detector stops on it. `info_without_stack`: a report of
+    this family that no format fits and that prints no stack is an informational
+    message (a mitigation advice, a repair hint), not a crash, and is dropped.
     """
 
     header: str
@@ -112,3 +114,4 @@ class Family:
     suppress: tuple[re.Pattern[str], ...] = ()
     kinds: tuple[TitleKind, ...] = ()
     boot_oops: str | None = None
+    info_without_stack: bool = False
