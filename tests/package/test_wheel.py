@@ -49,7 +49,10 @@ def _fresh_venv(tmp_path: Path, wheel: Path) -> Path:
     """A venv with the wheel installed and nothing from the checkout. The dependencies
     (paramiko, pexpect, pytest...) are not downloaded: a .pth line makes the running
     interpreter's site-packages visible after the venv's own. Python does not read the
-    .pth files of a folder added that way, so the checkout's editable install stays out."""
+    .pth files of a folder added that way, so the checkout's editable install stays out;
+    its metadata may still be seen there (a PEP 660 editable install keeps its dist-info
+    in site-packages, as tox's does), so pip must not take it for this venv's own
+    (`--ignore-installed`: install the wheel whatever is visible, uninstall nothing)."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
@@ -58,7 +61,7 @@ def _fresh_venv(tmp_path: Path, wheel: Path) -> Path:
         capture_output=True, text=True, check=True).stdout.strip()
     (Path(purelib) / "oomrace-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
-                        "--no-deps", "--no-index", "-q", str(wheel)],
+                        "--no-deps", "--no-index", "--ignore-installed", "-q", str(wheel)],
                        capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     return env_dir
