@@ -141,8 +141,22 @@ class ConsoleStream(SpawnBase):  # type: ignore[misc]
                 return data
 
 
+# The serial console is shared with the kernel: a printk can land between a command's
+# lines (seen in CI: eth0's link-up message inside `uname -m` output under load). Our
+# kernels stamp every console line (CONFIG_PRINTK_TIME), so such a line is recognisable.
+# The runner keeps it (`dmesg` over serial prints exactly such lines); a caller that
+# wants a command's own output drops them with this, or uses SSH.
+_KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d{6}\](?:\[\s*[CT]\d+\])? .*\n?", re.M)
+
+
+def without_kernel_lines(output: str) -> str:
+    """A command's console output without the timestamped kernel lines mixed into it."""
+    return _KERNEL_LINE.sub("", output)
+
+
 class SerialRunner:
-    """Runs shell commands on the serial console; random markers carry the exit code."""
+    """Runs shell commands on the serial console; random markers carry the exit code.
+    Kernel messages printed meanwhile can appear in the output: see without_kernel_lines."""
 
     name = "serial"
 

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.console import ConsoleStream, SerialRunner
+from harness.console import ConsoleStream, SerialRunner, without_kernel_lines
 from harness.errors import GuestCommandError
 
 
@@ -57,3 +57,17 @@ def test_timeout(shell: SerialRunner) -> None:
 def test_eof(shell: SerialRunner) -> None:
     with pytest.raises(GuestCommandError, match="closed"):
         shell.run("exit 0", timeout=10)
+
+
+
+def test_kernel_messages_between_output_lines_can_be_dropped(shell: SerialRunner) -> None:
+    """A printk on the shared console (here: echoed as the kernel prints it) shows in the
+    output, as `dmesg` over serial needs; without_kernel_lines leaves the command's own."""
+    r = shell.run("echo x86_64; echo '[    6.400849] IPv6: ADDRCONF(NETDEV_CHANGE): eth0: link "
+                  "becomes ready'; echo '[   12.000001][ T42] with a caller id'; echo two",
+                  timeout=10)
+    assert len(r.stdout.splitlines()) == 4
+    assert without_kernel_lines(r.stdout).splitlines() == ["x86_64", "two"]
+    kept = "[not a timestamp] kept\n"
+    plain = shell.run("echo '[not a timestamp] kept'", timeout=10).stdout
+    assert without_kernel_lines(plain) == kept
