@@ -41,6 +41,7 @@ class KernelImage:
     modules_cpio: Path | None = None  # appended to the initramfs when present
     cmdline_extra: tuple[str, ...] = field(default=())
     source: dict[str, str] = field(default_factory=dict)
+    vmlinux: Path | None = None  # the ELF with its symbols, to put file:line in reports
 
     def has_option(self, option: str) -> bool | None:
         """Whether CONFIG_<option> is y or m; None when the config is unknown."""
@@ -56,7 +57,7 @@ class KernelImage:
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
-        for key in ("path", "config", "modules_cpio"):
+        for key in ("path", "config", "modules_cpio", "vmlinux"):
             d[key] = str(d[key]) if d[key] is not None else None
         d["cmdline_extra"] = list(self.cmdline_extra)
         return d
@@ -71,7 +72,7 @@ class KernelImage:
                    description=str(data["description"]), release=data.get("release"),
                    config=path("config"), modules_cpio=path("modules_cpio"),
                    cmdline_extra=tuple(data.get("cmdline_extra") or ()),
-                   source=dict(data.get("source") or {}))
+                   source=dict(data.get("source") or {}), vmlinux=path("vmlinux"))
 
 
 # --- recognising images -------------------------------------------------------------
@@ -153,17 +154,23 @@ def image_from_path(path: Path, arch: Arch) -> KernelImage:
         )
     return KernelImage(path=path.resolve(), arch=arch.name, description=str(path),
                        release=image_release(path), config=config_beside(path),
-                       source={"kind": "path", "path": str(path.resolve())})
+                       source={"kind": "path", "path": str(path.resolve())},
+                       vmlinux=_beside(path, ("vmlinux",)))
 
 
 def config_beside(image: Path) -> Path | None:
-    """The .config of the build an image came from: beside it (our cache entries keep
-    `config` there), or at the top of the build directory, which is four levels up
-    from arch/<arch>/boot/<image> (in a tree or a `make O=DIR` build)."""
-    candidates = [image.parent / ".config", image.parent / "config"]
+    """The .config of the build an image came from (see `_beside`)."""
+    return _beside(image, (".config", "config"))
+
+
+def _beside(image: Path, names: tuple[str, ...]) -> Path | None:
+    """A file of the build an image came from: beside it (our cache entries keep
+    `config` and `vmlinux` there), or at the top of the build directory, which is four
+    levels up from arch/<arch>/boot/<image> (in a tree or a `make O=DIR` build)."""
+    candidates = [image.parent / name for name in names]
     parents = image.resolve().parents
     if len(parents) > 3 and parents[0].name == "boot" and parents[2].name == "arch":
-        candidates.append(parents[3] / ".config")
+        candidates += [parents[3] / name for name in names]
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -331,4 +338,5 @@ def from_build(built: kbuild.BuiltKernel) -> KernelImage:
         cmdline_extra=tuple(built.cmdline),
         source={"kind": "recipe", "recipe": built.recipe, "identity": built.source_identity,
                 "patches": ",".join(built.patches), "cache_key": built.cache_key},
+        vmlinux=built.vmlinux,
     )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import atomicio, kernel_log, schema, signals, verdict
+from . import atomicio, kernel_log, schema, signals, symbolize, verdict
 from .arches import Arch
 from .errors import HarnessError, UsageError
 from .guest import Guest
@@ -78,6 +78,8 @@ class RunResult:
     events: tuple[kernel_log.Event, ...] = ()
     taint: TaintChange = field(default_factory=TaintChange)
     error: str | None = None
+    # How the reports' frames got file:line from the kernel's vmlinux (or why not).
+    symbolization: str | None = None
 
     @property
     def stress(self) -> StressSummary | None:
@@ -174,6 +176,8 @@ def _finish(spec: RunSpec, seen: _Seen, workdir: Path) -> RunResult:
     """Read the logs, decide the verdict and write result.json."""
     workload = seen.workload or WorkloadResult(spec.scenario, "error")
     analysis = _analyse(workdir)
+    located = symbolize.symbolize_reports(
+        analysis.reports, seen.image.vmlinux if seen.image else None, spec.arch)
     decided = verdict.decide(workload.status, analysis.reports, seen.error)
     result = RunResult(
         arch=spec.arch.name, kernel=spec.kernel.requested, verdict=decided.verdict,
@@ -183,9 +187,10 @@ def _finish(spec: RunSpec, seen: _Seen, workdir: Path) -> RunResult:
         kernel_path=str(seen.image.path) if seen.image else None, scenario=spec.scenario,
         accel=seen.accel, boot_seconds=seen.boot_seconds,
         seconds=round(time.monotonic() - seen.started, 3), started_at=seen.started_at,
-        qemu_argv=seen.qemu_argv, workload=workload, reports=tuple(analysis.reports),
+        qemu_argv=seen.qemu_argv, workload=workload, reports=located.reports,
         events=tuple(analysis.events),
-        taint=TaintChange(seen.taint_before, seen.taint_after), error=seen.error)
+        taint=TaintChange(seen.taint_before, seen.taint_after), error=seen.error,
+        symbolization=located.note or None)
     result.write(workdir / "result.json")
     return result
 

@@ -68,5 +68,5 @@ def kernel_report(title: str) -> Any:
     from harness.kernel_log import Report
 
     values: dict[str, Any] = {f.name: None for f in fields(Report)}
-    values.update(title=title, type="", frames=(), lines=(), start_line=0)
+    values.update(title=title, type="", frames=(), lines=(), start_line=0, symbolized=())
     return Report(**values)

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import atomicio, kbuild, kernel_log, kernels, schema
+from .. import atomicio, kbuild, kernel_log, kernels, schema, symbolize
 from ..arches import GuestSpec, parse_arch_list, qemu_argv
 from ..errors import EXIT_VERDICT, HarnessError, MissingToolError, UsageError
 from ..guest import guest_cmdline
+from ..kernel_log.symbols import location_of
 from ..machine import MachineOptions
 from ..run import RunResult, RunSpec, new_run_dir, run_one
 from ..stress import Scenario
@@ -69,9 +70,13 @@ def _summary(result: RunResult) -> str:
                      f"rate {rate}, checker records {work.checker_corruptions}")
     titles: dict[str, int] = {}
     for report in result.reports:
-        titles[report.title] = titles.get(report.title, 0) + 1
+        where = location_of(report.symbolized, report.guilty_function)
+        title = f"{report.title} ({where})" if where else report.title
+        titles[title] = titles.get(title, 0) + 1
     for title, count in list(titles.items())[:5]:
         lines.append(f"  report:  {title}" + (f" (x{count})" if count > 1 else ""))
+    if result.symbolization and result.reports:
+        lines.append(f"  symbols: {result.symbolization}")
     new_taint = result.taint.new
     if new_taint:
         flags = ", ".join(f"{t.flag} ({t.meaning})" for t in new_taint)
@@ -176,9 +181,18 @@ def cmd_parse_log(args: argparse.Namespace) -> int:
         path, destination = destination, STDOUT
     if path is None:
         raise UsageError("parse-log needs the log FILE to read ('-' for stdin)")
-    # The patterns are checked before the log is read: a typo fails at once, stdin unread.
+    if args.arch is not None and args.vmlinux is None:
+        raise UsageError("parse-log --arch names the arch of --vmlinux; give --vmlinux FILE")
+    # The patterns and the vmlinux are checked before the log is read: a typo or a wrong
+    # file fails at once, stdin unread.
     gate = kernel_log.build_gate(args.allow, args.fail_on, args.allow_file)
-    gated = gate.apply(kernel_log.parse_file(path))
+    symbolizer = symbolize.symbolizer_for(args.vmlinux, args.arch) if args.vmlinux else None
+    analysis = kernel_log.parse_file(path)
+    if symbolizer is not None:
+        analysis, note = symbolize.symbolize_analysis(analysis, symbolizer)
+        if note:
+            print(f"oomrace parse-log: {note}", file=sys.stderr)
+    gated = gate.apply(analysis)
     if destination != STDOUT:  # with --json on stdout the JSON is the whole output
         print(kernel_log.summary(gated, kernel_log.log_name(path)))
     write_json(destination, schema.versioned(gated.to_dict()))

@@ -104,6 +104,12 @@ def add_parse_log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-file", action="append", default=[], type=Path, metavar="FILE",
                    help="--allow patterns, one regex per line ('#' starts a comment line); "
                         "repeatable")
+    p.add_argument("--vmlinux", type=Path, default=None, metavar="FILE",
+                   help="the kernel's vmlinux (built with debug info): each frame of each "
+                        "report gets its file:line, as scripts/decode_stacktrace.sh gives")
+    p.add_argument("--arch", default=None,
+                   help=f"the arch of --vmlinux ({arch_help(with_all=False)}); default: read "
+                        "from the file")
     add_json_option(p, "the crash reports (each marked gating or not), the events and the "
                        "gate's result")
 

@@ -29,7 +29,8 @@ generic frames and files a title never blames, each with its reason), `taxonomy`
 (what a title means), `scanner` (where reports start and end), `titles`, `frames`
 (guilty-frame selection), `reports` (one report's assembly), `events`, `lines`
 (console prefixes, the window), `logfile` (`oomrace parse-log`), `gate` (its
-`--allow`/`--fail-on` patterns: which reports fail a CI).
+`--allow`/`--fail-on` patterns: which reports fail a CI), `symbols` (frames as file:line,
+filled in by `harness.symbolize` from a vmlinux).
 
 Report types
 ------------

@@ -18,6 +18,7 @@ from harness.schema import versioned
 from .gate import NO_GATE, Gate, GatedAnalysis
 from .model import LogAnalysis
 from .scanner import scan
+from .symbols import location_of, stack_lines
 
 STDIN = "-"
 """The log name that reads stdin (a pipe: `dmesg | oomrace parse-log -`)."""
@@ -108,7 +109,8 @@ def _blocks(f: IO[bytes]) -> Iterator[list[str]]:
 
 def summary(gated: GatedAnalysis, path: str) -> str:
     """The human summary: each report (marked when the gate allowed it or does not count
-    it), the events, and the gate's result when it has patterns."""
+    it; with its stack's file:line once symbolized), the events, and the gate's result
+    when it has patterns."""
     analysis = gated.analysis
     out: list[str] = []
     if not analysis.reports:
@@ -133,6 +135,10 @@ def summary(gated: GatedAnalysis, path: str) -> str:
             )
             if where:
                 out.append(f"    {where}")
+            if r.symbolized:
+                at = location_of(r.symbolized, r.guilty_function)
+                out.append(f"    stack{f' (guilty: {at})' if at else ''}:")
+                out.extend(f"      {line}" for line in stack_lines(r.symbolized))
     counts: dict[str, int] = {}
     for e in analysis.events:
         counts[e.kind] = counts.get(e.kind, 0) + 1

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .symbols import SymbolizedFrame
+
 
 @dataclass(frozen=True)
 class Report:
@@ -14,7 +16,8 @@ class Report:
 
     `garbled` (syzkaller's "corrupted"; not the verdict) says the report is cut or mixed
     with other lines so its title cannot be trusted; `garbled_reason` says why ("" when
-    it is not garbled).
+    it is not garbled). `symbolized` holds its frames' file:line once a symbolizer with
+    the kernel's vmlinux has seen it (`harness.symbolize`); the parser leaves it empty.
     """
 
     title: str
@@ -31,6 +34,7 @@ class Report:
     garbled_reason: str
     lines: tuple[str, ...]
     start_line: int
+    symbolized: tuple[SymbolizedFrame, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,19 +52,22 @@ class Report:
             "garbled_reason": self.garbled_reason,
             "lines": list(self.lines),
             "start_line": self.start_line,
+            "symbolized": [f.to_dict() for f in self.symbolized],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
         """The report `to_dict` wrote (its keys are the field names); one written before
-        `garbled` was named so has `corrupted` instead, and no reason."""
+        `garbled` was named so has `corrupted` instead, and no reason; one written before
+        reports were symbolized has no `symbolized`."""
         if "garbled" not in data and "corrupted" in data:
             data = {**data, "garbled": data["corrupted"], "garbled_reason": ""}
         values: dict[str, Any] = {
             f.name: tuple(data[f.name]) if isinstance(data[f.name], list) else data[f.name]
-            for f in fields(cls)
+            for f in fields(cls) if f.name != "symbolized"
         }
-        return cls(**values)
+        frames = tuple(SymbolizedFrame.from_dict(d) for d in data.get("symbolized") or ())
+        return cls(**values, symbolized=frames)
 
 
 @dataclass

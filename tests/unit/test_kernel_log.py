@@ -436,7 +436,9 @@ def test_to_dict_is_json() -> None:
         "garbled_reason",
         "lines",
         "start_line",
+        "symbolized",
     }
+    assert d["reports"][0]["symbolized"] == []  # filled in by harness.symbolize only
     assert d["events"][0] == {"kind": "boot_banner", "line": 0, "fields": {"version": "6.1.0"}}
     json.dumps(d)
 
