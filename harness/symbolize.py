@@ -220,17 +220,20 @@ def tree_root(pairs: Sequence[tuple[str, str]]) -> str | None:
 
 
 def source_path(path: str, root: str | None) -> str:
-    """`path` relative to the kernel tree: under `root`, or under a root as deep whose
-    next component is a top directory of a tree; else the path, normalized."""
+    """`path` relative to the kernel tree: under `root`, or under a root that differs from
+    it in one directory (another build's) and holds a top directory of a tree there;
+    else the path, normalized (a compiler header, say)."""
     path = posixpath.normpath(path)
     if root is None:
         return path
     if path.startswith(root):
         return path[len(root):]
-    parts = path.split("/")
-    depth = root.count("/")
+    parts, root_parts = path.split("/"), root.rstrip("/").split("/")
+    depth = len(root_parts)
     if len(parts) > depth and parts[depth] in KERNEL_TOP_DIRS:
-        return "/".join(parts[depth:])
+        differing = sum(a != b for a, b in zip(parts[:depth], root_parts, strict=True))
+        if differing <= 1:
+            return "/".join(parts[depth:])
     return path
 
 

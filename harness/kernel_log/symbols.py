@@ -19,8 +19,9 @@ FRAME_REF = re.compile(
     r"(?<![\w.$])(?P<symbol>[A-Za-z_.$][\w.$]*)\+0x(?P<offset>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
     r"(?:\s+\[(?P<module>[\w-]+)\])?"
 )
-# Lines that give the faulting instruction itself rather than a return address.
-_PC_LINE = re.compile(r"^\s*(?:RIP: [0-9a-f]{4}:|pc : |PC is at )")
+# Lines that give the faulting instruction itself rather than a return address: the
+# register dump's pc, and a WARNING header (`WARNING: CPU: 0 PID: 1 at file:line func+..`).
+_PC_LINE = re.compile(r"^\s*(?:RIP: |pc : |PC is at |EIP: |WARNING: .* at )")
 _UNRELIABLE = re.compile(r"^\s*(?:\[<?[0-9a-f]+>?\]\s*)?\? ")
 
 
