@@ -227,7 +227,8 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
         def __exit__(self, *exc: object) -> None:
             pass
 
-    image = SimpleNamespace(description="fake", path=tmp_path / "Image", release="6.1")
+    image = SimpleNamespace(description="fake", path=tmp_path / "Image", release="6.1",
+                            vmlinux=None)
     monkeypatch.setattr(run, "Guest", BootCut)
     kernel = ResolvedKernel("fake", get_arch("aarch64"), image)  # type: ignore[arg-type]
     spec = run.RunSpec(kernel=kernel)

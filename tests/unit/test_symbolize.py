@@ -4,6 +4,7 @@ tree), paths cut to the tree, and every missing piece a note instead of a traceb
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import subprocess
@@ -360,3 +361,22 @@ def test_parse_log_vmlinux(small_vmlinux: Path, tmp_path: Path,
     assert cli.main(["parse-log", str(log), "--vmlinux", str(small_vmlinux),
                      "--json", str(tmp_path / "out.json")]) == 1
     assert '"file": "mm/foo.c"' in (tmp_path / "out.json").read_text()
+
+
+def test_a_run_of_a_kernel_with_a_vmlinux_writes_located_frames(
+        small_vmlinux: Path, tmp_path: Path) -> None:
+    from harness import run
+    from harness.cli.commands import _summary
+    from harness.kernels import ResolvedKernel
+
+    (tmp_path / "console.log").write_text(_report_for(small_vmlinux))
+    image = KernelImage(path=tmp_path / "bzImage", arch="x86_64", description="fake",
+                        vmlinux=small_vmlinux)
+    spec = run.RunSpec(kernel=ResolvedKernel("fake", get_arch("x86_64"), image))
+    seen = run._Seen(0.0, "2026-01-01T00:00:00+00:00", image=image)
+    result = run._finish(spec, seen, tmp_path)
+    assert result.symbolization == f"5 of 6 frames located in {small_vmlinux}"
+    written = run.RunResult.from_json(json.loads((tmp_path / "result.json").read_text()))
+    assert written.reports == result.reports
+    assert str(written.reports[0].symbolized[0].location) == "mm/foo.c:5"
+    assert "report:  WARNING in leaf (mm/foo.c:5)" in _summary(result)
