@@ -32,9 +32,14 @@ def _check(k: kbuild.BuiltKernel, recipe: str, arch: str) -> None:
     for option in ("PAGE_POISONING", "MEMCG", "SMP", "VIRTIO_NET", "DEBUG_VM", "KALLSYMS"):
         assert k.has_option(option), option
     assert not k.has_option("PANIC_ON_OOPS")
+    # Line info (debug-info.config) in the vmlinux kept beside the image, for symbolize.
+    assert k.has_option("DEBUG_INFO") and k.has_option("DEBUG_INFO_REDUCED")
+    assert k.vmlinux is not None and k.vmlinux.parent == k.image.parent
     assert wanted  # the fragments were read
     if arch == "x86_64":
         assert k.has_option("64BIT") and k.has_option("SERIAL_8250_CONSOLE")
+        # Reliable stacks: the frame-pointer unwinder, under its 6.1 or its 4.14 name.
+        assert k.has_option("UNWINDER_FRAME_POINTER") or k.has_option("FRAME_POINTER_UNWINDER")
         assert k.image.read_bytes()[0x202:0x206] == b"HdrS"  # bzImage boot header
     else:
         assert k.has_option("SERIAL_AMBA_PL011_CONSOLE") and k.has_option("PCI_HOST_GENERIC")
