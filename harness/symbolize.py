@@ -168,9 +168,9 @@ class SymbolTable:
             found = [f for f in found if f[1] == ref.size]
         if len(found) != 1:
             return None
-        # A return address is the instruction after the call, which may be the next
-        # statement's (or, after a call that never returns, the next function's): one
-        # byte back is inside the call itself, as syzkaller's symbolizer looks it up.
+        # A return address is the instruction after the call, which may belong to the
+        # next statement (or, after a call that never returns, to the next function):
+        # one byte back is inside the call itself, the line a debugger shows for a caller.
         back = 0 if ref.exact or ref.offset == 0 else 1
         return found[0][0] + ref.offset - back
 
