@@ -113,6 +113,9 @@ class Symbolizer:
             located += len(kept)
             out.append(replace(report, symbolized=kept))
         total = sum(len(rs) for rs in refs)
+        if not located:
+            return Outcome(tuple(out), f"not symbolized: no frame of the log matches "
+                                       f"{self.vmlinux} (is it the kernel that wrote it?)")
         return Outcome(tuple(out), f"{located} of {total} frames located in {self.vmlinux}")
 
     def _nm(self) -> str:
@@ -159,13 +162,12 @@ class SymbolTable:
         return found[0][0] if len(found) == 1 else None
 
     def address(self, ref: FrameRef) -> int | None:
-        """Where a frame points, or None: a module's symbol, an unknown one, or a name
-        several functions share whose sizes do not tell them apart (as faddr2line)."""
+        """Where a frame points, or None: a module's symbol, an unknown one, one whose
+        size differs from the log's (another kernel's vmlinux: its lines would be wrong),
+        or a name several functions of one size share. As scripts/faddr2line decides."""
         if ref.module is not None:
             return None
-        found = self._by_name.get(ref.symbol, [])
-        if len(found) > 1:
-            found = [f for f in found if f[1] == ref.size]
+        found = [f for f in self._by_name.get(ref.symbol, []) if f[1] == ref.size]
         if len(found) != 1:
             return None
         # A return address is the instruction after the call, which may belong to the

@@ -92,13 +92,16 @@ def test_symbol_table_sizes_as_kallsyms_counts_them() -> None:
     # Sizes run to the next symbol's address, aliases share one.
     assert table.address(ref("alias_of_stext", 0x10, 0x40, exact=True)) == 0xFFFFFFFF81000010
     # A return address is looked up one byte back; offset 0 cannot be a return address.
-    assert table.address(ref("caller", 0x10, 0x80)) == 0xFFFFFFFF8100010F
-    assert table.address(ref("caller", 0, 0x80)) == 0xFFFFFFFF81000100
+    # Data symbols are no frames' and do not end a function.
+    assert table.address(ref("caller", 0x10, 0x100)) == 0xFFFFFFFF8100010F
+    assert table.address(ref("caller", 0, 0x100)) == 0xFFFFFFFF81000100
     # Two static functions of one name: the size tells them apart, else no guess.
     assert table.address(ref("dup", 4, 0x20, exact=True)) == 0xFFFFFFFF81000044
     assert table.address(ref("dup", 4, 0xA0, exact=True)) == 0xFFFFFFFF81000064
     assert table.address(ref("dup", 4, 0x99, exact=True)) is None
-    assert table.address(ref("caller", 4, 0x80, module="mod")) is None  # not in vmlinux
+    # A size the vmlinux does not have: another kernel's frame, not looked up at all.
+    assert table.address(ref("caller", 0x10, 0x80)) is None
+    assert table.address(ref("caller", 4, 0x100, module="mod")) is None  # not in vmlinux
     assert table.address(ref("no_such", 4, 0x80)) is None
     assert table.address(ref("some_data", 0, 0x80)) is None  # not code
     assert table.address_of("last") == 0xFFFFFFFF81000200
@@ -228,6 +231,12 @@ def test_no_line_info_missing_tool_and_failures_are_notes(tmp_path: Path) -> Non
     assert outcome.reports == tuple(reports)
     assert outcome.note.startswith("not symbolized:") and "none-nm" in outcome.note
     assert "\n" not in outcome.note
+    # A log of another kernel: its sizes match nothing.
+    other = kernel_log.parse(X86_REPORT.replace("/0x10", "/0x11").replace("/0x20", "/0x21"))
+    arch = replace(get_arch("x86_64"), cross_compile=_fake_tools(tmp_path, FAKE_NM, FAKE_A2L))
+    outcome = Symbolizer(tmp_path / "vmlinux", arch).symbolize(other.reports)
+    assert "no frame of the log matches" in outcome.note
+    assert outcome.reports[0].symbolized == ()
     # No frames at all: nothing to run, nothing to say.
     assert Symbolizer(tmp_path / "vmlinux", missing).symbolize([]).note == ""
     # A run's kernel without a vmlinux, or one removed since.
@@ -282,8 +291,9 @@ SOURCES = {
         \treturn r + 2;
         }
         """),
+    # The last function only ends start_kernel (kallsyms counts a size to the next one).
     "init/main.c": "int caller(int *p);\nint start_kernel(void)\n{\n\tint x = 1;\n"
-                   "\treturn caller(&x);\n}\n",
+                   "\treturn caller(&x);\n}\nvoid end_of_text(void)\n{\n}\n",
 }
 
 
@@ -313,7 +323,8 @@ def _report_for(vmlinux: Path) -> str:
     """A WARNING in leaf(), with each frame's offset and kallsyms size from the ELF."""
     nm = subprocess.run(["nm", "-n", str(vmlinux)], capture_output=True, text=True,
                         check=True).stdout
-    addresses = {p[2]: int(p[0], 16) for ln in nm.splitlines() if len(p := ln.split()) == 3}
+    addresses = {p[2]: int(p[0], 16) for ln in nm.splitlines()
+                 if len(p := ln.split()) == 3 and p[1] in "Tt"}
     order = sorted(addresses.items(), key=lambda kv: kv[1])
     size = {name: (order[i + 1][1] - a) if i + 1 < len(order) else 0x10
             for i, (name, a) in enumerate(order)}
