@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from . import kernel_log, kernels
+from . import kernel_log, kernels, symbolize
 from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
+from .kernel_log.symbols import location_of
 from .kernels import KernelImage
 from .machine import MachineOptions
 
@@ -197,9 +198,13 @@ def unexpected_reports(item: pytest.Item, guests: list[Guest]) -> list[str]:
             text = g.artifacts.console_log.read_text(errors="replace")
         except OSError:
             continue
-        for report in kernel_log.parse(text).reports:
-            if not any(p.search(report.title) for p in allowed):
-                titles.append(f"{g.arch.name}: {report.title}")
+        reports = [r for r in kernel_log.parse(text).reports
+                   if not any(p.search(r.title) for p in allowed)]
+        # With the kernel's vmlinux (our builds) each title says where its function is.
+        located = symbolize.symbolize_reports(reports, g.kernel.vmlinux, g.arch).reports
+        for report in located:
+            where = location_of(report.symbolized, report.guilty_function)
+            titles.append(f"{g.arch.name}: {report.title}" + (f" ({where})" if where else ""))
     return titles
 
 
