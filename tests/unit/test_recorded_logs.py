@@ -22,9 +22,11 @@ def test_lkdtm_crash_titles(arch: str, crash: CrashType) -> None:
     analysis = kernel_log.parse(log.read_text(errors="replace"))
     assert analysis.reports, f"no report found in {log}"
     first = analysis.reports[0]
-    assert first.title == crash.title_for(arch)
+    assert first.title == crash.title
     assert first.arch in (None, arch)
-    assert first.garbled == first.title.endswith(" in corrupted")
+    # Our builds have reliable stacks on every arch (x86_64: the frame-pointer unwinder),
+    # so a title names a function, never "corrupted".
+    assert not first.garbled and not first.title.endswith(" in corrupted")
 
 
 def test_seed_bug_page_poisoning_reports() -> None:
