@@ -16,8 +16,8 @@ from harness.machine import MachineOptions
 
 from ..conftest import qemu_processes_with
 
-# One arch is enough for the path; this build is CI's only one with line info (558 s cold
-# on the 2-core machine, then a boot and a WARNING in about 12 s).
+# One arch is enough for the path (the LKDTM build took 558 s cold on the 2-core machine,
+# then a boot and a WARNING about 12 s).
 ARCH = "aarch64"
 
 pytestmark = [pytest.mark.guest, pytest.mark.kernel_build, pytest.mark.slow,
