@@ -11,19 +11,26 @@ Statistics. A trial is one stress batch (25 iterations of the scenario on one bo
 guest, see workload.StressWorkload), a Bernoulli trial: did the bug's signature show?
 
 * Calibration: the bad end runs for a fixed number of batches. k of n batches showing
-  the bug give p = k/n and a 95% Wilson interval [p_low, p_high]. The first detection
-  fixes the bug's *signature*: "checker corruption" and the kernel's corruption report
-  titles. Later steps count only a match of the signature (equal titles, or the same
-  title family: the part before " in ").
+  the bug give p = k/n, a one-sided Clopper-Pearson lower bound p_low at level
+  c_cal = 1 - 0.7 (1 - C) (stats.CALIBRATION_SHARE), and a two-sided 95% Clopper-Pearson
+  interval to show. The first detection fixes the bug's *signature*: "checker
+  corruption" and the kernel's corruption report titles. Later steps count only a match
+  of the signature (equal titles, or the same title family: the part before " in ").
 * A commit is bad as soon as the signature shows. It is good only after n clean trials
-  with (1 - p_low)^n <= 1 - c, where c is the per-verdict confidence. The lower end of
-  p's interval is used: with it, a buggy commit passes as good with probability <= 1 - c.
-* Every good verdict can be wrong, and the bisect's answer is right when all of them
-  are, so the overall confidence is the product over good verdicts (the good end's
-  confirmation included) of 1 - (1 - p_low)^n_i. To reach the requested confidence C
-  overall, each verdict asks for c = C^(1/g), where g bounds the number of good
-  verdicts: ceil(log2(commits in range)) bisect steps + the good end + one spare (for
-  a neighbour tested after a skip).
+  with (1 - p_low)^n <= 1 - c, where c is the per-verdict confidence. If p_low <= p (and
+  a buggy commit shows the bug at the bad end's rate p), a buggy commit passes as good
+  with probability (1 - p)^n <= 1 - c.
+* Every good verdict can be wrong, and so can the bound: P(p_low > p) <= 1 - c_cal,
+  exactly for every p and n (Wilson's bound only approximates this and undercovers at a
+  calibration's n of 6). The bisect's answer is right when the bound holds and every good
+  verdict is right, so the confidence is c_cal times the product over good verdicts (the
+  good end's confirmation included) of 1 - (1 - p_low)^n_i. To reach the requested C,
+  the good verdicts together get C / c_cal and each c = (C / c_cal)^(1/g), where g bounds
+  the number of good verdicts: ceil(log2(commits in range)) bisect steps + the good end
+  + one spare (for a neighbour tested after a skip). The statement is over calibrations:
+  a bad end that does not reproduce stops the bisect rather than naming a commit. State
+  files written before this rule (a 95% Wilson p_low, no p_low_confidence) resume with
+  the plan and the confidence figure they were made with.
 * Build failures, boot failures and harness errors make a step a skip; so does a crash
   or a corruption that does not match the signature (recorded in the step). The same
   infrastructure error at two steps in a row, or an exception that is not a
@@ -56,11 +63,16 @@ from .state import (
 from .stats import (
     BATCH_ITERATIONS,
     BATCH_SECONDS,
+    CALIBRATION_SHARE,
+    bisect_confidence,
+    calibration_bounds,
+    calibration_confidence,
     good_verdicts_bound,
     needed_trials,
     overall_confidence,
     per_verdict_confidence,
     step_confidence,
+    verdicts_confidence,
 )
 from .steps import (
     Printer,
@@ -76,6 +88,7 @@ from .steps import (
 __all__ = [
     "BATCH_ITERATIONS",
     "BATCH_SECONDS",
+    "CALIBRATION_SHARE",
     "GIT_TIMEOUT",
     "SAME_INFRA_ERRORS_LIMIT",
     "STATE_NAME",
@@ -95,6 +108,9 @@ __all__ = [
     "StepRunner",
     "Verdict",
     "_validate",
+    "bisect_confidence",
+    "calibration_bounds",
+    "calibration_confidence",
     "classify",
     "good_verdicts_bound",
     "kernel_builds",
@@ -109,4 +125,5 @@ __all__ = [
     "start",
     "state_path",
     "step_confidence",
+    "verdicts_confidence",
 ]

@@ -12,18 +12,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .. import verdict
 from ..errors import HarnessError, MissingToolError, UsageError
 from .git import Git
 from .state import BisectConfig, BisectState, StepRecord, load_state, save_state, state_path
 from .stats import (
     BATCH_ITERATIONS,
     BATCH_SECONDS,
+    bisect_confidence,
+    calibration_bounds,
     good_verdicts_bound,
     needed_trials,
     overall_confidence,
     per_verdict_confidence,
     step_confidence,
+    verdicts_confidence,
 )
 from .steps import (
     Printer,
@@ -141,12 +143,10 @@ class Bisector:
                               tuple(dict.fromkeys(outcome.corruption_titles)))
         trials = max(outcome.trials, outcome.detections, 1)
         detections = max(outcome.detections, 1)
-        low, high = verdict.wilson_interval(detections, trials)
+        bounds = calibration_bounds(detections, trials, cfg.confidence)
         st.signature = signature
         st.calibration = {
-            "commit": sha, "trials": trials, "detections": detections,
-            "iterations": outcome.iterations, "p": detections / trials,
-            "p_low": low, "p_high": high,
+            "commit": sha, **bounds, "iterations": outcome.iterations,
             "first_detection_seconds": outcome.first_detection_seconds,
             "build_seconds": outcome.build_seconds, "boot_seconds": outcome.boot_seconds,
             "trial_seconds": outcome.trial_seconds, "console_log": outcome.console_log,
@@ -157,10 +157,13 @@ class Bisector:
         self._plan()
         st.phase = "confirming"
         self._save()
-        plan = st.plan or {}
+        plan, cal = st.plan or {}, st.calibration or {}
+        low, high = cal["interval95"]
         self.out(f"  signature: {signature.describe()}\n"
                  f"  detection rate p = {detections}/{trials} = {detections / trials:.2f} "
-                 f"per trial, 95% interval [{low:.2f}, {high:.2f}]\n"
+                 f"per trial, 95% interval [{low:.2f}, {high:.2f}]; a good verdict assumes "
+                 f"p >= {cal['p_low']:.3f} (one-sided Clopper-Pearson, "
+                 f"{cal['p_low_confidence']:.3f})\n"
                  f"  plan: a good verdict needs {plan['trials_per_good']} clean trials "
                  f"({plan['trials_per_good'] * BATCH_ITERATIONS} iterations), per-verdict "
                  f"confidence {plan['per_verdict_confidence']:.4f}; {st.commits_in_range} "
@@ -171,7 +174,9 @@ class Bisector:
         cfg, st = self.config, self.state
         cal = st.calibration or {}
         bound = good_verdicts_bound(st.commits_in_range)
-        per = per_verdict_confidence(cfg.confidence, bound)
+        # The calibration's bound takes its share of the error budget (stats.py): the
+        # good verdicts together must reach C / (its level), each the g-th root of that.
+        per = per_verdict_confidence(verdicts_confidence(cfg.confidence), bound)
         n = needed_trials(float(cal["p_low"]), per)
         capped = False
         if cfg.max_iterations_per_step is not None:
@@ -289,7 +294,7 @@ class Bisector:
         found = self._finished() or {"commit": None, "subject": None, "candidates": []}
         cal = st.calibration or {}
         goods = [r.outcome.trials for r in st.records if r.verdict == "good"]
-        found["confidence"] = overall_confidence(float(cal["p_low"]), goods)
+        found["confidence"] = bisect_confidence(cal, goods)
         found["confidence_point_estimate"] = overall_confidence(float(cal["p"]), goods)
         found["requested_confidence"] = cfg.confidence
         found["kind"] = "fix" if cfg.find_fix else "regression"

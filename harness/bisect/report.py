@@ -21,6 +21,16 @@ def report_json(state: BisectState) -> dict[str, Any]:
     return d
 
 
+def _rate_bounds(cal: dict[str, Any]) -> str:
+    """The calibration's interval and the bound the good rule used; a state from before
+    the Clopper-Pearson rule has one 95% Wilson interval, whose lower end was the bound."""
+    if "p_low_confidence" not in cal:
+        return f"95% Wilson interval [{cal['p_low']:.2f}, {cal['p_high']:.2f}]"
+    low, high = cal["interval95"]
+    return (f"95% interval [{low:.2f}, {high:.2f}]; good verdicts assume p >= "
+            f"{cal['p_low']:.3f} (one-sided Clopper-Pearson, {cal['p_low_confidence']:.3f})")
+
+
 def report_text(state: BisectState) -> str:
     cfg, cal, res = state.config, state.calibration or {}, state.result or {}
     what = "first fixed commit" if cfg.find_fix else "first bad commit"
@@ -35,7 +45,7 @@ def report_text(state: BisectState) -> str:
                      f"{res['confidence_point_estimate']:.4f} with p's point estimate)")
     if cal:
         lines.append(f"detection rate p: {cal['detections']}/{cal['trials']} trials = "
-                     f"{cal['p']:.2f}, 95% interval [{cal['p_low']:.2f}, {cal['p_high']:.2f}] "
+                     f"{cal['p']:.2f}, {_rate_bounds(cal)} "
                      f"(trial = {BATCH_ITERATIONS} iterations of {cfg.scenario} on "
                      f"{cfg.arch}, {cfg.cpus} vCPUs)")
     if state.signature:

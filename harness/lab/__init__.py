@@ -39,6 +39,7 @@ from .matrix import (
     repro_command,
 )
 from .night import (
+    RATE_SHIFT_ALPHA,
     Change,
     Comparison,
     NightSummary,
@@ -46,9 +47,12 @@ from .night import (
     exit_code,
     finish_night,
     history_nights,
+    holm_rejections,
     junit_xml,
     make_summary,
     merge,
+    rate_shift_p,
+    rate_shifts,
     read_summary,
 )
 from .record import (
@@ -61,10 +65,11 @@ from .record import (
 )
 
 __all__ = [
-    "CELL_KEYS", "Axis", "Cell", "CellRecord", "Change", "Comparison",
+    "CELL_KEYS", "RATE_SHIFT_ALPHA", "Axis", "Cell", "CellRecord", "Change", "Comparison",
     "Matrix", "MatrixError", "NightSummary", "Plan", "build_key", "cell_dir", "cell_id",
     "compare", "default_jobs", "exit_code", "failure_message", "finish_night", "history_nights",
-    "junit_properties", "junit_xml", "load_matrix", "main", "make_summary", "merge", "outcome",
-    "parse_matrix", "parse_shard", "plan_from_env", "prepare", "read_records", "read_summary",
-    "repro_command", "repro_record", "run_cell", "shard_cells",
+    "holm_rejections", "junit_properties", "junit_xml", "load_matrix", "main", "make_summary",
+    "merge", "outcome", "parse_matrix", "parse_shard", "plan_from_env", "prepare",
+    "rate_shift_p", "rate_shifts", "read_records", "read_summary", "repro_command",
+    "repro_record", "run_cell", "shard_cells",
 ]

@@ -14,9 +14,9 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from .. import schema
+from ..binomial import fisher_exact
 from ..errors import UsageError
 from ..inputs import safe_component
-from ..verdict import wilson_interval
 from .cells import host_record
 from .record import (
     CellRecord,
@@ -28,6 +28,10 @@ from .record import (
 
 KIND = "oomrace-lab-night"
 JUNIT_CLASS = "tests.lab.lab_cells"
+# A night's rate shifts are tested at this family-wise level: the chance that a night
+# flags any rate shift when no cell's rate moved is at most 5% (Holm's correction over
+# the cells tested, see rate_shifts).
+RATE_SHIFT_ALPHA = 0.05
 
 
 # --- comparison ------------------------------------------------------------------------------
@@ -208,10 +212,6 @@ def read_summary(path: Path) -> NightSummary:
 # --- comparison with the previous night --------------------------------------------------------
 
 
-def intervals_disjoint(a: Sequence[float], b: Sequence[float]) -> bool:
-    return a[1] < b[0] or b[1] < a[0]
-
-
 def _verdict_change(old: CellRecord, cell: CellRecord) -> Change | None:
     """A regression (or a fix) of one cell's verdict from the previous night."""
     was, now = old.verdict, cell.verdict
@@ -229,31 +229,73 @@ def _verdict_change(old: CellRecord, cell: CellRecord) -> Change | None:
     return None if found is None else Change(cell.id, found[0], found[1], was, now)
 
 
-def _rate_shift(old: CellRecord, cell: CellRecord) -> Change | None:
-    if not (old.trials and cell.trials):
+def rate_shift_p(old: CellRecord, cell: CellRecord) -> float | None:
+    """Two-sided p-value of Fisher's exact test that the two nights' detection rates are
+    equal (batches with and without a detection, one row per night); None when a night
+    ran no batches or neither night detected anything (p would be 1).
+
+    Why Fisher: exact at any batch count, where comparing two 95% intervals for overlap
+    is both not a test at a known level and very insensitive (1/8 against 6/8 overlaps).
+    """
+    if not (old.trials and cell.trials) or not (old.detections or cell.detections):
         return None
-    a = wilson_interval(old.detections, old.trials)
-    b = wilson_interval(cell.detections, cell.trials)
-    if not intervals_disjoint(a, b):
-        return None
-    return Change(cell.id, "rate-shift",
-                  f"detection rate moved from {old.rate or 0:.2f} [{a[0]:.2f}, {a[1]:.2f}] "
-                  f"to {cell.rate or 0:.2f} [{b[0]:.2f}, {b[1]:.2f}]: the 95% intervals do "
-                  "not overlap", old.rate, cell.rate)
+    return fisher_exact(old.detections, max(old.trials - old.detections, 0),
+                        cell.detections, max(cell.trials - cell.detections, 0))
+
+
+def holm_rejections(pvalues: Mapping[str, float], alpha: float) -> dict[str, float]:
+    """Holm's step-down correction: the i-th smallest of m p-values is rejected at
+    alpha / (m - i) while every smaller one was; each rejection with its threshold.
+
+    Why: a night compares many cells, and a regression fails the night (exit 3); Holm
+    keeps the chance of any false rate shift at alpha with more power than Bonferroni.
+    """
+    ordered = sorted(pvalues.items(), key=lambda item: (item[1], item[0]))
+    rejected: dict[str, float] = {}
+    for i, (cid, p) in enumerate(ordered):
+        threshold = alpha / (len(ordered) - i)
+        if p > threshold:
+            break
+        rejected[cid] = threshold
+    return rejected
+
+
+def rate_shifts(pairs: Sequence[tuple[CellRecord, CellRecord]],
+                alpha: float = RATE_SHIFT_ALPHA) -> dict[str, Change]:
+    """The cells (previous, current) whose detection rate moved, by cell id.
+
+    Only cells that detected something on either night are counted in Holm's m: with
+    Fisher's test conditioned on the margins, leaving out tables whose margins make p = 1
+    keeps the level.
+    """
+    tested = {cell.id: (old, cell, p) for old, cell in pairs
+              if (p := rate_shift_p(old, cell)) is not None}
+    flagged = holm_rejections({cid: t[2] for cid, t in tested.items()}, alpha)
+    changes = {}
+    for cid, threshold in flagged.items():
+        old, cell, p = tested[cid]
+        changes[cid] = Change(
+            cid, "rate-shift",
+            f"detection rate moved from {old.rate or 0:.2f} ({old.detections}/{old.trials} "
+            f"batches) to {cell.rate or 0:.2f} ({cell.detections}/{cell.trials}): Fisher's "
+            f"exact test p = {p:.2g} <= {threshold:.2g} ({alpha} after Holm's correction "
+            f"over {len(tested)} cell(s) with detections)", old.rate, cell.rate)
+    return changes
 
 
 def compare(previous: NightSummary, current: NightSummary) -> Comparison:
     """Regressions and fixes from the previous night to this one, cell by cell.
 
     Regressions: a cell that was clean and now corrupts or crashes (unless it is expected to
-    corrupt), an expected-corrupted cell that stopped reproducing, a detection rate whose 95%
-    Wilson interval no longer overlaps the previous one, and a cell that passed and now
-    fails for any other reason (a boot error, say). Fixes: a cell that failed and now passes.
+    corrupt), an expected-corrupted cell that stopped reproducing, a detection rate that
+    moved (Fisher's exact test, see rate_shifts), and a cell that passed and now fails for
+    any other reason (a boot error, say). Fixes: a cell that failed and now passes.
     """
     before = {c.id: c for c in previous.cells}
     regressions: list[Change] = []
     fixes: list[Change] = []
     changes: list[Change] = []
+    shifts = rate_shifts([(before[c.id], c) for c in current.cells if c.id in before])
     for cell in current.cells:
         old = before.get(cell.id)
         if old is None:
@@ -261,7 +303,7 @@ def compare(previous: NightSummary, current: NightSummary) -> Comparison:
         change = _verdict_change(old, cell)
         if change is not None:
             (fixes if change.kind == "fixed" else regressions).append(change)
-        shift = _rate_shift(old, cell)
+        shift = shifts.get(cell.id)
         if shift is not None:
             changes.append(shift)
             if not any(r.id == cell.id for r in regressions):

@@ -46,7 +46,8 @@ def oomrace(*argv: str, timeout: float = NIGHT_TIMEOUT) -> subprocess.CompletedP
 
 def fake_previous_night(history: Path) -> dict[str, Any]:
     """A night before this one: every cell as expected, but the bug reproduced in only 2 of
-    200 batches, so tonight's rate (every batch) lies outside its interval: a regression."""
+    200 batches, so tonight's rate (one or two of two batches) is a rate shift by Fisher's
+    exact test (p <= 0.03, the only cell with detections): a regression."""
     records = []
     for cell in lab.load_matrix(CI_MATRIX).cells:
         detections, trials = (2, 200) if cell.id == BUG_CELL else (0, 10)

@@ -27,6 +27,7 @@ from harness.bisect import (
     step_confidence,
 )
 from harness.errors import HarnessError, UsageError
+from harness.verdict import wilson_interval
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TITLE = "pagealloc: memory corruption in post_alloc_hook"
@@ -145,6 +146,24 @@ def test_confidence_formulas() -> None:
     assert overall_confidence(0.61, [n] * bound) >= 0.95
 
 
+def test_calibration_bound_takes_its_share_of_the_confidence() -> None:
+    # 3 of 6 batches at C = 0.95: the bound is at 1 - 0.7 * 0.05 = 0.965.
+    cal = bisect.calibration_bounds(3, 6, 0.95)
+    assert cal["p_low_confidence"] == pytest.approx(0.965)
+    assert cal["p_low"] == pytest.approx(0.1338, abs=1e-4)
+    assert cal["interval95"] == [pytest.approx(0.1181, abs=1e-4), pytest.approx(0.8819, abs=1e-4)]
+    bound = bisect.good_verdicts_bound(16)
+    per = bisect.per_verdict_confidence(bisect.verdicts_confidence(0.95), bound)
+    n = needed_trials(cal["p_low"], per)
+    assert n == 42  # README table; the 95% Wilson rule asked for 23
+    # the promise: the bound's level times every verdict's confidence reaches C
+    assert bisect.bisect_confidence(cal, [n] * bound) >= 0.95
+    assert bisect.bisect_confidence(cal, [n - 1] * bound) < 0.95
+    # a state from before: a Wilson p_low and no level keeps its old figure
+    old = {"p_low": 0.1876, "p": 0.5}
+    assert bisect.bisect_confidence(old, [23]) == pytest.approx(overall_confidence(0.1876, [23]))
+
+
 def test_signature_matching_and_classify() -> None:
     sig = Signature(checker=False, titles=(TITLE,))
     assert sig.matches(0, [TITLE])
@@ -248,6 +267,30 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
     # resuming a finished bisect just reports it again
     again = bisect.resume(repo, lambda c: FakeKernel(repo), quiet)
     assert again.result == state.result
+
+
+def test_a_state_from_the_wilson_rule_resumes_with_its_plan(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shas = make_repo(repo, 16, bug_from=11, broken=(8,))
+    with pytest.raises(KeyboardInterrupt):
+        bisect.start(config(repo, tmp_path, shas[0], shas[16]),
+                     FakeKernel(repo, interrupt_at=4), quiet)
+    # Rewrite the state as the Wilson rule wrote it: no level, no interval95, its own plan.
+    saved = bisect.load_state(repo)
+    assert saved.calibration is not None and saved.plan is not None
+    k, n = saved.calibration["detections"], saved.calibration["trials"]
+    low, high = wilson_interval(k, n)
+    for key in ("p_low_confidence", "p_low_method", "interval95"):
+        del saved.calibration[key]
+    saved.calibration.update(p_low=low, p_high=high)
+    saved.plan["trials_per_good"] = 7
+    bisect.save_state(saved)
+    state = bisect.resume(repo, lambda c: FakeKernel(repo, seed=8), quiet)
+    assert state.result is not None and state.result["commit"] == shas[11]
+    goods = [r.outcome.trials for r in state.records if r.verdict == "good"]
+    assert all(t == 7 for t in goods[1:])  # after the resume: the old plan's trials
+    assert state.result["confidence"] == pytest.approx(overall_confidence(low, goods))
+    assert "95% Wilson interval" in bisect.report_text(state)
 
 
 def test_interrupt_during_calibration_then_resume(tmp_path: Path) -> None:

@@ -304,18 +304,48 @@ def test_compare_finds_regressions_and_fixes() -> None:
     assert lab.exit_code(replace(cur, comparison=c)) == 3
 
 
-def test_rate_shift_needs_disjoint_wilson_intervals() -> None:
-    prev = night([record(*BUG, "corrupted", "corrupted", 2, 200)])  # 1%: [0.003, 0.036]
-    moved = night([record(*BUG, "corrupted", "corrupted", 2, 2)])  # [0.34, 1]
-    similar = night([record(*BUG, "corrupted", "corrupted", 1, 40)])  # [0.004, 0.13]
+def test_rate_shift_is_fishers_exact_test() -> None:
+    prev = night([record(*BUG, "corrupted", "corrupted", 2, 200)])  # 1%
+    moved = night([record(*BUG, "corrupted", "corrupted", 2, 2)])
+    similar = night([record(*BUG, "corrupted", "corrupted", 1, 40)])
     c = lab.compare(prev, moved)
     assert kinds(c) == {"aarch64-v6.1-reaper-fullmm-mrelease-r0": "rate-shift"}
-    assert "do not overlap" in c.regressions[0].detail
+    assert "Fisher's exact test p = 0.0003 " in c.regressions[0].detail
     assert lab.compare(prev, similar).regressions == ()
+    # Typical nights (README): 1/8 -> 6/8 is a shift; 0/4 -> 3/4 cannot be one (p = 0.14);
+    # the old rule (disjoint 95% Wilson intervals) flagged neither.
+    eight = lab.compare(night([record(*BUG, "corrupted", "corrupted", 1, 8)]),
+                        night([record(*BUG, "corrupted", "corrupted", 6, 8)]))
+    assert kinds(eight) == {"aarch64-v6.1-reaper-fullmm-mrelease-r0": "rate-shift"}
+    four = lab.compare(night([record(*BUG, "corrupted", "corrupted", 0, 4)]),
+                       night([record(*BUG, "corrupted", "corrupted", 3, 4)]))
+    assert four.rate_changes == ()
     # A cell expected to corrupt that starts corrupting again is a fix, not a regression.
     was_clean = night([record(*BUG, "clean", "corrupted", 0, 4)])
     back = lab.compare(was_clean, night([record(*BUG, "corrupted", "corrupted", 1, 4)]))
     assert back.regressions == () and kinds(back, "fixes")
+
+
+def test_rate_shifts_are_corrected_for_the_cells_compared() -> None:
+    """Holm over the cells with detections: p = 0.041 is a shift alone, not among four
+    cells that all detected something; a clean-both-nights cell does not count."""
+    def cell(scenario: str, detections: int, trials: int = 8) -> lab.CellRecord:
+        return record("aarch64", "v6.1", scenario, "corrupted", "corrupted", detections, trials)
+
+    prev = night([cell("a", 1), cell("b", 2), cell("c", 2), cell("d", 2),
+                  record("x86_64", "debian", "oom", "clean")])
+    cur = night([cell("a", 6), cell("b", 3), cell("c", 2), cell("d", 1),
+                 record("x86_64", "debian", "oom", "clean")])
+    assert lab.compare(prev, cur).rate_changes == ()
+    alone = lab.compare(night([cell("a", 1), record("x86_64", "debian", "oom", "clean")]),
+                        night([cell("a", 6), record("x86_64", "debian", "oom", "clean")]))
+    assert [r.id for r in alone.rate_changes] == ["aarch64-v6.1-a-r0"]
+    assert "over 1 cell(s)" in alone.rate_changes[0].detail
+    assert lab.holm_rejections({"x": 0.01, "y": 0.02, "z": 0.04}, 0.05) == {
+        "x": pytest.approx(0.05 / 3), "y": pytest.approx(0.025), "z": pytest.approx(0.05)}
+    assert lab.holm_rejections({"x": 0.02, "y": 0.001}, 0.05) == {
+        "y": pytest.approx(0.025), "x": pytest.approx(0.05)}
+    assert lab.holm_rejections({"x": 0.03, "y": 0.04}, 0.05) == {}
 
 
 def test_exit_codes() -> None:
