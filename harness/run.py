@@ -130,7 +130,7 @@ def _read_taint(guest: Guest) -> int | None:
 
 
 @dataclass
-class _Seen:
+class Seen:
     """What a run learned before it ended, however it ended."""
 
     started: float
@@ -148,7 +148,7 @@ class _Seen:
 def run_one(spec: RunSpec, workdir: Path) -> RunResult:
     """Run `spec` with everything kept under `workdir`; never raises HarnessError."""
     workdir.mkdir(parents=True, exist_ok=True)
-    seen = _Seen(time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds"))
+    seen = Seen(time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds"))
     try:
         image = spec.checked().kernel.image
         seen.image = image
@@ -168,12 +168,13 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
         raise
     finally:
         with signals.deferred():  # a SIGTERM now waits until result.json is written
-            result = _finish(spec, seen, workdir)
+            result = finish(spec, seen, workdir)
     return result
 
 
-def _finish(spec: RunSpec, seen: _Seen, workdir: Path) -> RunResult:
-    """Read the logs, decide the verdict and write result.json."""
+def finish(spec: RunSpec, seen: Seen, workdir: Path) -> RunResult:
+    """Read the logs, decide the verdict and write result.json: the end of every run,
+    ours or one a LAVA worker ran (harness.lab.lava), whose console log is in workdir."""
     workload = seen.workload or WorkloadResult(spec.scenario, "error")
     analysis = _analyse(workdir)
     located = symbolize.symbolize_reports(
@@ -193,6 +194,10 @@ def _finish(spec: RunSpec, seen: _Seen, workdir: Path) -> RunResult:
         symbolization=located.note or None)
     result.write(workdir / "result.json")
     return result
+
+
+# The names before they were shared with the LAVA engine.
+_Seen, _finish = Seen, finish
 
 
 def _analyse(workdir: Path) -> kernel_log.LogAnalysis:

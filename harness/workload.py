@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -232,53 +232,73 @@ class StressWorkload:
         started = time.monotonic()
         deadline = started + self.duration_s
         console = guest.artifacts.console_log
-        kernel_seen = _kernel_corruption_reports(console)
-        batches: list[StressBatch] = []
-        corruptions: list[stress.Corruption] = []
-        totals = dict.fromkeys(STRESS_TOTALS, 0)
-        first_detection: float | None = None
-        error: str | None = None
+        tally = BatchTally(kernel_seen=_kernel_corruption_reports(console))
         while time.monotonic() < deadline and (
-            not self.iterations or totals["iterations"] < self.iterations
+            not self.iterations or tally.totals["iterations"] < self.iterations
         ):
-            options = self._next_batch(totals["iterations"], deadline - time.monotonic())
+            options = self._next_batch(tally.totals["iterations"],
+                                       deadline - time.monotonic())
             try:
                 result = stress.run(guest.runner, options)
             except HarnessError as e:
-                error = str(e)
+                tally.error = str(e)
                 break
-            kernel_now = _kernel_corruption_reports(console)
-            batch = StressBatch(
-                status=result.status, iterations=result.iterations,
-                checker_corruptions=len(result.corruptions),
-                kernel_reports=kernel_now - kernel_seen,
-                detected=result.corrupted or kernel_now > kernel_seen,
-                seconds=round(result.elapsed, 3))
-            if batch.detected and first_detection is None:
-                first_detection = time.monotonic() - started
-            batches.append(batch)
-            kernel_seen = kernel_now
-            corruptions += result.corruptions
-            for key in totals:
-                totals[key] += int(result.counters.get(key, 0))
-            error = self._stop_reason(result, batch, len(batches))
-            if error is not None or (batch.detected and self.stop_on_first_detection) or (
-                    self.max_trials and len(batches) >= self.max_trials):
+            batch = tally.add(result, _kernel_corruption_reports(console),
+                              time.monotonic() - started)
+            if tally.error is not None or (batch.detected and self.stop_on_first_detection) or (
+                    self.max_trials and len(tally.batches) >= self.max_trials):
                 break
-        summary = StressSummary(
-            batches=tuple(batches), totals=totals, corruptions=tuple(corruptions),
-            first_detection_seconds=first_detection,
-            seconds=round(time.monotonic() - started, 3), error=error)
-        return WorkloadResult(self.name, summary.status, stress=summary)
+        return tally.result(self.name, time.monotonic() - started)
 
-    @staticmethod
-    def _stop_reason(result: stress.StressResult, batch: StressBatch, done: int) -> str | None:
-        """Why the batches cannot go on after this one (an error), or None."""
-        if result.status == "error":
-            return result.error_text()
-        if batch.iterations == 0:
-            return "a stress batch made no progress (0 iterations)"
-        return None
+
+@dataclass
+class BatchTally:
+    """The batches of a stress run as they end, into its summary: what the local engine
+    sees live and what a LAVA job's log is read back into (harness.lab.lava_log), so both
+    count batches, detections and stop reasons the same way."""
+
+    kernel_seen: int = 0  # memory-corruption reports in the console before this batch
+    batches: list[StressBatch] = field(default_factory=list)
+    corruptions: list[stress.Corruption] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STRESS_TOTALS, 0))
+    first_detection: float | None = None
+    error: str | None = None
+
+    def add(self, result: stress.StressResult, kernel_now: int,
+            elapsed: float) -> StressBatch:
+        """One finished batch, with the console's corruption-report count at its end;
+        sets `error` when the batches cannot go on after it."""
+        batch = StressBatch(
+            status=result.status, iterations=result.iterations,
+            checker_corruptions=len(result.corruptions),
+            kernel_reports=kernel_now - self.kernel_seen,
+            detected=result.corrupted or kernel_now > self.kernel_seen,
+            seconds=round(result.elapsed, 3))
+        if batch.detected and self.first_detection is None:
+            self.first_detection = elapsed
+        self.batches.append(batch)
+        self.kernel_seen = kernel_now
+        self.corruptions += result.corruptions
+        for key in self.totals:
+            self.totals[key] += int(result.counters.get(key, 0))
+        self.error = _stop_reason(result, batch)
+        return batch
+
+    def result(self, name: str, seconds: float) -> WorkloadResult:
+        summary = StressSummary(
+            batches=tuple(self.batches), totals=self.totals, corruptions=tuple(self.corruptions),
+            first_detection_seconds=self.first_detection, seconds=round(seconds, 3),
+            error=self.error)
+        return WorkloadResult(name, summary.status, stress=summary)
+
+
+def _stop_reason(result: stress.StressResult, batch: StressBatch) -> str | None:
+    """Why the batches cannot go on after this one (an error), or None."""
+    if result.status == "error":
+        return result.error_text()
+    if batch.iterations == 0:
+        return "a stress batch made no progress (0 iterations)"
+    return None
 
 
 def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,

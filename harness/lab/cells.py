@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import __version__, cache, kernels, rootfs, schema, signals
 from ..arches import get_arch
@@ -26,6 +26,9 @@ from ..paths import PROJECT_ROOT
 from ..proc import run
 from .matrix import Cell, repro_command
 from .record import CellRecord, cell_dir, outcome, write_json
+
+if TYPE_CHECKING:
+    from ..run import RunResult
 
 PLAN_ENV = "OOMRACE_LAB_PLAN"
 TOTAL_ENV = "OOMRACE_LAB_TOTAL"
@@ -271,6 +274,11 @@ def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
                    iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
                    writers=cell.writers)
     result = run_one(spec, directory)
+    return record_from_result(record, result), result.qemu_argv
+
+
+def record_from_result(record: CellRecord, result: RunResult) -> CellRecord:
+    """A cell's record from its run's result: the local engine's and LAVA's alike."""
     record = replace(
         record, verdict=result.verdict, reason=result.reason, error=result.error,
         boot_seconds=result.boot_seconds, reports=tuple(r.to_dict() for r in result.reports),
@@ -280,4 +288,4 @@ def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
     if stress is not None:
         record = replace(record, iterations=stress.iterations, trials=stress.trials,
                          detections=stress.detections, rate=stress.rate, ci95=stress.ci95)
-    return record, result.qemu_argv
+    return record
