@@ -178,6 +178,21 @@ def add_lab_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", dest="keyword", default=None, help="pytest -k expression over cell ids")
     p.add_argument("--lf", action="store_true", help="run only the cells that failed last time")
     p.add_argument("--list", action="store_true", help="print the (shard's) cell ids and exit")
+    lava = p.add_argument_group("LAVA (--engine lava: a LAVA server; lava-run: this "
+                                "machine's dispatcher alone)")
+    lava.add_argument("--engine", choices=("local", "lava", "lava-run"), default="local",
+                      help="where cells run (default local: QEMU under pytest here)")
+    lava.add_argument("--lava-url", default=None,
+                      help="the server, https://host[/RPC2]; the token comes from "
+                           "$OOMRACE_LAVA_TOKEN or --lava-token-file, never the command line")
+    lava.add_argument("--lava-user", default=None, help="the user the token belongs to")
+    lava.add_argument("--lava-token-file", type=Path, default=None,
+                      help="a file holding the token")
+    lava.add_argument("--lava-identity", default=None,
+                      help="a lavacli identity (lavacli identities add) instead of the URL")
+    lava.add_argument("--lava-images-url", default=None,
+                      help="URL under which the night's folder is served to the workers "
+                           "(default: file:// paths, for workers that share this filesystem)")
     add_json_option(p, "the night's summary (summary.json)")
 
 

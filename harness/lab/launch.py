@@ -20,7 +20,9 @@ from .. import signals
 from ..errors import HarnessError, UsageError
 from ..paths import PROJECT_ROOT
 from ..proc import end_group, run
+from . import lava
 from .cells import PLAN_ENV, TOTAL_ENV, Plan, prepare
+from .lava import LavaTarget, target_from_args
 from .matrix import Cell, Matrix, load_matrix
 from .night import (
     NightSummary,
@@ -33,7 +35,7 @@ from .night import (
     print_night,
     read_summary,
 )
-from .record import cell_dir, read_records
+from .record import CellRecord, cell_dir, read_records
 
 CELLS_MODULE = PROJECT_ROOT / "tests" / "lab" / "lab_cells.py"
 PLUGIN = "harness.lab.plugin"
@@ -182,6 +184,39 @@ class _Night:
             self.stopped_by = signals.exit_status(e) - 128
             _stop(proc, self.stopped_by)
 
+    def run_lava(self, selected: list[Cell], jobs: int, target: LavaTarget) -> None:
+        """The cells as LAVA jobs, after the same preparation as a local night."""
+        prepared = prepare(selected)
+        self.plan.build_errors, self.plan.kernels = prepared.errors, prepared.kernels
+        self.plan.write()
+        done = [0]
+
+        def progress(record: CellRecord) -> None:
+            done[0] += 1
+            print(f"[lab {done[0]}/{len(selected)} done] {'PASS' if record.passed else 'FAIL'}"
+                  f" {record.cell.id}: {record.verdict} (expected {record.cell.expected})",
+                  flush=True)
+
+        try:
+            lava.run_cells(self.plan, selected, jobs, target, progress)
+        except KeyboardInterrupt as e:
+            self.interrupted = True
+            self.stopped_by = signals.exit_status(e) - 128
+
+
+def _lava_target(args: argparse.Namespace) -> LavaTarget | None:
+    """The LAVA server or dispatcher of --engine lava / lava-run; None for the local
+    engine (whose night refuses the LAVA options)."""
+    engine = getattr(args, "engine", "local")
+    if engine == "local":
+        given = [f for f, v in (("--lava-url", args.lava_url), ("--lava-identity",
+                 args.lava_identity), ("--lava-images-url", args.lava_images_url)) if v]
+        if given:
+            raise UsageError(f"{given[0]} needs --engine lava")
+        return None
+    return target_from_args(engine, args.lava_url, args.lava_user, args.lava_identity,
+                            args.lava_token_file, args.lava_images_url)
+
 
 def _start_night(args: argparse.Namespace, matrix: Matrix, cells: list[Cell],
                  shard: str | None) -> _Night:
@@ -190,7 +225,7 @@ def _start_night(args: argparse.Namespace, matrix: Matrix, cells: list[Cell],
     out = make_out_dir(args.out.resolve())
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("-j must be at least 1")
-    if importlib.util.find_spec("xdist") is None:
+    if args.engine == "local" and importlib.util.find_spec("xdist") is None:
         raise UsageError("the lab runs cells with pytest-xdist, which is not installed: "
                          "pip install pytest-xdist (./bootstrap installs it)")
     plan = Plan(out=out, matrix=str(matrix.path.resolve()), matrix_name=matrix.name,
@@ -217,6 +252,7 @@ def run_lab(args: argparse.Namespace) -> int:
         for c in cells:
             print(c.id)
         return 0
+    target = _lava_target(args)
     night = _start_night(args, matrix, cells, shard)
     previous = _previous(args, night.out)  # refuse a bad --compare before hours of work
     night.plan.write()
@@ -227,7 +263,9 @@ def run_lab(args: argparse.Namespace) -> int:
     print(f"[lab] {matrix.name}: {len(selected)} of {len(matrix.cells)} cells"
           + (f" (shard {shard})" if shard else "") + f", {jobs} at once; results in "
           f"{night.out}", flush=True)
-    if selected:
+    if selected and target is not None:
+        night.run_lava(selected, jobs, target)
+    elif selected:
         night.run(selected, jobs)
     # The night holds the cells run now and those an earlier run into this folder finished
     # (a --lf re-run keeps the rest); cells left out with -k are not part of it.
