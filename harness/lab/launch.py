@@ -209,8 +209,8 @@ def _lava_target(args: argparse.Namespace) -> LavaTarget | None:
     engine (whose night refuses the LAVA options)."""
     engine = getattr(args, "engine", "local")
     if engine == "local":
-        given = [f for f, v in (("--lava-url", args.lava_url), ("--lava-identity",
-                 args.lava_identity), ("--lava-images-url", args.lava_images_url)) if v]
+        given = [flag for flag in ("--lava-url", "--lava-identity", "--lava-images-url")
+                 if getattr(args, flag[2:].replace("-", "_"), None)]
         if given:
             raise UsageError(f"{given[0]} needs --engine lava")
         return None
