@@ -96,3 +96,30 @@ def test_lava_run_and_local_nights_agree_cell_by_cell(
     assert verdicts(local) == verdicts(lava_night[1])
     for engine in (local, lava_night[1]):
         assert all(c["outcome"] == "pass" for c in engine["cells"])
+
+
+@pytest.mark.full
+@pytest.mark.timeout(NIGHT_TIMEOUT + 900)
+def test_lava_server_night_gives_the_local_engines_verdicts(oomrace_artifacts: Path) -> None:
+    """The same two cells through a whole LAVA instance on this machine (lava-server with
+    PostgreSQL and gunicorn on 127.0.0.1, the scheduler, one worker, one qemu device, a
+    user's token): submitted, followed and fetched with lavacli, as on a real lab."""
+    from . import lava_server
+
+    problem = lava_server.missing()
+    if problem is not None:
+        pytest.skip(problem)
+    work = oomrace_artifacts / "lava" / "server"
+    out = work / "night"
+    if out.exists():
+        shutil.rmtree(out)
+    with lava_server.instance(work) as lava:
+        summary = run_night(out, "--engine", "lava", "--lava-url", lava.url, "--lava-user",
+                            lava.user, "--lava-token-file", str(lava.token_file))
+    expected = {c.id: c.expected for c in lab.load_matrix(CI_MATRIX).cells if c.id in CELLS}
+    assert verdicts(summary) == expected
+    token = lava.token_file.read_text().strip()
+    for path in [out / "summary.json", *(out / "cells").glob("*/*")]:
+        if path.is_file():
+            assert token not in path.read_text(errors="replace"), path
+    assert token not in (out.parent / f"{out.name}.stdout").read_text()
