@@ -23,6 +23,7 @@ from .test_lab import CI_MATRIX, oomrace
 
 CELLS = ("aarch64-v6.1-reaper-fullmm-mrelease-r0", "x86_64-debian-mrelease-r0")
 SELECT = " or ".join(CELLS)
+LAVA_TMP = "/var/lib/lava/dispatcher/tmp/"  # where lava-dispatcher puts a job's images
 NIGHT_TIMEOUT = 900  # about 2.5 minutes on the 2-core machine, one job at a time
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow]
@@ -43,6 +44,7 @@ def run_night(out: Path, *engine: str) -> dict[str, Any]:
                                                    + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert qemu_processes_with(str(out)) == []
+    assert qemu_processes_with(LAVA_TMP) == []  # the dispatcher's QEMU ended with its job
     return json.loads((out / "summary.json").read_text())
 
 
