@@ -29,12 +29,13 @@ def test_readme_exit_code_table_is_the_cli_table() -> None:
 
 
 def test_doctor_checks_exactly_what_bootstrap_installs() -> None:
-    # bootstrap's own loop, run by bash, against the list doctor reads
-    script = ('packages=(); while read -r package _; do case "$package" in ""|"#"*) continue ;;'
-              ' esac; packages+=("$package"); done < configs/host-packages.txt; '
-              'printf "%s\\n" "${packages[@]}"')
+    # bootstrap's own reader, run by bash, against the list doctor reads
     bootstrap = (REPO / "bootstrap").read_text()
-    assert "done < configs/host-packages.txt" in bootstrap
+    assert "add_packages configs/host-packages.txt" in bootstrap
+    start = bootstrap.index("add_packages() {")
+    reader = bootstrap[start:bootstrap.index("\n}\n", start) + 3]
+    script = ("packages=()\n" + reader + "add_packages configs/host-packages.txt\n"
+              'printf "%s\\n" "${packages[@]}"')
     listed = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
                             check=True).stdout.split()
     assert listed == [p.package for p in tools.host_packages()]
