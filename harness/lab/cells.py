@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import __version__, cache, kernels, rootfs, schema, signals
 from ..arches import get_arch
@@ -26,6 +26,9 @@ from ..paths import PROJECT_ROOT
 from ..proc import run
 from .matrix import Cell, repro_command
 from .record import CellRecord, cell_dir, outcome, write_json
+
+if TYPE_CHECKING:
+    from ..run import RunResult
 
 PLAN_ENV = "OOMRACE_LAB_PLAN"
 TOTAL_ENV = "OOMRACE_LAB_TOTAL"
@@ -236,6 +239,7 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
     key = build_key(cell.arch, cell.kernel)
     kernel = plan.kernels.get(key)
     qemu_argv: Sequence[str] = ()
+    result: RunResult | None = None
     failure = plan.build_errors.get(key)
     try:
         if failure is not None:
@@ -244,7 +248,7 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
         else:
             if kernel is None:  # a plan made without prepare(): resolve it here
                 kernel = kernels.resolve_kernel(cell.kernel, get_arch(cell.arch))
-            record, qemu_argv = _run(cell, kernel, directory, record)
+            record, qemu_argv, result = _run(cell, kernel, directory, record)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # pytest-timeout's Failed and anything unforeseen
@@ -259,11 +263,19 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
         for initrd in directory.glob("initrd-*.cpio"):  # a copy of a cached file
             initrd.unlink()
         record.write(plan.out)
+        _write_ktap(directory, record, result)
     return record
 
 
+def _write_ktap(directory: Path, record: CellRecord, result: RunResult | None) -> None:
+    """The cell as KTAP, judged by its expectation (over the run's own `ktap`)."""
+    from ..ktap import write as ktap
+
+    ktap.write(directory / ktap.FILE_NAME, ktap.cell_document(record, result))
+
+
 def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
-         record: CellRecord) -> tuple[CellRecord, Sequence[str]]:
+         record: CellRecord) -> tuple[CellRecord, Sequence[str], RunResult]:
     """The guest run of a cell on the kernel the night resolved."""
     from ..run import RunSpec, run_one  # the guest machinery, only where guests run
 
@@ -280,4 +292,4 @@ def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
     if stress is not None:
         record = replace(record, iterations=stress.iterations, trials=stress.trials,
                          detections=stress.detections, rate=stress.rate, ci95=stress.ci95)
-    return record, result.qemu_argv
+    return record, result.qemu_argv, result
