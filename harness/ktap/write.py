@@ -3,10 +3,10 @@
 A document holds one test per guest (a run's arch, or a lab cell), each with one subtest
 per scenario batch (stress) or per runner check (smoke). A batch is `ok` when it showed
 no corruption; one that did is `not ok` (with XFAIL when the lab cell expects the bug),
-one that failed is `not ok ... # ERROR`, and a batch the run planned but never reached
-(its iteration budget cut short) is `ok ... # SKIP`. A guest is `ok` when its verdict is
-the one wanted (clean for a run; the cell's expectation in a lab). The verdict, the
-detection rate and its 95% interval are '#' diagnostic lines before the guest's result."""
+one that failed is `not ok ... # ERROR`, and the iterations of the budget that no batch
+ran are `ok ... # SKIP` batches. A guest is `ok` when its verdict is the one wanted
+(clean for a run; the cell's expectation in a lab). The verdict, the detection rate and
+its 95% interval are '#' diagnostic lines before the guest's result line."""
 
 from __future__ import annotations
 
@@ -159,9 +159,11 @@ def _batches(stress: StressSummary, test: GuestTest) -> list[_Sub]:
             subs.append(_Sub(f"batch_{i}", True, diagnostics=diagnostics))
     if stress.error and (not stress.batches or stress.batches[-1].status != "error"):
         subs.append(_Sub(f"batch_{len(subs) + 1}", False, f"ERROR {stress.error}"))
-    planned = math.ceil(test.planned_iterations / BATCH_ITERATIONS)
+    # Iterations the budget asked for and no batch ran: as many full batches as they make
+    # (a batch that hits its time limit first runs fewer, so this is a lower bound).
+    left = max(0, test.planned_iterations - stress.iterations)
     why = ("an earlier batch failed" if stress.error else
            "the run stopped first (its duration, or its first detection)")
-    subs += [_Sub(f"batch_{n}", True, f"SKIP not run: {why}")
-             for n in range(len(subs) + 1, planned + 1)]
+    subs += [_Sub(f"batch_{len(subs) + n}", True, f"SKIP not run: {why}")
+             for n in range(1, math.ceil(left / BATCH_ITERATIONS) + 1)]
     return subs or [_Sub("batch_1", True, "SKIP not run: no batch started")]
