@@ -74,7 +74,8 @@ def _lines(text: str) -> list[_Line]:
     start, prefix = _start(raw)
     if start is None:
         return []
-    base = len(raw[start]) - len(raw[start].lstrip(" "))
+    first = raw[start][len(prefix):]
+    base = len(first) - len(first.lstrip(" "))  # the version line's indentation is level 0
     # A line without the document's prefix is not part of it (None: an unknown line).
     own: list[str | None] = [line[len(prefix):] if line.startswith(prefix) else None
                              for line in raw[start:]]

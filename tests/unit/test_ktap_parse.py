@@ -140,6 +140,8 @@ def test_tap14_and_kunit_subtest_headers() -> None:
 def test_kselftest_prefixed_output_and_unindented_nesting() -> None:
     text = ("# TAP version 13\n# 1..2\n# ok 1 mrelease\n# ok 2 other # SKIP no\n")
     assert _flat(parse(text)) == [("mrelease", "pass"), ("other", "skip")]
+    logged = parse("t: x\nt:   KTAP version 1\nt:   1..1\nt:   ok 1 a\nt: unrelated\n")
+    assert _flat(logged) == [("a", "pass")] and not logged.errors
     flat = parse("TAP version 13\n1..1\nTAP version 13\n1..1\nok 1 inner\nok 1 outer\n")
     assert _flat(flat) == [("outer/inner", "pass")] and len(flat.errors) == 1
 
