@@ -37,7 +37,7 @@ class GuestTest:
     result: RunResult | None  # None: the guest never ran (a lab cell whose build failed)
     expected: str = "clean"   # the verdict that makes the test `ok`
     planned_iterations: int = 0  # the run's --iterations (0: its duration alone bounds it)
-    not_run: str = ""         # why it never ran, when result is None
+    not_run: str = ""         # why it has no run result (a failed build, a cell timeout)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def cell_document(record: CellRecord, result: RunResult | None) -> str:
     """A lab cell: one test named by the cell id, `ok` when the verdict is as expected."""
     test = GuestTest(record.id, result, expected=record.expected,
                      planned_iterations=record.cell.iterations,
-                     not_run=record.reason or "not run")
+                     not_run=record.reason or "no run result")
     return document([test], [f"oomrace lab cell {record.id}: expected {record.expected}"])
 
 
@@ -107,7 +107,7 @@ def _guest_lines(number: int, test: GuestTest) -> list[str]:
 def _guest_diagnostics(test: GuestTest) -> list[str]:
     result, name = test.result, _name(test.name)
     if result is None:
-        return [f"{name}: not run: {test.not_run}", f"{name}: expected {test.expected}"]
+        return [f"{name}: no result: {test.not_run}", f"{name}: expected {test.expected}"]
     lines = [f"{name}: kernel {result.kernel_description or result.kernel}, scenario "
              f"{result.scenario}, arch {result.arch}",
              f"{name}: verdict {result.verdict} ({result.reason}), expected {test.expected}"]
@@ -129,7 +129,7 @@ def _guest_diagnostics(test: GuestTest) -> list[str]:
 def _subtests(test: GuestTest) -> list[_Sub]:
     result = test.result
     if result is None:
-        return [_Sub("batch_1", True, f"SKIP not run: {test.not_run}")]
+        return [_Sub("batch_1", True, f"SKIP no result: {test.not_run}")]
     if result.stress is not None:
         return _batches(result.stress, test)
     checks = result.workload.checks or ()
