@@ -239,6 +239,7 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
     key = build_key(cell.arch, cell.kernel)
     kernel = plan.kernels.get(key)
     qemu_argv: Sequence[str] = ()
+    result: RunResult | None = None
     failure = plan.build_errors.get(key)
     try:
         if failure is not None:
@@ -247,7 +248,7 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
         else:
             if kernel is None:  # a plan made without prepare(): resolve it here
                 kernel = kernels.resolve_kernel(cell.kernel, get_arch(cell.arch))
-            record, qemu_argv = _run(cell, kernel, directory, record)
+            record, qemu_argv, result = _run(cell, kernel, directory, record)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # pytest-timeout's Failed and anything unforeseen
@@ -262,11 +263,19 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
         for initrd in directory.glob("initrd-*.cpio"):  # a copy of a cached file
             initrd.unlink()
         record.write(plan.out)
+        write_cell_ktap(directory, record, result)
     return record
 
 
+def write_cell_ktap(directory: Path, record: CellRecord, result: RunResult | None) -> None:
+    """The cell as KTAP, judged by its expectation (over the run's own `ktap`)."""
+    from ..ktap import write as ktap
+
+    ktap.write(directory / ktap.FILE_NAME, ktap.cell_document(record, result))
+
+
 def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
-         record: CellRecord) -> tuple[CellRecord, Sequence[str]]:
+         record: CellRecord) -> tuple[CellRecord, Sequence[str], RunResult]:
     """The guest run of a cell on the kernel the night resolved."""
     from ..run import RunSpec, run_one  # the guest machinery, only where guests run
 
@@ -274,7 +283,7 @@ def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
                    iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
                    writers=cell.writers)
     result = run_one(spec, directory)
-    return record_from_result(record, result), result.qemu_argv
+    return record_from_result(record, result), result.qemu_argv, result
 
 
 def record_from_result(record: CellRecord, result: RunResult) -> CellRecord:

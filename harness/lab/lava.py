@@ -27,8 +27,8 @@ from ..arches import get_arch
 from ..errors import HarnessError, UsageError
 from ..kernels import ResolvedKernel
 from ..proc import run
-from ..run import RunSpec, Seen, finish
-from .cells import Plan, build_key, record_from_result, repro_record
+from ..run import RunResult, RunSpec, Seen, finish
+from .cells import Plan, build_key, record_from_result, repro_record, write_cell_ktap
 from .lava_job import JobImages, device_dictionary, image_url, job_definition, stress_workload
 from .lava_log import LavaLog, parse_log, workload_result
 from .matrix import Cell
@@ -193,16 +193,19 @@ def run_lava_cell(cell: Cell, plan: Plan, runner: LavaRun | LavaServer,
     key = build_key(cell.arch, cell.kernel)
     kernel, failure = plan.kernels.get(key), plan.build_errors.get(key)
     record = CellRecord(cell=cell)
+    result: RunResult | None = None
     if failure is not None or kernel is None:
         text = f"build failed: {failure or 'kernel not resolved'}"
         record = replace(record, reason=text, error=text)
     else:
-        record = _run_job(cell, kernel, plan, runner, target, directory, record)
+        result = _run_job(cell, kernel, plan, runner, target, directory)
+        record = record_from_result(record, result)
     with signals.deferred():
         record = replace(record, seconds=round(time.monotonic() - started, 3),
                          outcome=outcome(cell.expected, record.verdict),
                          repro=_repro(cell, kernel, failure, directory))
         record.write(plan.out)
+        write_cell_ktap(directory, record, result)
     return record
 
 
@@ -214,7 +217,7 @@ def _repro(cell: Cell, kernel: ResolvedKernel | None, failure: str | None,
 
 
 def _run_job(cell: Cell, kernel: ResolvedKernel, plan: Plan, runner: LavaRun | LavaServer,
-             target: LavaTarget, directory: Path, record: CellRecord) -> CellRecord:
+             target: LavaTarget, directory: Path) -> RunResult:
     spec = RunSpec(kernel=kernel, scenario=cell.scenario, options=cell.options(),
                    iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
                    writers=cell.writers)
@@ -240,8 +243,7 @@ def _run_job(cell: Cell, kernel: ResolvedKernel, plan: Plan, runner: LavaRun | L
     except HarnessError as e:
         seen.error = str(e)
     (directory / "console.log").write_text(log.console_text)
-    result = finish(spec, seen, directory)
-    return record_from_result(record, result)
+    return finish(spec, seen, directory)
 
 
 def _job_seconds(job: dict[str, object]) -> float:

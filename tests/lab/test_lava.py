@@ -16,7 +16,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from harness import lab
+from harness import ktap, lab
 
 from ..conftest import qemu_processes_with
 from .test_lab import CI_MATRIX, oomrace
@@ -76,6 +76,9 @@ def test_lava_run_night_gives_the_local_engines_verdicts(
         cell = json.loads((folder / "cell.json").read_text())
         assert cell["trials"] >= 1 and cell["iterations"] > 0
         assert "OOMRACE-READY" in (folder / "console.log").read_text()
+        cell_ktap = ktap.parse((folder / "ktap").read_text())
+        assert cell_ktap.complete and [t.name for t in cell_ktap.tests] == [cid]
+        assert cell_ktap.tests[0].ok  # as expected: XFAIL detections, a clean control
     bug = json.loads((out / "cells" / CELLS[0] / "cell.json").read_text())
     assert bug["detections"] >= 1
     assert any("memory corruption" in r["title"] or "Bad page" in r["title"]
