@@ -160,12 +160,14 @@ class BisectRun:
     report: dict[str, object]
 
 
-def oomrace_bisect(repo: Path, artifacts: Path, *args: str) -> BisectRun:
+def oomrace_bisect(repo: Path, artifacts: Path, *args: str,
+                   scenario: str | None = "mrelease") -> BisectRun:
+    """`oomrace bisect` in a subprocess; scenario None for a user's reproducer in args."""
     json_path = artifacts / "bisect.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     argv = [sys.executable, "-m", "harness", "bisect", "--repo", str(repo),
-            "--scenario", "mrelease", "--artifacts", str(artifacts),
+            *(["--scenario", scenario] if scenario else []), "--artifacts", str(artifacts),
             "--json", str(json_path), *args]
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
