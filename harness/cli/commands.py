@@ -46,9 +46,10 @@ def _host_cpus(args: argparse.Namespace, stress: bool) -> int:
 
 
 def _options(args: argparse.Namespace) -> MachineOptions:
-    # `run` without --scenario runs a stress scenario; a user's reproducer gets a stress
-    # guest too (its bug may well be a race)
-    smoke = args.command != "run" or args.scenario == "smoke"
+    # `run` without --scenario runs a stress scenario; a user's reproducer gets the plain
+    # guest (2 vCPUs on every host CPU; --cpus for a race of its own)
+    smoke = args.command != "run" or args.scenario == "smoke" or \
+        bool(getattr(args, "repro", None) or getattr(args, "exec_command", None))
     cpus = args.cpus if args.cpus is not None else 2 if smoke else STRESS_CPUS
     if cpus < 1 or args.memory < 128:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
@@ -255,7 +256,8 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
         scenario=args.scenario or "mrelease", recipe_config=args.recipe_config,
         confidence=args.confidence, max_iterations_per_step=args.max_iterations_per_step,
         calibration_batches=args.calibration_batches, find_fix=args.find_fix,
-        artifacts=artifacts, cpus=args.cpus, memory_mb=args.memory, seed=args.seed,
+        artifacts=artifacts, memory_mb=args.memory, seed=args.seed,
+        cpus=args.cpus if args.cpus is not None else 2 if reproducer else STRESS_CPUS,
         repro=None if reproducer is None or reproducer.source is None
         else str(reproducer.source),
         exec_command=reproducer.exec_command if reproducer else None,

@@ -50,7 +50,7 @@ def add_guest_options(p: argparse.ArgumentParser) -> None:
                    help="tcg (default); auto uses KVM only after a probe boot succeeds")
     p.add_argument("--cpus", type=int, default=None,
                    help=f"guest vCPUs (default 2; {STRESS_CPUS} for stress scenarios, which "
-                        "race on them)")
+                        "race on them; 2 for --exec/--repro)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB (default 1024)")
     p.add_argument("--boot-timeout", type=seconds("--boot-timeout"), default=180.0,
                    help="seconds the guest may take to boot (default 180)")
@@ -173,8 +173,8 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--find-fix", action="store_true",
                    help="find the commit that made the bug go away")
     p.add_argument("--resume", action="store_true", help="continue an interrupted bisect")
-    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
-                   help=f"guest vCPUs (default {STRESS_CPUS})")
+    p.add_argument("--cpus", type=int, default=None,
+                   help=f"guest vCPUs (default {STRESS_CPUS}; 2 with --exec/--repro)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
     p.add_argument("--seed", type=int, default=1, help="stress seed (default 1)")
     add_json_option(p, "the report")

@@ -108,3 +108,10 @@ def test_pytest_options_reach_the_guest_factory(tmp_path: Path) -> None:
     done = pytest_in(tmp_path, "--oomrace-append", "a=1", "--oomrace-append", "b",
                      "--oomrace-cpu", "cortex-a57")
     assert "OOMRACE ['a=1', 'b'] cortex-a57" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_reproducer_gets_the_plain_guest_by_default() -> None:
+    options = _cli_options("--exec", "true")
+    assert (options.cpus, options.host_cpus) == (2, 0)
+    assert _cli_options("--exec", "true", "--cpus", "8").cpus == 8
+    assert _cli_options().cpus == 8  # the default scenario is a stress scenario
