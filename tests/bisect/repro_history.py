@@ -15,7 +15,7 @@ from harness import cache
 
 from . import test_bisect as base
 
-HISTORY_SCHEME = 1
+HISTORY_SCHEME = 2  # 2: its own hard-linked objects, no alternates into the upstream
 BUG_PATCH = Path(__file__).parent / "data" / "drop-caches-names-what.patch"
 
 # (tag or None, subject, action) as in test_bisect.PLAN. With four commits after the
@@ -30,7 +30,9 @@ PLAN: list[tuple[str | None, str, tuple[str, ...]]] = [
 
 def _build(out: Path, upstream: Path) -> None:
     tree = out / "repo"
-    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(upstream),
+    # A local clone hard-links the upstream's objects: no alternates path into another
+    # cache entry, which may be rebuilt (or removed) under us.
+    subprocess.run(["git", "-c", "gc.auto=0", "clone", "-q", "--no-checkout", str(upstream),
                     str(tree)], check=True)
     base.git(tree, "config", "gc.auto", "0")  # no repack inside a sealed cache entry
     base.git(tree, "checkout", "-q", "-b", "repro", "good-end")
