@@ -32,6 +32,20 @@ def guest_cmdline(arch: Arch, kernel: KernelImage, key: RunKey,
     return " ".join(dict.fromkeys(args))
 
 
+def guest_spec(arch: Arch, kernel: KernelImage, initrd: Path, key: RunKey,
+               options: MachineOptions, console_log: Path, interactive: bool = False
+               ) -> GuestSpec:
+    """The QEMU spec of a guest from its machine options: the one path from --append and
+    --cpu (MachineOptions.cmdline_extra, .cpu) to qemu_argv, for `run`, `boot`, `bisect`,
+    the pytest plugin and the lab alike."""
+    return GuestSpec(
+        kernel=kernel.path, initrd=initrd,
+        cmdline=guest_cmdline(arch, kernel, key, options.cmdline_extra),
+        console_log=console_log, cpus=options.cpus, memory_mb=options.memory_mb,
+        accel="tcg" if options.accel == "auto" else options.accel,
+        cpu=options.cpu or arch.cpu_for(kernel.release), interactive=interactive)
+
+
 @dataclass
 class GuestArtifacts:
     workdir: Path
@@ -45,7 +59,8 @@ class Guest:
 
     def __init__(self, arch: Arch, kernel: KernelImage, workdir: Path,
                  options: MachineOptions | None = None,
-                 initramfs: rootfs.Initramfs | None = None) -> None:
+                 initramfs: rootfs.Initramfs | None = None,
+                 extra_initrd: tuple[Path, ...] = ()) -> None:
         if kernel.arch != arch.name:
             raise HarnessError(f"kernel {kernel.description} is for {kernel.arch}, "
                                f"not {arch.name}")
@@ -54,6 +69,7 @@ class Guest:
         self.workdir = workdir
         self.options = options or MachineOptions()
         self._initramfs = initramfs
+        self._extra_initrd = extra_initrd  # cpio archives appended (a user's reproducer)
         self.machine: Machine | None = None
         self.serial: SerialRunner | None = None
         self.ssh: SSHRunner | None = None
@@ -66,14 +82,10 @@ class Guest:
     def _machine(self, options: MachineOptions, key: RunKey, tag: str = "") -> Machine:
         initramfs = self._initramfs or rootfs.build(self.arch)
         self._initramfs = initramfs
-        initrd = rootfs.initrd_for(initramfs, self.kernel.modules_cpio, self.workdir)
-        spec = GuestSpec(
-            kernel=self.kernel.path, initrd=initrd,
-            cmdline=guest_cmdline(self.arch, self.kernel, key, options.cmdline_extra),
-            console_log=self.workdir / f"console{tag}.log", cpus=options.cpus,
-            memory_mb=options.memory_mb, accel=options.accel,
-            cpu=options.cpu or self.arch.cpu_for(self.kernel.release),
-        )
+        initrd = rootfs.initrd_for(initramfs, self.kernel.modules_cpio, self.workdir,
+                                   self._extra_initrd)
+        spec = guest_spec(self.arch, self.kernel, initrd, key, options,
+                          self.workdir / f"console{tag}.log")
         return Machine(self.arch, spec, options, self.workdir)
 
     def _probe_kvm(self, timeout: float) -> None:

@@ -36,8 +36,13 @@ OPTIONS: dict[str, dict[str, Any]] = {
                           "(default oomrace-artifacts/pytest-<time>)"},
     "accel": {"default": "tcg", "choices": ("tcg", "kvm", "auto"),
               "help": "QEMU accelerator (default tcg)"},
+    "append": {"action": "append", "default": None,
+               "help": "extra kernel command-line argument for every guest (repeatable)"},
+    "cpu": {"default": None,
+            "help": "QEMU CPU model under TCG (default: by arch and kernel version)"},
 }
 _ALIAS_DEST = "oomrace_deprecated_{}"
+_OLD_NAMES = ("arch", "kernel", "artifacts", "accel")  # the options that had a plain name
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,7 +65,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     yield
     taken = _taken_options(parser)
     group = parser.getgroup("oomrace", "oomrace guests")
-    for name, spec in OPTIONS.items():
+    for name in _OLD_NAMES:
+        spec = OPTIONS[name]
         if f"--{name}" not in taken:
             alias = {k: v for k, v in spec.items() if k != "help"}
             group.addoption(f"--{name}", dest=_ALIAS_DEST.format(name),
@@ -70,7 +76,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
 def _apply_deprecated_aliases(config: pytest.Config) -> None:
     """A value given with an old option name counts, with a warning naming the new one."""
-    for name, spec in OPTIONS.items():
+    for name in _OLD_NAMES:
         value = getattr(config.option, _ALIAS_DEST.format(name), None)
         if value is None:
             continue
@@ -78,7 +84,7 @@ def _apply_deprecated_aliases(config: pytest.Config) -> None:
             f"--{name} is deprecated and will be removed in the next release: use "
             f"--oomrace-{name}"), stacklevel=2)
         dest = f"oomrace_{name}"
-        if spec.get("action") == "append":
+        if OPTIONS[name].get("action") == "append":
             value = [*(getattr(config.option, dest) or []), *value]
         setattr(config.option, dest, value)
 
@@ -162,10 +168,17 @@ def guest_factory(
     base = _test_dir(request.node, oomrace_artifacts)
     default_kernel = request.config.getoption("oomrace_kernel")
     accel = request.config.getoption("oomrace_accel")
+    append = tuple(request.config.getoption("oomrace_append") or ())
+    cpu = request.config.getoption("oomrace_cpu")
 
     def boot(arch: str, kernel: str | None = None, **options: object) -> Guest:
         image = kernel_for(kernel or default_kernel, arch)
         options.setdefault("accel", accel)
+        # --oomrace-append comes after the test's own arguments; --oomrace-cpu unless the
+        # test names a model itself
+        options["cmdline_extra"] = (*options.get("cmdline_extra", ()), *append)  # type: ignore[misc]
+        if cpu is not None:
+            options.setdefault("cpu", cpu)
         workdir = base / f"{arch}-{len(booted)}"
         guest = Guest(get_arch(arch), image, workdir, MachineOptions(**options))  # type: ignore[arg-type]
         booted.append(guest)

@@ -159,17 +159,19 @@ def _write_cpio(target: Path, unpacked: Path, programs: list[Path]) -> None:
             cpio.file(f"bin/{program.name}", program.read_bytes(), 0o755)
 
 
-def initrd_for(initramfs: Initramfs, modules_cpio: Path | None, workdir: Path) -> Path:
-    """The initramfs plus a kernel's modules, as one file QEMU can load (cpio archives
-    concatenate)."""
-    if modules_cpio is None:
+def initrd_for(initramfs: Initramfs, modules_cpio: Path | None, workdir: Path,
+               extra: tuple[Path, ...] = ()) -> Path:
+    """The initramfs plus a kernel's modules and `extra` archives (a user's reproducer), as
+    one file QEMU can load (cpio archives concatenate)."""
+    parts = [p for p in (modules_cpio, *extra) if p is not None]
+    if not parts:
         return initramfs.path
-    key = cache.digest(initramfs.key, cache.file_digest(modules_cpio))
+    key = cache.digest(initramfs.key, *(cache.file_digest(p) for p in parts))
     combined = workdir / f"initrd-{key}.cpio"
     if not combined.exists():
         tmp = combined.with_suffix(".tmp")
         with tmp.open("wb") as out:
-            out.write(initramfs.path.read_bytes())
-            out.write(modules_cpio.read_bytes())
+            for part in (initramfs.path, *parts):
+                out.write(part.read_bytes())
         tmp.rename(combined)
     return combined

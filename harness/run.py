@@ -18,6 +18,7 @@ from .guest import Guest
 from .kernels import KernelImage, ResolvedKernel
 from .ktap import write as ktap
 from .machine import MachineOptions
+from .repro import Reproducer
 from .taint import TaintChange
 from .workload import StressSummary, Workload, WorkloadResult, check_supported, get_workload
 
@@ -36,6 +37,8 @@ class RunSpec:
     writers: int | None = None
     stop_on_first_detection: bool = False
     max_trials: int = 0  # stress: stop after this many batches (0: budget only)
+    # The user's own reproducer instead of the scenario (scenario is then "repro").
+    reproducer: Reproducer | None = None
 
     @property
     def arch(self) -> Arch:
@@ -45,7 +48,7 @@ class RunSpec:
         return get_workload(self.scenario, iterations=self.iterations,
                             duration_s=self.duration_s, seed=self.seed, writers=self.writers,
                             stop_on_first_detection=self.stop_on_first_detection,
-                            max_trials=self.max_trials)
+                            max_trials=self.max_trials, reproducer=self.reproducer)
 
     def checked(self) -> RunSpec:
         """This spec, once its workload and budget are valid and its kernel can run the
@@ -153,7 +156,9 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
     try:
         image = spec.checked().kernel.image
         seen.image = image
-        guest = Guest(spec.arch, image, workdir, spec.options)
+        extra = spec.reproducer.initrd_part(spec.arch) if spec.reproducer else None
+        guest = Guest(spec.arch, image, workdir, spec.options,
+                      extra_initrd=() if extra is None else (extra,))
         try:
             with guest:
                 seen.accel, seen.boot_seconds = guest.accel, guest.boot_seconds

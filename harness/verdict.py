@@ -15,7 +15,8 @@ from typing import Protocol
 from .kernel_log import is_corruption_title as is_corruption_title
 from .kernel_log import title_family as title_family
 
-VERDICTS = ("clean", "corrupted", "crashed", "error")
+VERDICTS = ("clean", "corrupted", "crashed", "failed", "error")
+"""failed: the user's reproducer exited non-zero, with no kernel report to name."""
 
 
 class TitledReport(Protocol):
@@ -34,7 +35,9 @@ class Verdict:
 
 
 def decide(workload_status: str, reports: Sequence[TitledReport], error: str | None) -> Verdict:
-    """`workload_status` is the workload's own word: clean, corrupted or error."""
+    """`workload_status` is the workload's own word: clean, corrupted, failed (a user
+    reproducer exited non-zero) or error. A kernel report outranks the reproducer's exit
+    code: it says more about what went wrong."""
     corruption = [r.title for r in reports if is_corruption(r)]
     crashes = [r.title for r in reports if not is_corruption(r)]
     if workload_status == "corrupted" or corruption:
@@ -42,6 +45,8 @@ def decide(workload_status: str, reports: Sequence[TitledReport], error: str | N
         return Verdict("corrupted", why)
     if crashes:
         return Verdict("crashed", crashes[0])
+    if workload_status == "failed":
+        return Verdict("failed", "the reproducer exited non-zero")
     if error is not None:
         return Verdict("error", error.splitlines()[0] if error else "harness error")
     if workload_status != "clean":

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from . import kernel_log, stress, verdict
 from .errors import HarnessError, UsageError
 from .guest import Guest
+from .repro import Reproducer, ReproRun, ReproSummary
 from .runner import Runner
 
 
@@ -134,29 +135,41 @@ class StressSummary:
 
 @dataclass(frozen=True)
 class WorkloadResult:
-    """A workload's own word (clean, corrupted or error) and its details: the smoke
-    checks or the stress summary."""
+    """A workload's own word (clean, corrupted, failed or error) and its details: the
+    smoke checks, the stress summary or the user reproducer's runs."""
 
     name: str
-    status: str  # clean | corrupted | error
+    status: str  # clean | corrupted | failed (a reproducer exited non-zero) | error
     checks: tuple[SmokeCheck, ...] | None = None
     stress: StressSummary | None = None
+    repro: ReproSummary | None = None
+
+    @property
+    def kind(self) -> str:
+        """smoke, stress or repro (the user's own reproducer)."""
+        if self.repro is not None:
+            return "repro"
+        return "stress" if self.stress is not None else "smoke"
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "status": self.status}
+        data: dict[str, Any] = {"name": self.name, "kind": self.kind, "status": self.status}
         if self.checks is not None:
             data["checks"] = [c.to_json() for c in self.checks]
         if self.stress is not None:
             data.update(self.stress.to_json())
+        if self.repro is not None:
+            data["repro"] = self.repro.to_json()
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkloadResult:
         checks = data.get("checks")
+        repro = data.get("repro")
         return cls(
             name=str(data.get("name", "")), status=str(data.get("status", "error")),
             checks=None if checks is None else tuple(SmokeCheck.from_json(c) for c in checks),
             stress=StressSummary.from_json(data) if "trials" in data else None,
+            repro=None if repro is None else ReproSummary.from_json(repro),
         )
 
 
@@ -305,10 +318,75 @@ def _stop_reason(result: stress.StressResult, batch: StressBatch) -> str | None:
     return None
 
 
+REPRO_NAME = "repro"  # the scenario name of a run of the user's own reproducer
+REPRO_RUN_TIMEOUT = 120.0  # seconds one run of a reproducer may take
+
+
+def _kernel_reports(console_log: Path) -> int:
+    """How many kernel reports of any kind the console log holds so far."""
+    try:
+        text = console_log.read_text(errors="replace")
+    except OSError:
+        return 0
+    return len(kernel_log.parse(text).reports)
+
+
+@dataclass(frozen=True)
+class ReproWorkload:
+    """The user's reproducer run again and again: each run is one trial, which reproduced
+    when the run exited non-zero or the kernel printed a new report meanwhile."""
+
+    reproducer: Reproducer
+    iterations: int = 0  # runs; 0 = until the duration is spent
+    duration_s: float = 30.0
+    stop_on_first_detection: bool = False
+    run_timeout: float = REPRO_RUN_TIMEOUT
+
+    @property
+    def name(self) -> str:
+        return REPRO_NAME
+
+    def run(self, guest: Guest) -> WorkloadResult:
+        started = time.monotonic()
+        deadline = started + self.duration_s
+        console = guest.artifacts.console_log
+        seen = _kernel_reports(console)
+        runs: list[ReproRun] = []
+        first_output, error = "", None
+        while time.monotonic() < deadline and (not self.iterations
+                                               or len(runs) < self.iterations):
+            try:
+                done = guest.runner.run(self.reproducer.command(), self.run_timeout)
+            except HarnessError as e:  # a hang or a lost guest: no verdict from this run
+                error = f"run {len(runs) + 1} of the reproducer: {e}"
+                break
+            now = _kernel_reports(console)
+            runs.append(ReproRun(done.exit_code, now - seen, round(done.seconds, 3)))
+            seen = now
+            if runs[-1].reproduced and not first_output:
+                first_output = done.stdout[-2000:]
+            if runs[-1].reproduced and self.stop_on_first_detection:
+                break
+        summary = ReproSummary(self.reproducer, tuple(runs), first_output,
+                               round(time.monotonic() - started, 3), error)
+        return WorkloadResult(self.name, summary.status, repro=summary)
+
+
+def check_budget(iterations: int, duration_s: float) -> None:
+    if iterations < 0 or not (math.isfinite(duration_s) and duration_s > 0):  # nan: never ends
+        raise UsageError("--iterations must be >= 0 and --duration > 0")
+
+
 def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,
                  seed: int | None = None, writers: int | None = None,
-                 stop_on_first_detection: bool = False, max_trials: int = 0) -> Workload:
-    """The workload called `name`: smoke, or a stress scenario with its budget."""
+                 stop_on_first_detection: bool = False, max_trials: int = 0,
+                 reproducer: Reproducer | None = None) -> Workload:
+    """The workload called `name`: smoke, a stress scenario with its budget, or (with
+    `reproducer`) the user's reproducer with its budget."""
+    if reproducer is not None:
+        check_budget(iterations, duration_s)
+        return ReproWorkload(reproducer, iterations=iterations, duration_s=duration_s,
+                             stop_on_first_detection=stop_on_first_detection)
     if name in WORKLOADS:
         return WORKLOADS[name]
     try:
@@ -316,8 +394,7 @@ def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,
     except HarnessError:
         valid = ", ".join([*sorted(WORKLOADS), *(s.value for s in stress.Scenario)])
         raise UsageError(f"unknown scenario {name!r}; valid scenarios: {valid}") from None
-    if iterations < 0 or not (math.isfinite(duration_s) and duration_s > 0):  # nan: never ends
-        raise UsageError("--iterations must be >= 0 and --duration > 0")
+    check_budget(iterations, duration_s)
     options = stress.StressOptions(scenario=scenario, seed=seed, writers=writers)
     return StressWorkload(options, iterations=iterations, duration_s=duration_s,
                           stop_on_first_detection=stop_on_first_detection,
@@ -326,7 +403,7 @@ def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,
 
 def check_supported(name: str, release: str | None) -> None:
     """UsageError when a kernel of `release` cannot run the scenario called `name`."""
-    if name in WORKLOADS:
+    if name in WORKLOADS or name == REPRO_NAME:
         return
     reason = stress.Scenario.parse(name).unsupported_by(release)
     if reason is not None:

@@ -16,7 +16,6 @@ from ..errors import HarnessError, MissingToolError, UsageError
 from .git import Git
 from .state import BisectConfig, BisectState, StepRecord, load_state, save_state, state_path
 from .stats import (
-    BATCH_ITERATIONS,
     BATCH_SECONDS,
     bisect_confidence,
     calibration_bounds,
@@ -123,24 +122,29 @@ class Bisector:
         sha = st.bad_sha
         self._checkout(sha)
         self.out(f"calibrating on the bad end {sha[:12]} ({self.git.subject(sha)}): "
-                 f"{cfg.calibration_batches} trials of {BATCH_ITERATIONS} iterations")
+                 f"{cfg.calibration_batches} trials of {cfg.iterations_per_trial} "
+                 f"iteration(s) of {cfg.workload}")
         workdir = self._workdir("bad-end", sha)
         outcome = self._run_step(StepRequest(sha, workdir, cfg.calibration_batches,
                                              stop_on_first=False, seed=cfg.seed))
         if outcome.kind == "build_failed":
             raise UsageError(f"the bad end {sha[:12]} does not build: "
                              f"{_first_line(outcome.error)}")
+        repro = cfg.reproducer() is not None
         if outcome.detections == 0 and not outcome.checker_corruptions \
-                and not outcome.corruption_titles:
+                and not outcome.corruption_titles and not outcome.failures:
             if outcome.kind == "error":
                 raise UsageError(f"the bad end {sha[:12]} could not be tested: "
                                  f"{_first_line(outcome.error)}")
             raise UsageError(
                 f"the bad end {sha[:12]} did not reproduce in {outcome.iterations} iterations "
-                f"({outcome.trials} trials of {cfg.scenario} on {cfg.arch}): no bisect on a "
+                f"({outcome.trials} trials of {cfg.workload} on {cfg.arch}): no bisect on a "
                 f"non-reproducing bug (console log: {outcome.console_log})")
-        signature = Signature(outcome.checker_corruptions > 0,
-                              tuple(dict.fromkeys(outcome.corruption_titles)))
+        # A user's reproducer: its exit code and any kernel report (an oops, a hang
+        # report) are the bug; for our scenarios only corruption is.
+        titles = [*outcome.corruption_titles, *(outcome.crash_titles if repro else [])]
+        signature = Signature(outcome.checker_corruptions > 0, tuple(dict.fromkeys(titles)),
+                              failure=outcome.failures > 0, crashes=repro)
         trials = max(outcome.trials, outcome.detections, 1)
         detections = max(outcome.detections, 1)
         bounds = calibration_bounds(detections, trials, cfg.confidence)
@@ -165,7 +169,7 @@ class Bisector:
                  f"p >= {cal['p_low']:.3f} (one-sided Clopper-Pearson, "
                  f"{cal['p_low_confidence']:.3f})\n"
                  f"  plan: a good verdict needs {plan['trials_per_good']} clean trials "
-                 f"({plan['trials_per_good'] * BATCH_ITERATIONS} iterations), per-verdict "
+                 f"({plan['trials_per_good'] * cfg.iterations_per_trial} iterations), per-verdict "
                  f"confidence {plan['per_verdict_confidence']:.4f}; {st.commits_in_range} "
                  f"commits in range, ~{plan['expected_steps']} steps, expected cost "
                  f"<= {plan['expected_seconds'] / 60:.1f} min")
@@ -180,7 +184,7 @@ class Bisector:
         n = needed_trials(float(cal["p_low"]), per)
         capped = False
         if cfg.max_iterations_per_step is not None:
-            cap = max(1, cfg.max_iterations_per_step // BATCH_ITERATIONS)
+            cap = max(1, cfg.max_iterations_per_step // cfg.iterations_per_trial)
             if n > cap:
                 n, capped = cap, True
         steps = bound - 2

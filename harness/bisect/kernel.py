@@ -12,20 +12,21 @@ from ..kernels import ResolvedKernel
 from ..machine import MachineOptions
 from .engine import BisectAborted
 from .state import BisectConfig
-from .stats import BATCH_ITERATIONS, BATCH_SECONDS
+from .stats import BATCH_SECONDS
 from .steps import StepKind, StepOutcome, StepRequest
 
 
 @dataclass
 class KernelStepRunner:
     """Builds the checked-out tree with the recipe's base/fragments/cmdline (not its
-    patches) and runs the scenario on it."""
+    patches) and runs the scenario (or the user's reproducer) on it."""
 
     config: BisectConfig
     progress: bool = True
 
     def __call__(self, request: StepRequest) -> StepOutcome:
         from ..run import RunSpec, run_one  # booting pulls in much; keep imports lazy
+        from ..workload import REPRO_NAME, REPRO_RUN_TIMEOUT
 
         cfg = self.config
         recipe = replace(kbuild.load_recipe(cfg.recipe_config), patches=())
@@ -42,32 +43,38 @@ class KernelStepRunner:
             raise BisectAborted(f"built {built.source_identity}, expected git:"
                                 f"{request.commit} (did the working tree change?)")
         arch = get_arch(cfg.arch)
-        options = MachineOptions(cpus=cfg.cpus, memory_mb=cfg.memory_mb,
-                                 cmdline_extra=tuple(built.cmdline))
-        iterations = request.trials * BATCH_ITERATIONS
+        options = MachineOptions(cpus=cfg.cpus, memory_mb=cfg.memory_mb, cpu=cfg.cpu,
+                                 cmdline_extra=(*built.cmdline, *cfg.append))
+        reproducer = cfg.reproducer()
+        iterations = request.trials * cfg.iterations_per_trial
+        # A budget that the trials, not the clock, end: a stress trial takes at most
+        # BATCH_SECONDS, a reproducer's run at most REPRO_RUN_TIMEOUT.
+        per_trial = REPRO_RUN_TIMEOUT if reproducer else BATCH_SECONDS * 2
         # The kernel just built, passed down as it is: run_one resolves nothing.
         kernel = ResolvedKernel(str(built.image), arch, kernels.from_build(built))
-        spec = RunSpec(kernel=kernel, scenario=cfg.scenario,
+        spec = RunSpec(kernel=kernel, scenario=REPRO_NAME if reproducer else cfg.scenario,
                        options=options, iterations=iterations,
-                       duration_s=request.trials * BATCH_SECONDS * 2 + 30,
+                       duration_s=request.trials * per_trial + 30, reproducer=reproducer,
                        seed=request.seed, stop_on_first_detection=request.stop_on_first)
         result = run_one(spec, request.workdir)
-        work = result.stress
+        work = result.stress or result.workload.repro
         titles = [r.title for r in result.reports]
         trials = work.trials if work else 0
         kind: StepKind = "error" if result.verdict == "error" or (
             result.error and not trials) else "ran"
         return StepOutcome(
             kind=kind, trials=trials, detections=work.detections if work else 0,
-            iterations=work.iterations if work else 0,
-            checker_corruptions=work.checker_corruptions if work else 0,
+            iterations=result.stress.iterations if result.stress else trials,
+            checker_corruptions=result.stress.checker_corruptions if result.stress else 0,
+            failures=result.workload.repro.failures if result.workload.repro else 0,
             corruption_titles=[t for t in titles if verdict.is_corruption_title(t)],
             crash_titles=[t for t in titles if not verdict.is_corruption_title(t)],
             error=result.error or (work.error if work else None),
             seconds=round(time.monotonic() - started, 1), build_seconds=build_s,
             boot_seconds=result.boot_seconds,
             trial_seconds=round(work.seconds / trials, 2) if work and trials else None,
-            first_detection_seconds=work.first_detection_seconds if work else None,
+            first_detection_seconds=result.stress.first_detection_seconds
+            if result.stress else None,
             console_log=result.console_log, kernel=str(built.image),
             kernel_built=not built.cached,
         )

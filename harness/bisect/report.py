@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .state import BisectState, state_path
-from .stats import BATCH_ITERATIONS
 
 
 def kernel_builds(state: BisectState) -> int:
@@ -46,7 +45,7 @@ def report_text(state: BisectState) -> str:
     if cal:
         lines.append(f"detection rate p: {cal['detections']}/{cal['trials']} trials = "
                      f"{cal['p']:.2f}, {_rate_bounds(cal)} "
-                     f"(trial = {BATCH_ITERATIONS} iterations of {cfg.scenario} on "
+                     f"(trial = {cfg.iterations_per_trial} iteration(s) of {cfg.workload} on "
                      f"{cfg.arch}, {cfg.cpus} vCPUs)")
     if state.signature:
         lines.append(f"signature: {state.signature.describe()}")

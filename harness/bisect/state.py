@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import atomicio, schema
 from ..errors import UsageError
+from ..repro import Reproducer
 from .git import Git
 from .steps import Signature, StepOutcome
 
@@ -32,6 +33,28 @@ class BisectConfig:
     cpus: int = 8
     memory_mb: int = 1024
     seed: int | None = 1
+    # The user's own reproducer instead of the scenario (repro.Reproducer): a C file or a
+    # command line for the guest's shell; one run of it is one trial.
+    repro: str | None = None
+    exec_command: str | None = None
+    append: list[str] = field(default_factory=list)  # extra kernel command line
+    cpu: str | None = None  # QEMU CPU model; None: by arch and kernel version
+
+    def reproducer(self) -> Reproducer | None:
+        return Reproducer.from_options(self.exec_command, self.repro)
+
+    @property
+    def iterations_per_trial(self) -> int:
+        """A trial is a stress batch, or one run of the user's reproducer."""
+        from .stats import BATCH_ITERATIONS
+
+        return 1 if self.reproducer() else BATCH_ITERATIONS
+
+    @property
+    def workload(self) -> str:
+        """What a trial runs, for messages."""
+        found = self.reproducer()
+        return found.describe() if found else self.scenario
 
     @property
     def terms(self) -> tuple[str, str]:
@@ -125,7 +148,7 @@ class BisectState:
             config=BisectConfig.from_dict(d["config"]), good_sha=d["good"], bad_sha=d["bad"],
             commits_in_range=d["commits_in_range"], started_at=d["started_at"],
             phase=d["phase"], calibration=d.get("calibration"),
-            signature=Signature(sig["checker"], tuple(sig["titles"])) if sig else None,
+            signature=Signature.from_dict(sig) if sig else None,
             noise=list(d.get("noise", [])), plan=d.get("plan"),
             records=[StepRecord.from_dict(r) for r in d.get("steps", [])],
             result=d.get("result"), seconds=float(d.get("seconds", 0.0)),

@@ -19,20 +19,34 @@ Verdict = Literal["bad", "good", "skip"]
 
 @dataclass(frozen=True)
 class Signature:
-    """What the bug looks like: checker corruption and/or kernel corruption titles."""
+    """What the bug looks like: checker corruption and/or kernel corruption titles; for a
+    user's reproducer, its non-zero exit (`failure`) and/or any kernel report's title
+    (`crashes`: an oops is the bug, not noise)."""
 
     checker: bool
     titles: tuple[str, ...]
+    failure: bool = False
+    crashes: bool = False
 
-    def matches(self, checker_corruptions: int, titles: list[str]) -> bool:
-        if self.checker and checker_corruptions > 0:
+    def matches(self, checker_corruptions: int, titles: list[str], failures: int = 0) -> bool:
+        if (self.checker and checker_corruptions > 0) or (self.failure and failures > 0):
             return True
         families = {title_family(t) for t in self.titles}
         return any(t in self.titles or title_family(t) in families for t in titles)
 
     def describe(self) -> str:
-        parts = (["checker corruption"] if self.checker else []) + list(self.titles)
+        parts = (["checker corruption"] if self.checker else []) + \
+            (["reproducer exit code"] if self.failure else []) + list(self.titles)
         return " | ".join(parts) or "(none)"
+
+    def relevant(self, outcome: StepOutcome) -> list[str]:
+        """The titles of a step this signature is compared with."""
+        return [*outcome.corruption_titles, *(outcome.crash_titles if self.crashes else [])]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Signature:
+        return cls(bool(d["checker"]), tuple(d["titles"]), bool(d.get("failure", False)),
+                   bool(d.get("crashes", False)))
 
 
 # --- steps ---------------------------------------------------------------------------
@@ -59,6 +73,7 @@ class StepOutcome:
     detections: int = 0  # trials in which corruption showed (any signature)
     iterations: int = 0
     checker_corruptions: int = 0
+    failures: int = 0  # runs of a user's reproducer that exited non-zero
     corruption_titles: list[str] = field(default_factory=list)
     crash_titles: list[str] = field(default_factory=list)
     error: str | None = None
@@ -99,9 +114,11 @@ def classify(outcome: StepOutcome, signature: Signature, noise: set[str],
     if outcome.kind == "build_failed":
         m = re.search(r"^.*\berror\b:.*$", outcome.error or "", re.M | re.I)
         return "skip", f"build failed: {(m.group(0) if m else _first_line(outcome.error))[:200]}"
-    if signature.matches(outcome.checker_corruptions, outcome.corruption_titles):
-        what = next((t for t in outcome.corruption_titles
-                     if signature.matches(0, [t])), "checker corruption")
+    titles = signature.relevant(outcome)
+    if signature.matches(outcome.checker_corruptions, titles, outcome.failures):
+        what = next((t for t in titles if signature.matches(0, [t])),
+                    "checker corruption" if outcome.checker_corruptions
+                    else "the reproducer exited non-zero")
         return "bad", f"signature seen: {what}"
     unrelated = [t for t in [*outcome.corruption_titles, *outcome.crash_titles]
                  if t not in noise]

@@ -53,7 +53,7 @@ def command_table() -> tuple[Command, ...]:
         "Build (or find cached) a kernel: a recipe, or any source with the config of a "
         "recipe and your patches. Prints the image path last.")
     return (
-        Command("run", "boot guests, run a scenario, decide a verdict",
+        Command("run", "boot guests, run a scenario (or your reproducer), decide a verdict",
                 options.add_run_options, cmd_run),
         Command("boot", "boot a guest and attach its console (Ctrl-A X quits)",
                 options.add_boot_options, cmd_boot),
@@ -66,9 +66,9 @@ def command_table() -> tuple[Command, ...]:
         Command("bisect", "git-bisect a kernel tree for the commit that brought (or fixed) "
                 "a bug", options.add_bisect_options, cmd_bisect,
                 "Drive `git bisect` over a kernel git tree: build each commit, boot it, run "
-                "the scenario; a commit is bad as soon as the bug's signature shows, good "
-                "after enough clean trials for --confidence. Ctrl-C keeps the bisect; "
-                "--resume continues it."),
+                "the scenario (or your --exec/--repro reproducer); a commit is bad as soon "
+                "as the bug's signature shows, good after enough clean trials for "
+                "--confidence. Ctrl-C keeps the bisect; --resume continues it."),
         Command("lab", "nightly lab: run a matrix of cells in parallel, or merge shard outputs",
                 options.add_lab_options, cmd_lab,
                 "Run the cells of a matrix file (configs/nightly.toml) as pytest tests in "

@@ -6,20 +6,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import atomicio, kbuild, kernel_log, kernels, schema, symbolize
-from ..arches import GuestSpec, parse_arch_list, qemu_argv
+from ..arches import parse_arch_list, qemu_argv
 from ..errors import EXIT_VERDICT, HarnessError, MissingToolError, UsageError
-from ..guest import guest_cmdline
+from ..guest import guest_spec
 from ..kernel_log.symbols import location_of
 from ..ktap import write as ktap
 from ..machine import MachineOptions
+from ..repro import Reproducer
 from ..run import RunResult, RunSpec, new_run_dir, run_one
 from ..stress import Scenario
 from ..tools import doctor
-from ..workload import get_workload
+from ..workload import REPRO_NAME, get_workload
 from .options import DEFAULT_ARTIFACTS, STRESS_CPUS, STRESS_HOST_CPUS
 from .output import STDOUT, write_json, write_result_text
 
@@ -45,8 +47,10 @@ def _host_cpus(args: argparse.Namespace, stress: bool) -> int:
 
 
 def _options(args: argparse.Namespace) -> MachineOptions:
-    # `run` without --scenario runs a stress scenario
-    smoke = args.command != "run" or args.scenario == "smoke"
+    # `run` without --scenario runs a stress scenario; a user's reproducer gets the plain
+    # guest (2 vCPUs on every host CPU; --cpus for a race of its own)
+    smoke = args.command != "run" or args.scenario == "smoke" or \
+        bool(getattr(args, "repro", None) or getattr(args, "exec_command", None))
     cpus = args.cpus if args.cpus is not None else 2 if smoke else STRESS_CPUS
     if cpus < 1 or args.memory < 128:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
@@ -69,6 +73,10 @@ def _summary(result: RunResult) -> str:
         lines.append(f"  stress:  {result.workload.name}: {work.iterations} iterations in "
                      f"{work.trials} batches, {work.detections} with corruption, "
                      f"rate {rate}, checker records {work.checker_corruptions}")
+    repro = result.workload.repro
+    if repro is not None:
+        lines.append(f"  repro:   {repro.reproducer.describe()}: {repro.trials} runs, "
+                     f"{repro.detections} reproduced ({repro.failures} exited non-zero)")
     titles: dict[str, int] = {}
     for report in result.reports:
         where = location_of(report.symbolized, report.guilty_function)
@@ -105,25 +113,39 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run_guests(args: argparse.Namespace) -> tuple[list[RunResult], Path]:
     arches = parse_arch_list(args.arch or ["x86_64"])
+    reproducer = _reproducer(args)
     options = _options(args)
     specs = []
     for arch in arches:  # bad kernels and scenarios are refused before anything boots
+        if reproducer is not None:
+            reproducer.initrd_part(arch)  # a reproducer that does not compile: exit 2 now
         kernel = kernels.resolve_kernel(args.kernel, arch)  # once: run_one reuses it
-        scenario = args.scenario or Scenario.strongest_for(kernel.release).value
+        scenario = REPRO_NAME if reproducer else \
+            args.scenario or Scenario.strongest_for(kernel.release).value
         specs.append(RunSpec(kernel=kernel, scenario=scenario, options=options,
                              iterations=args.iterations, duration_s=args.duration,
-                             seed=args.seed, writers=args.writers).checked())
+                             seed=args.seed, writers=args.writers,
+                             reproducer=reproducer).checked())
     run_dir = new_run_dir(args.artifacts)
     results = []
     for spec in specs:
         result = run_one(spec, run_dir / spec.arch.name)
         print(_summary(result), flush=True)
         results.append(result)
-    if args.scenario is None:
+    if args.scenario is None and reproducer is None:
         print(f"\nThe seed bug (CVE-2017-18202) caught on Linux 4.14.2 through the OOM "
               f"killer, and the fixes from its thread judged side by side:\n  {SEED_BUG_COMMAND}",
               flush=True)
     return results, run_dir
+
+
+def _reproducer(args: argparse.Namespace) -> Reproducer | None:
+    """--exec or --repro, which replace the scenario."""
+    reproducer = Reproducer.from_options(args.exec_command, args.repro)
+    if reproducer is not None and args.scenario is not None:
+        raise UsageError(f"{reproducer.describe().split()[0]} runs your reproducer instead "
+                         f"of a scenario: drop --scenario {args.scenario}")
+    return reproducer
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -140,12 +162,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     key.save(run_dir / "id_ed25519")
     initrd = rootfs.initrd_for(rootfs.build(arch), image.modules_cpio, run_dir)
     port = free_port()
-    cmdline = guest_cmdline(arch, image, key, options.cmdline_extra)
-    spec = GuestSpec(kernel=image.path, initrd=initrd, cmdline=cmdline,
-                     console_log=run_dir / "console.log", cpus=options.cpus,
-                     memory_mb=options.memory_mb, accel=options.accel if options.accel != "auto"
-                     else "tcg", ssh_port=port, interactive=True,
-                     cpu=options.cpu or arch.cpu_for(image.release))
+    spec = replace(guest_spec(arch, image, initrd, key, options, run_dir / "console.log",
+                              interactive=True), ssh_port=port)
     print(f"console log: {spec.console_log}\n"
           f"ssh: ssh -i {run_dir / 'id_ed25519'} -p {port} root@127.0.0.1\n"
           "quit: Ctrl-A X (or `reboot -f` in the guest)", flush=True)
@@ -239,15 +257,24 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
     arch = parse_arch_list([args.arch])
     if len(arch) != 1:
         raise UsageError("bisect needs a single --arch")
-    get_workload(args.scenario)
+    reproducer = _reproducer(args)
+    if reproducer is not None:
+        reproducer.initrd_part(arch[0])  # a reproducer that does not compile: exit 2 now
+    else:
+        get_workload(args.scenario or "mrelease")
     kbuild.load_recipe(args.recipe_config)
     artifacts = args.artifacts or DEFAULT_ARTIFACTS / f"bisect-{_bisect_stamp()}"
     return bisect.BisectConfig(
         repo=args.repo, good=args.good, bad=args.bad, arch=arch[0].name,
-        scenario=args.scenario, recipe_config=args.recipe_config,
+        scenario=args.scenario or "mrelease", recipe_config=args.recipe_config,
         confidence=args.confidence, max_iterations_per_step=args.max_iterations_per_step,
         calibration_batches=args.calibration_batches, find_fix=args.find_fix,
-        artifacts=artifacts, cpus=args.cpus, memory_mb=args.memory, seed=args.seed)
+        artifacts=artifacts, memory_mb=args.memory, seed=args.seed,
+        cpus=args.cpus if args.cpus is not None else 2 if reproducer else STRESS_CPUS,
+        repro=None if reproducer is None or reproducer.source is None
+        else str(reproducer.source),
+        exec_command=reproducer.exec_command if reproducer else None,
+        append=list(args.append), cpu=args.cpu)
 
 
 def _bisect_stamp() -> str:

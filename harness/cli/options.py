@@ -50,7 +50,7 @@ def add_guest_options(p: argparse.ArgumentParser) -> None:
                    help="tcg (default); auto uses KVM only after a probe boot succeeds")
     p.add_argument("--cpus", type=int, default=None,
                    help=f"guest vCPUs (default 2; {STRESS_CPUS} for stress scenarios, which "
-                        "race on them)")
+                        "race on them; 2 for --exec/--repro)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB (default 1024)")
     p.add_argument("--boot-timeout", type=seconds("--boot-timeout"), default=180.0,
                    help="seconds the guest may take to boot (default 180)")
@@ -62,16 +62,29 @@ def add_guest_options(p: argparse.ArgumentParser) -> None:
                         "for old kernels, e.g. cortex-a57 for arm64 kernels before 6.1)")
 
 
+def add_repro_options(p: argparse.ArgumentParser) -> None:
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--repro", default=None, metavar="FILE.c",
+                      help="your own reproducer instead of a scenario: a C file, built "
+                           "statically for the guest's arch and run as /bin/oomrace-repro; "
+                           "a run reproduced when it exits non-zero or the kernel reports")
+    what.add_argument("--exec", dest="exec_command", default=None, metavar="COMMAND",
+                      help="your own reproducer instead of a scenario: a command line for "
+                           "the guest's shell, judged as --repro")
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     add_guest_options(p)
+    add_repro_options(p)
     p.add_argument("--scenario", default=None,
                    help=f"a stress scenario: {STRESS_SCENARIOS}; or {CHECK_WORKLOADS} (boot "
                         "and runners only). Default: the strongest the kernel supports "
                         "(mrelease from Linux 5.15, oom before)")
     p.add_argument("--iterations", type=int, default=0,
-                   help="stress: stop after this many iterations (default: duration only)")
+                   help="stress: stop after this many iterations; --repro/--exec: runs "
+                        "(default: duration only)")
     p.add_argument("--duration", type=seconds("--duration"), default=30.0,
-                   help="stress: seconds of stress per guest (default 30)")
+                   help="stress or reproducer: seconds per guest (default 30)")
     p.add_argument("--seed", type=int, default=None, help="stress: random seed")
     p.add_argument("--writers", type=int, default=None,
                    help="stress: writer threads (default: vCPUs - 1)")
@@ -143,8 +156,13 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--good", help="revision without the bug (with --find-fix: the newer end)")
     p.add_argument("--bad", help="revision with the bug (with --find-fix: the older end)")
     p.add_argument("--arch", default=None, help=f"guest arch ({arch_help(with_all=False)})")
-    p.add_argument("--scenario", default="mrelease",
+    p.add_argument("--scenario", default=None,
                    help=f"stress scenario: {STRESS_SCENARIOS} (default mrelease)")
+    add_repro_options(p)
+    p.add_argument("--append", action="append", default=[],
+                   help="extra kernel command-line argument (repeatable)")
+    p.add_argument("--cpu", default=None,
+                   help="QEMU CPU model under TCG (default: by arch and kernel version)")
     p.add_argument("--recipe-config", default="v6.1",
                    help="recipe whose base config, fragments and cmdline are used (its "
                         "patches are not applied; default v6.1)")
@@ -158,8 +176,8 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--find-fix", action="store_true",
                    help="find the commit that made the bug go away")
     p.add_argument("--resume", action="store_true", help="continue an interrupted bisect")
-    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
-                   help=f"guest vCPUs (default {STRESS_CPUS})")
+    p.add_argument("--cpus", type=int, default=None,
+                   help=f"guest vCPUs (default {STRESS_CPUS}; 2 with --exec/--repro)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
     p.add_argument("--seed", type=int, default=1, help="stress seed (default 1)")
     add_json_option(p, "the report")

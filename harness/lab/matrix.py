@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import itertools
 import re
+import shlex
 import tomllib
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -222,7 +223,8 @@ AXES: tuple[Axis, ...] = (
 )
 # Keys that set one value for every cell of an entry (an axis of the same key wins).
 SETTING_KEYS = ("repeats", "expected", "iterations", "duration", "cpus", "memory",
-                "boot_timeout", "timeout", "seed", "writers", "accel", "description")
+                "boot_timeout", "timeout", "seed", "writers", "accel", "append", "cpu",
+                "description")
 
 
 def cell_keys() -> tuple[str, ...]:
@@ -254,6 +256,8 @@ class Cell:
     seed: int = 0
     writers: int | None = None
     accel: str = "tcg"
+    append: tuple[str, ...] = ()  # extra kernel command line (`oomrace run --append`)
+    cpu: str | None = None  # QEMU CPU model (`--cpu`); None: by arch and kernel version
     line: int = 0  # the matrix entry this cell came from
     description: str = ""
 
@@ -271,7 +275,8 @@ class Cell:
 
     def options(self) -> MachineOptions:
         return MachineOptions(cpus=self.cpus, memory_mb=self.memory_mb, accel=self.accel,
-                              boot_timeout=self.boot_timeout)
+                              boot_timeout=self.boot_timeout, cmdline_extra=self.append,
+                              cpu=self.cpu)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **asdict(self)}
@@ -279,7 +284,9 @@ class Cell:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Cell:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values["append"] = tuple(values.get("append") or ())  # a JSON list
+        return cls(**values)
 
 
 def cell_id(axis_values: Mapping[str, Any], repeat: int) -> str:
@@ -292,7 +299,7 @@ def cell_id(axis_values: Mapping[str, Any], repeat: int) -> str:
 # format); the second group only for stress scenarios. An axis's own flag comes first.
 _REPRO_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("cpus", "--cpus", ""), ("memory_mb", "--memory", ""), ("accel", "--accel", ""),
-    ("boot_timeout", "--boot-timeout", "g"))
+    ("boot_timeout", "--boot-timeout", "g"), ("cpu", "--cpu", ""))
 _REPRO_STRESS: tuple[tuple[str, str, str], ...] = (
     ("iterations", "--iterations", ""), ("duration_s", "--duration", "g"),
     ("seed", "--seed", ""), ("writers", "--writers", ""))
@@ -309,6 +316,8 @@ def repro_command(cell: Cell) -> str:
         value = getattr(cell, name)
         if name not in on_axes and value is not None:
             argv += [flag, format(value, spec)]
+    for argument in cell.append:
+        argv += ["--append", shlex.quote(argument)]
     return " ".join(argv)
 
 
@@ -421,7 +430,25 @@ class _Settings:
     boot_timeout: float
     seed: int | None
     accel: str
+    append: tuple[str, ...]
+    cpu: str | None
     description: str
+
+
+def _append(value: Any, key: str, where: _Where) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.strip()
+                                               for v in values):
+        raise where.error(key, f"append must be a kernel argument or a list of them, "
+                               f"not {value!r}")
+    return tuple(values)
+
+
+def _cpu(value: Any, key: str, where: _Where) -> str:
+    if not isinstance(value, str) or not value.strip() or value.startswith("-"):
+        raise where.error(key, f"cpu must be a QEMU CPU model name such as cortex-a57, "
+                               f"not {value!r}")
+    return value
 
 
 def _accel(value: Any, key: str, where: _Where) -> str:
@@ -442,6 +469,8 @@ def _settings(entry: _Entry) -> _Settings:
         boot_timeout=entry.read("boot_timeout", 300.0, _number),
         seed=entry.read("seed", None, at_least(0)),
         accel=entry.read("accel", "tcg", _accel),
+        append=entry.read("append", (), _append),
+        cpu=entry.read("cpu", None, _cpu),
         description=entry.read("description", "", lambda value, key, where: str(value)),
     )
 

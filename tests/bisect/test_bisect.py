@@ -109,6 +109,10 @@ def _build_history(out: Path) -> None:
                GIT_COMMITTER_NAME="oomrace", GIT_COMMITTER_EMAIL="oomrace@localhost")
     git(tree, "init", "-q", "-b", "main")
     git(tree, "config", "core.autocrlf", "false")
+    # No automatic gc: after the commits below, git would repack the 80,000 loose objects
+    # in the background, inside the sealed cache entry, which the next use then finds
+    # damaged and rebuilds (minutes, each time).
+    git(tree, "config", "gc.auto", "0")
     # Debian's tree ignores everything at the top level: add with -f.
     git(tree, "add", "-A", "-f")
     when = 1_700_000_000
@@ -160,12 +164,14 @@ class BisectRun:
     report: dict[str, object]
 
 
-def oomrace_bisect(repo: Path, artifacts: Path, *args: str) -> BisectRun:
+def oomrace_bisect(repo: Path, artifacts: Path, *args: str,
+                   scenario: str | None = "mrelease") -> BisectRun:
+    """`oomrace bisect` in a subprocess; scenario None for a user's reproducer in args."""
     json_path = artifacts / "bisect.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     argv = [sys.executable, "-m", "harness", "bisect", "--repo", str(repo),
-            "--scenario", "mrelease", "--artifacts", str(artifacts),
+            *(["--scenario", scenario] if scenario else []), "--artifacts", str(artifacts),
             "--json", str(json_path), *args]
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,

@@ -216,7 +216,8 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
     class BootCut:
         """A guest whose boot is cut by SIGTERM after the console log has started."""
 
-        def __init__(self, arch: object, image: object, workdir: Path, options: object) -> None:
+        def __init__(self, arch: object, image: object, workdir: Path, options: object,
+                     extra_initrd: tuple[Path, ...] = ()) -> None:
             self.artifacts = GuestArtifacts(workdir, workdir / "console.log",
                                             workdir / "dmesg.txt")
 

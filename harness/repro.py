@@ -1,0 +1,172 @@
+"""The user's own reproducer: a C file built statically for the guest's arch (cached by
+content, put in the initramfs as /bin/oomrace-repro) or a command line for the guest's
+shell. Each run of it is one trial: it reproduced when it exited non-zero or the kernel
+printed a new report while it ran (the workload is workload.ReproWorkload)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from . import cache, proc
+from .arches import Arch
+from .cpio import CpioWriter
+from .errors import UsageError
+from .tools import arch_tools, require
+
+GUEST_PATH = "/bin/oomrace-repro"
+CFLAGS = ("-std=gnu11", "-static", "-O2", "-pthread")
+COMPILE_SCHEME = 1  # bump when the build below changes
+ERROR_LINES = 3  # the compiler's first error lines shown in the one-line error
+
+
+@dataclass(frozen=True)
+class Reproducer:
+    """What to run in the guest: `exec` (a command line for the guest's shell) or a C
+    `source` file (compiled for the guest's arch). Exactly one is set."""
+
+    exec_command: str | None = None
+    source: Path | None = None
+
+    @classmethod
+    def from_options(cls, exec_command: str | None, source: str | Path | None
+                     ) -> Reproducer | None:
+        """The reproducer of --exec / --repro, checked; None when neither is given."""
+        if exec_command is not None and source is not None:
+            raise UsageError("give --exec COMMAND or --repro FILE.c, not both")
+        if exec_command is not None:
+            if not exec_command.strip():
+                raise UsageError("--exec needs a command, not an empty string")
+            return cls(exec_command=exec_command)
+        if source is None:
+            return None
+        path = Path(source).expanduser().resolve()
+        if not path.is_file():
+            raise UsageError(f"--repro {source}: no such file; give the reproducer's C source")
+        if path.suffix != ".c":
+            raise UsageError(f"--repro {source}: not a C file (the name must end in .c); "
+                             "for a script or a command use --exec")
+        return cls(source=path)
+
+    @property
+    def kind(self) -> str:
+        return "exec" if self.exec_command is not None else "program"
+
+    def describe(self) -> str:
+        return f"--exec {self.exec_command!r}" if self.exec_command is not None \
+            else f"--repro {self.source}"
+
+    def command(self) -> str:
+        """The guest shell's command line for one run."""
+        return self.exec_command if self.exec_command is not None else GUEST_PATH
+
+    def initrd_part(self, arch: Arch) -> Path | None:
+        """A cpio archive with the compiled program, appended to the initramfs."""
+        return None if self.source is None else build(self.source, arch) / "repro.cpio"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "exec": self.exec_command,
+                "source": None if self.source is None else str(self.source)}
+
+
+def _compiler_version(arch: Arch) -> str:
+    require(next(t for t in arch_tools(arch) if t.program == arch.c_compiler))
+    out = proc.run([arch.c_compiler, "--version"], timeout=60, check=False)
+    return out.stdout.splitlines()[0] if out.stdout else "unknown"
+
+
+def compile_error(source: Path, output: str) -> str:
+    """The one-line error of a reproducer that does not compile: its first error lines."""
+    errors = [line.strip() for line in output.splitlines() if re.search(r"\berror\b", line)]
+    shown = "; ".join((errors or [line.strip() for line in output.splitlines()
+                                  if line.strip()])[:ERROR_LINES]) or "no output"
+    return f"--repro {source} does not compile: {shown}"
+
+
+def build(source: Path, arch: Arch) -> Path:
+    """The cache entry holding `source` compiled statically for `arch` (`repro`) and a
+    cpio archive with it at GUEST_PATH (`repro.cpio`); UsageError when it does not build."""
+    compiler = _compiler_version(arch)
+    key = cache.digest("repro", COMPILE_SCHEME, arch.name, compiler, CFLAGS,
+                       cache.file_digest(source))
+
+    def make(out: Path) -> None:
+        binary = out / "repro"
+        done = proc.run([arch.c_compiler, *CFLAGS, "-o", str(binary), str(source)],
+                        timeout=300, check=False)
+        if done.returncode != 0:
+            raise UsageError(compile_error(source, done.stdout + "\n" + done.stderr))
+        with CpioWriter(out / "repro.cpio") as cpio:
+            cpio.file(GUEST_PATH.lstrip("/"), binary.read_bytes(), 0o755)
+
+    return cache.entry("repro", key, make)
+
+
+@dataclass(frozen=True)
+class ReproRun:
+    """One run of the reproducer: one trial."""
+
+    exit_code: int
+    kernel_reports: int  # new kernel reports (any kind) printed during the run
+    seconds: float
+
+    @property
+    def reproduced(self) -> bool:
+        return self.exit_code != 0 or self.kernel_reports > 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "reproduced": self.reproduced}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReproRun:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class ReproSummary:
+    """What the runs of a reproducer found."""
+
+    reproducer: Reproducer
+    runs: tuple[ReproRun, ...]
+    first_output: str  # the output of the first run that reproduced (its tail)
+    seconds: float
+    error: str | None
+
+    @property
+    def trials(self) -> int:
+        return len(self.runs)
+
+    @property
+    def detections(self) -> int:
+        return sum(1 for r in self.runs if r.reproduced)
+
+    @property
+    def failures(self) -> int:
+        """Runs that exited non-zero."""
+        return sum(1 for r in self.runs if r.exit_code != 0)
+
+    @property
+    def status(self) -> str:
+        """failed (the reproducer's own word: it exited non-zero), clean or error; the
+        kernel's reports are read by the verdict itself."""
+        if self.failures:
+            return "failed"
+        return "error" if self.error or not self.runs else "clean"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reproducer": self.reproducer.to_json(), "trials": self.trials,
+                "detections": self.detections, "failures": self.failures,
+                "runs": [r.to_json() for r in self.runs], "first_output": self.first_output,
+                "seconds": self.seconds, "error": self.error}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReproSummary:
+        spec = data.get("reproducer") or {}
+        source = spec.get("source")
+        return cls(reproducer=Reproducer(spec.get("exec"), Path(source) if source else None),
+                   runs=tuple(ReproRun.from_json(r) for r in data.get("runs", [])),
+                   first_output=str(data.get("first_output") or ""),
+                   seconds=float(data.get("seconds") or 0.0), error=data.get("error"))
