@@ -24,6 +24,7 @@ from ..errors import HarnessError
 from ..kernels import KernelImage, ResolvedKernel
 from ..paths import PROJECT_ROOT
 from ..proc import run
+from ..selftests.suite import LAB_SCENARIO
 from .matrix import Cell, repro_command
 from .record import CellRecord, cell_dir, outcome, write_json
 
@@ -267,6 +268,8 @@ def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
     """The guest run of a cell on the kernel the night resolved."""
     from ..run import RunSpec, run_one  # the guest machinery, only where guests run
 
+    if cell.scenario == LAB_SCENARIO:
+        return _run_selftests(cell, kernel, directory, record)
     spec = RunSpec(kernel=kernel, scenario=cell.scenario, options=cell.options(),
                    iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
                    writers=cell.writers)
@@ -281,3 +284,20 @@ def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
         record = replace(record, iterations=stress.iterations, trials=stress.trials,
                          detections=stress.detections, rate=stress.rate, ci95=stress.ci95)
     return record, result.qemu_argv
+
+
+def _run_selftests(cell: Cell, kernel: ResolvedKernel, directory: Path,
+                   record: CellRecord) -> tuple[CellRecord, Sequence[str]]:
+    """A kselftest cell: the suite's verdict, its kernel reports and console events."""
+    from .. import kernel_log
+    from ..selftests import cell as selftest_cell
+
+    done = selftest_cell.run_cell(kernel.image, cell.options(), directory)
+    console = directory / "console.log"
+    parsed = kernel_log.parse(console.read_text(errors="replace") if console.is_file() else "")
+    record = replace(record, verdict=done.verdict, reason=done.reason,
+                     boot_seconds=done.boot_seconds,
+                     reports=tuple(r.to_dict() for r in parsed.reports),
+                     events=tuple(e.to_dict() for e in parsed.events),
+                     kernel_description=done.suite_run.kernel)
+    return record, done.qemu_argv

@@ -33,6 +33,18 @@ echo "timeout=$limit" > "$BASE_DIR/$suite/settings"
 [ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
 . "$BASE_DIR/kselftest/runner.sh"
 cd "$BASE_DIR/$suite" || exit 1
+# What run_vmtests.sh prepares before its hugetlb tests: huge pages for twice
+# max(128 MB, cpus x huge page size) rounded up to 128 MB, hugetlbfs on ./huge, and SysV
+# shared memory limits big enough for hugepage-shm's 256 MB segment.
+hpage_kb=$(sed -n 's/^Hugepagesize: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+if [ -n "$hpage_kb" ]; then
+    half_mb=$(( ( $(grep -c ^processor /proc/cpuinfo) * hpage_kb / 1024 + 127 ) / 128 * 128 ))
+    echo 3 > /proc/sys/vm/drop_caches
+    echo $(( half_mb * 2 * 1024 / hpage_kb )) > /proc/sys/vm/nr_hugepages
+    mkdir -p huge && mount -t hugetlbfs none huge
+fi
+echo 268435456 > /proc/sys/kernel/shmmax 2>/dev/null
+echo 4194304 > /proc/sys/kernel/shmall 2>/dev/null
 echo {BEGIN_MARKER}
 run_many "$@"
 echo {END_MARKER}
@@ -56,7 +68,7 @@ fi
 exit "$rc"
 """
 
-LAYER_VERSION = 1  # bump when the layout below changes
+LAYER_VERSION = 2  # bump when the layout below changes
 
 
 def layer_key(built: SelftestBuild) -> str:

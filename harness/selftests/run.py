@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import atomicio, kbuild, ksource, ktap, schema
+from .. import atomicio, kbuild, kernel_log, ksource, ktap, schema
 from ..errors import GuestCommandError, HarnessError
 from ..guest import Guest
 from ..kernels import KernelImage
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 PER_TEST_TIMEOUT = 180.0
 """Seconds each test may take: the suite's own 45 s is for real hardware, not TCG."""
+GUEST_MEMORY_MB = 2048
+"""mremap_test maps 2 GB regions (untouched but for a few MB): more than a 1 GB guest's
+overcommit heuristic allows."""
 RESULT_FILE = "kselftest.json"
 KTAP_FILE = "kselftest.ktap"
 
@@ -76,6 +79,7 @@ class SuiteRun:
     problem: str | None = None  # why it did not (a timeout, a lost guest)
     seconds: float = 0.0
     ktap_text: str = ""  # what the runner printed, as read
+    reports: tuple[str, ...] = ()  # titles of kernel crash reports in the console log
 
     def result(self, name: str) -> SelftestResult:
         found = [r for r in self.results if r.name == name]
@@ -89,7 +93,7 @@ class SuiteRun:
             "source": self.source, "planned": list(self.planned),
             "results": [r.to_json() for r in self.results], "left_out": self.left_out,
             "finished": self.finished, "problem": self.problem, "seconds": self.seconds,
-            "ktap": self.ktap_text})
+            "ktap": self.ktap_text, "reports": list(self.reports)})
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str = RESULT_FILE) -> SuiteRun:
@@ -99,7 +103,8 @@ class SuiteRun:
                    results=tuple(SelftestResult.from_json(r) for r in data["results"]),
                    left_out=dict(data.get("left_out", {})), finished=bool(data["finished"]),
                    problem=data.get("problem"), seconds=float(data.get("seconds", 0.0)),
-                   ktap_text=str(data.get("ktap", "")))
+                   ktap_text=str(data.get("ktap", "")),
+                   reports=tuple(data.get("reports", ())))
 
 
 def guest_command(built: SelftestBuild, tests: list[Selftest], per_test: float) -> str:
@@ -158,11 +163,13 @@ def run_suite(guest: Guest, built: SelftestBuild, tests: list[Selftest],
     section = ktap_section(text)
     finished = problem is None and END_MARKER in text
     document = ktap.parse(section)
+    console = guest.artifacts.console_log.read_text(errors="replace")
+    reports = tuple(r.title for r in kernel_log.parse(console).reports)
     return SuiteRun(arch=guest.arch.name, kernel=guest.kernel.description, suite=SUITE_NAME,
                     source=built.source, planned=tuple(t.name for t in tests),
                     results=tuple(results_of(document, tests)), left_out=built.left_out,
                     finished=finished, problem=problem, seconds=round(seconds, 1),
-                    ktap_text=section)
+                    ktap_text=section, reports=reports)
 
 
 def save(run: SuiteRun, folder: Path) -> Path:
