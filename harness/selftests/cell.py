@@ -1,8 +1,9 @@
 """A lab cell of scenario `kselftest:vm`: the whole mm suite in one guest, one verdict.
 
 The verdict speaks the lab's language: `clean` when the runner finished and every test
-passed or skipped itself, `failed` when a selftest failed (named in the reason; one whose failure is a known
-precondition of our guest, `suite.Selftest.known_failure`, is named but does not count),
+passed or skipped itself, `failed` when a selftest failed (named in the reason; one whose
+failure is a known precondition of our guest, `suite.Selftest.known_failure`, is named
+but does not count),
 `crashed` when the kernel printed a crash report or the guest stopped mid-run, `error`
 when the guest could not be booted or the suite not built. Each test's result is kept in
 the cell folder (kselftest.json, kselftest.ktap)."""

@@ -36,7 +36,7 @@ cd "$BASE_DIR/$suite" || exit 1
 # What run_vmtests.sh prepares before its hugetlb tests: huge pages for twice
 # max(128 MB, cpus x huge page size) rounded up to 128 MB, hugetlbfs on ./huge, and SysV
 # shared memory limits big enough for hugepage-shm's 256 MB segment.
-hpage_kb=$(sed -n 's/^Hugepagesize: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+hpage_kb=$(awk '/^Hugepagesize:/ {{print $2}}' /proc/meminfo)
 if [ -n "$hpage_kb" ]; then
     half_mb=$(( ( $(grep -c ^processor /proc/cpuinfo) * hpage_kb / 1024 + 127 ) / 128 * 128 ))
     echo 3 > /proc/sys/vm/drop_caches
