@@ -16,6 +16,7 @@ from .arches import Arch
 from .errors import HarnessError, UsageError
 from .guest import Guest
 from .kernels import KernelImage, ResolvedKernel
+from .ktap import write as ktap
 from .machine import MachineOptions
 from .taint import TaintChange
 from .workload import StressSummary, Workload, WorkloadResult, check_supported, get_workload
@@ -192,6 +193,7 @@ def _finish(spec: RunSpec, seen: _Seen, workdir: Path) -> RunResult:
         taint=TaintChange(seen.taint_before, seen.taint_after), error=seen.error,
         symbolization=located.note or None)
     result.write(workdir / "result.json")
+    ktap.write(workdir / ktap.FILE_NAME, ktap.run_document([result], spec.iterations))
     return result
 
 

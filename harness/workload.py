@@ -40,6 +40,10 @@ class SmokeCheck:
                    exit_code_carried=bool(data.get("exit_code_carried")))
 
 
+BATCH_ITERATIONS = 25
+"""Iterations in one stress batch (one trial), unless a workload is given another size."""
+
+
 @dataclass(frozen=True)
 class StressBatch:
     """One batch of a stress workload: one Bernoulli trial."""
@@ -212,7 +216,7 @@ class StressWorkload:
     options: stress.StressOptions
     iterations: int = 0  # total over all batches; 0 = until the duration is spent
     duration_s: float = 30.0
-    batch_iterations: int = 25
+    batch_iterations: int = BATCH_ITERATIONS
     batch_seconds: float = 10.0
     stop_on_first_detection: bool = False
     max_trials: int = 0  # stop after this many batches; 0: only the budget bounds the run

@@ -130,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signals.install()  # SIGTERM and SIGHUP take Ctrl-C's path: guests stopped, logs kept
     handler: Handler = args.handler
     try:
-        with json_on_stdout(getattr(args, "json", None) == STDOUT):
+        result_on_stdout = getattr(args, "json", None) == STDOUT or \
+            getattr(args, "format", "text") == "ktap"
+        with json_on_stdout(result_on_stdout):
             return int(handler(args))
     except HarnessError as e:
         print(f"oomrace: error: {e}", file=sys.stderr)

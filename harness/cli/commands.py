@@ -14,13 +14,14 @@ from ..arches import GuestSpec, parse_arch_list, qemu_argv
 from ..errors import EXIT_VERDICT, HarnessError, MissingToolError, UsageError
 from ..guest import guest_cmdline
 from ..kernel_log.symbols import location_of
+from ..ktap import write as ktap
 from ..machine import MachineOptions
 from ..run import RunResult, RunSpec, new_run_dir, run_one
 from ..stress import Scenario
 from ..tools import doctor
 from ..workload import get_workload
 from .options import DEFAULT_ARTIFACTS, STRESS_CPUS, STRESS_HOST_CPUS
-from .output import STDOUT, write_json
+from .output import STDOUT, write_json, write_result_text
 
 if TYPE_CHECKING:
     from .. import bisect
@@ -89,6 +90,20 @@ def _summary(result: RunResult) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.format == "ktap" and args.json == STDOUT:
+        raise UsageError("--format ktap and --json on stdout both want stdout; give --json "
+                         "a FILE")
+    results, run_dir = _run_guests(args)  # with --format ktap, main() sent prints to stderr
+    document = ktap.run_document(results, args.iterations)
+    ktap.write(run_dir / ktap.FILE_NAME, document)
+    if args.format == "ktap":
+        write_result_text(document)
+    write_json(args.json, results[0].to_json() if len(results) == 1
+               else schema.versioned({"runs": [r.to_json() for r in results]}))
+    return _exit_for(all(r.verdict == "clean" for r in results))
+
+
+def _run_guests(args: argparse.Namespace) -> tuple[list[RunResult], Path]:
     arches = parse_arch_list(args.arch or ["x86_64"])
     options = _options(args)
     specs = []
@@ -108,9 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nThe seed bug (CVE-2017-18202) caught on Linux 4.14.2 through the OOM "
               f"killer, and the fixes from its thread judged side by side:\n  {SEED_BUG_COMMAND}",
               flush=True)
-    write_json(args.json, results[0].to_json() if len(results) == 1
-               else schema.versioned({"runs": [r.to_json() for r in results]}))
-    return _exit_for(all(r.verdict == "clean" for r in results))
+    return results, run_dir
 
 
 def cmd_boot(args: argparse.Namespace) -> int:

@@ -78,6 +78,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
                    help="folder for results; each run gets its own subfolder")
     add_json_option(p, "the result (one run) or {\"runs\": [...]} (several arches)")
+    p.add_argument("--format", choices=("text", "ktap"), default="text",
+                   help="stdout: text (a summary per guest, default) or ktap (the result in "
+                        "the kernel's KTAP v1; the summaries then go to stderr)")
 
 
 def add_boot_options(p: argparse.ArgumentParser) -> None:

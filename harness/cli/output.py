@@ -44,6 +44,14 @@ def write_json(destination: str | None, payload: Any) -> None:
     stream.flush()
 
 
+def write_result_text(text: str) -> None:
+    """A command's result in a text format (KTAP) to the real stdout, as write_json does
+    for STDOUT: the command runs under json_on_stdout, which sent its prints to stderr."""
+    stream = _results[-1] if _results else sys.stdout
+    stream.write(text)
+    stream.flush()
+
+
 @contextlib.contextmanager
 def json_on_stdout(active: bool) -> Iterator[None]:
     """While a command runs with `--json` to stdout, send everything else to stderr: our

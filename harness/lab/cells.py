@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import __version__, cache, kernels, rootfs, schema, signals
 from ..arches import get_arch
@@ -27,6 +27,9 @@ from ..proc import run
 from ..selftests.suite import LAB_SCENARIO
 from .matrix import Cell, repro_command
 from .record import CellRecord, cell_dir, outcome, write_json
+
+if TYPE_CHECKING:
+    from ..run import RunResult
 
 PLAN_ENV = "OOMRACE_LAB_PLAN"
 TOTAL_ENV = "OOMRACE_LAB_TOTAL"
@@ -237,6 +240,7 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
     key = build_key(cell.arch, cell.kernel)
     kernel = plan.kernels.get(key)
     qemu_argv: Sequence[str] = ()
+    result: RunResult | None = None
     failure = plan.build_errors.get(key)
     try:
         if failure is not None:
@@ -245,7 +249,7 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
         else:
             if kernel is None:  # a plan made without prepare(): resolve it here
                 kernel = kernels.resolve_kernel(cell.kernel, get_arch(cell.arch))
-            record, qemu_argv = _run(cell, kernel, directory, record)
+            record, qemu_argv, result = _run(cell, kernel, directory, record)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # pytest-timeout's Failed and anything unforeseen
@@ -260,11 +264,29 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
         for initrd in directory.glob("initrd-*.cpio"):  # a copy of a cached file
             initrd.unlink()
         record.write(plan.out)
+        _write_ktap(directory, record, result)
     return record
 
 
+def _write_ktap(directory: Path, record: CellRecord, result: RunResult | None) -> None:
+    """The cell as KTAP, judged by its expectation (over the run's own `ktap`)."""
+    from ..ktap import write as ktap
+
+    suite_json = directory / "kselftest.json"
+    if record.cell.scenario == LAB_SCENARIO and suite_json.is_file():
+        from ..selftests import cell as selftest_cell
+        from ..selftests import run as selftest_run
+
+        suite_run = selftest_run.SuiteRun.from_json(json.loads(suite_json.read_text()))
+        text = selftest_cell.cell_ktap(record.id, record.expected, record.verdict,
+                                       record.reason or "", suite_run)
+        ktap.write(directory / ktap.FILE_NAME, text)
+        return
+    ktap.write(directory / ktap.FILE_NAME, ktap.cell_document(record, result))
+
+
 def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
-         record: CellRecord) -> tuple[CellRecord, Sequence[str]]:
+         record: CellRecord) -> tuple[CellRecord, Sequence[str], RunResult | None]:
     """The guest run of a cell on the kernel the night resolved."""
     from ..run import RunSpec, run_one  # the guest machinery, only where guests run
 
@@ -283,11 +305,11 @@ def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
     if stress is not None:
         record = replace(record, iterations=stress.iterations, trials=stress.trials,
                          detections=stress.detections, rate=stress.rate, ci95=stress.ci95)
-    return record, result.qemu_argv
+    return record, result.qemu_argv, result
 
 
 def _run_selftests(cell: Cell, kernel: ResolvedKernel, directory: Path,
-                   record: CellRecord) -> tuple[CellRecord, Sequence[str]]:
+                   record: CellRecord) -> tuple[CellRecord, Sequence[str], None]:
     """A kselftest cell: the suite's verdict, its kernel reports and console events."""
     from .. import kernel_log
     from ..selftests import cell as selftest_cell
@@ -300,4 +322,4 @@ def _run_selftests(cell: Cell, kernel: ResolvedKernel, directory: Path,
                      reports=tuple(r.to_dict() for r in parsed.reports),
                      events=tuple(e.to_dict() for e in parsed.events),
                      kernel_description=done.suite_run.kernel)
-    return record, done.qemu_argv
+    return record, done.qemu_argv, None

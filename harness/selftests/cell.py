@@ -69,3 +69,28 @@ def run_cell(image: KernelImage, options: MachineOptions, directory: Path,
     run.save(result, directory)
     verdict, reason = verdict_of(result)
     return CellOutcome(verdict, reason, result, argv, boot)
+
+
+_KTAP_WORDS = {  # a selftest's result as the result line kselftest itself would print
+    ktap.Result.PASS: (True, ""), ktap.Result.SKIP: (True, "SKIP"),
+    ktap.Result.XFAIL: (True, "XFAIL"), ktap.Result.TODO: (False, "TODO"),
+    ktap.Result.FAIL: (False, ""), ktap.Result.CRASHED: (False, "ERROR the guest stopped"),
+    ktap.Result.MISSING: (False, "ERROR never run: the guest stopped"),
+}
+
+
+def cell_ktap(cell_id: str, expected: str, verdict: str, reason: str,
+              result: run.SuiteRun) -> str:
+    """The cell as KTAP v1: one test named by the cell id, `ok` when the verdict is the
+    expected one, with each selftest as a subtest."""
+    lines = ["KTAP version 1", "1..1", f"# oomrace lab cell {cell_id}: expected {expected}",
+             "  KTAP version 1", f"  1..{len(result.results)}"]
+    for number, test in enumerate(result.results, start=1):
+        ok, directive = _KTAP_WORDS[test.result]
+        comment = " ".join(f"{directive} {test.reason}".split())
+        lines.append(f"  {'ok' if ok else 'not ok'} {number} {test.name}"
+                     + (f" # {comment}" if comment else ""))
+    passed = verdict == expected
+    tail = "" if passed else " # " + " ".join(f"{verdict}: {reason}".replace("#", "-").split())
+    lines.append(f"{'ok' if passed else 'not ok'} 1 {cell_id}{tail}")
+    return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from harness import cli, lab
+from harness import cli, ktap, lab
 from harness.arches import Arch
 from harness.errors import HarnessError
 from harness.kernel_log import Event
@@ -521,9 +521,16 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
     assert rec.repro["workload"]["seed"] == 3
     assert "--seed 3" in rec.repro["command"]
     assert rec.repro["host"]["cpus"]
+    cell_ktap = ktap.parse((tmp_path / "cells" / bug.id / "ktap").read_text())
+    assert [(t.name, t.result.value) for t in cell_ktap.tests] == [(bug.id, "pass")]
+    assert cell_ktap.flatten() == [((bug.id, f"batch_{i}"), ktap.Result.XFAIL) for i in (1, 2)]
     failed = lab.run_cell(control, plan)
     assert failed.verdict == "error" and "tuxmake failed" in (failed.reason or "")
     assert failed.outcome == "fail"
+    not_built = ktap.parse((tmp_path / "cells" / control.id / "ktap").read_text()).tests[0]
+    assert not_built.result is ktap.Result.FAIL and not not_built.ok
+    assert not_built.subtests[0].result is ktap.Result.SKIP
+    assert "tuxmake failed" in not_built.subtests[0].reason
     assert "expected clean, got error" in lab.failure_message(failed)
 
     def timed_out(spec: run.RunSpec, workdir: Path) -> run.RunResult:
