@@ -43,7 +43,7 @@ def verdict_of(result: run.SuiteRun) -> tuple[str, str]:
         where = f" in {unfinished[0]}" if unfinished else ""
         return "crashed", f"the guest stopped{where}: {result.problem or 'no end marker'}"
     failed = [t.name for t in result.results if t.result not in _PASSING]
-    known = [name for name in failed if _known_failure(name)]
+    known = [name for name in failed if _known_failure(name, result.arch)]
     also = f"; known to fail in our guest: {', '.join(known)}" if known else ""
     failed = [name for name in failed if name not in known]
     if failed:
@@ -52,8 +52,8 @@ def verdict_of(result: run.SuiteRun) -> tuple[str, str]:
     return "clean", f"every selftest passed or skipped itself ({tally}{also})"
 
 
-def _known_failure(name: str) -> str:
-    return next((t.known_failure for t in suite.SELFTESTS if t.name == name), "")
+def _known_failure(name: str, arch: str) -> str:
+    return next((t.known_failure_on(arch) for t in suite.SELFTESTS if t.name == name), "")
 
 
 def run_cell(image: KernelImage, options: MachineOptions, directory: Path,

@@ -103,7 +103,7 @@ def test_mm_selftest(selftest: str, guest_arch: str, suite_run: run.SuiteRun,
         pytest.skip(f"skipped by the selftest itself: {result.reason or 'KSFT_SKIP'}")
     if result.result in (ktap.Result.XFAIL, ktap.Result.TODO):
         pytest.xfail(text)
-    known = suite.selftest(selftest).known_failure
+    known = suite.selftest(selftest).known_failure_on(guest_arch)
     if known and result.result is ktap.Result.FAIL:
         pytest.xfail(f"a precondition our guest does not meet: {known}\n{text}")
     assert result.result is ktap.Result.PASS, text
