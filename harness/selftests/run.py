@@ -153,7 +153,10 @@ def run_suite(guest: Guest, built: SelftestBuild, tests: list[Selftest],
     started = time.monotonic()
     problem = None
     try:
-        text = guest.run(command, timeout=budget).stdout
+        done = guest.run(command, timeout=budget)
+        text = done.stdout
+        if END_MARKER not in text:  # the session ended early: the guest died under it
+            problem = f"the runner stopped before its end (exit code {done.exit_code})"
     except (GuestCommandError, HarnessError) as e:
         problem = str(e).splitlines()[0]
         log.warning("selftests on %s stopped: %s", guest.arch.name, problem)

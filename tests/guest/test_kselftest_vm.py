@@ -9,13 +9,17 @@ Kernel: --oomrace-kernel (Debian's 6.1 by default), selftests from the same sour
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness import ktap, rootfs
-from harness.arches import get_arch
+from harness.arches import get_arch, parse_arch_list
+from harness.errors import HarnessError
 from harness.guest import Guest
 from harness.kernels import KernelImage
 from harness.machine import MachineOptions
@@ -117,3 +121,50 @@ def test_runner_finished_every_selected_selftest(guest_arch: str,
     assert [r.name for r in suite_run.results] == list(suite_run.planned)
     assert not [r.name for r in suite_run.results if r.result.unfinished]
     assert suite_run.ktap_text.count("selftests: vm: ") >= len(suite_run.planned)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("arch", [pytest.param("aarch64"),
+                                  pytest.param("x86_64", marks=pytest.mark.full)])
+def test_a_hang_and_a_crash_mid_run_still_give_results(
+        arch: str, request: pytest.FixtureRequest, oomrace_artifacts: Path,
+        kernel_for: Callable[[str, str], KernelImage]) -> None:
+    """A selftest past its limit is the runner's TIMEOUT; a guest that panics mid-run (sysrq
+    from the serial console once the first test is done) still gives a SuiteRun: the done
+    test's result, the rest unfinished, the panic among its reports, the console log kept."""
+    chosen = parse_arch_list(request.config.getoption("oomrace_arch") or ["all"])
+    if arch not in {a.name for a in chosen}:
+        pytest.skip(f"{arch} is not among --oomrace-arch")
+    target = get_arch(arch)
+    image = kernel_for(request.config.getoption("oomrace_kernel"), arch)
+    built = build.build(run.selftest_source(image), target)
+    initramfs = layer.with_selftests(rootfs.build(target), built)
+    folder = oomrace_artifacts / f"kselftest-crash-{arch}"
+    options = MachineOptions(cpus=2, memory_mb=run.GUEST_MEMORY_MB,
+                             accel=request.config.getoption("oomrace_accel"))
+    with Guest(target, image, folder, options, initramfs=initramfs) as guest:
+        hung = run.run_suite(guest, built, [suite.selftest("mremap_test")], per_test=1)
+        assert hung.finished and hung.results[0].result is ktap.Result.FAIL
+        assert hung.results[0].directive == "TIMEOUT", hung.ktap_text
+        tests = [suite.selftest(n) for n in ("mrelease_test", "compaction_test", "thuge-gen")]
+        crash = threading.Thread(target=_panic_after_first_result, args=(guest,), daemon=True)
+        crash.start()
+        died = run.run_suite(guest, built, tests, per_test=120)
+        crash.join(timeout=60)
+    assert not died.finished and died.problem
+    assert died.results[0].result is ktap.Result.PASS, died.ktap_text
+    assert [r.result.unfinished for r in died.results[1:]] == [True, True], died.results
+    assert any("sysrq" in title.lower() or "panic" in title.lower() for title in died.reports)
+    assert guest.artifacts.console_log.stat().st_size > 0
+
+
+def _panic_after_first_result(guest: Guest) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        text = guest.artifacts.console_log.read_text(errors="replace")
+        if "ok 1 selftests: vm: mrelease_test" in text.rsplit(layer.BEGIN_MARKER, 1)[-1]:
+            break
+        time.sleep(0.5)
+    assert guest.serial is not None
+    with contextlib.suppress(HarnessError):  # the shell dies with the guest
+        guest.serial.run("echo c > /proc/sysrq-trigger", timeout=20)
