@@ -73,7 +73,10 @@ SELFTESTS: tuple[Selftest, ...] = (
     Selftest("map_hugetlb"),
     # hugetlb-madvise counts free huge pages exactly: before hugepage-mremap, whose file
     # keeps its pages (run_vmtests.sh deletes it in between, the runner cannot).
-    Selftest("hugetlb-madvise", ("huge/madvise-test",)),
+    Selftest("hugetlb-madvise", ("huge/madvise-test",),
+             known_failure="6.1's test expects MADV_DONTNEED to round a hugetlb range's end "
+             "up; 6.1.192 rounds it down (mm/madvise.c, the data-loss fix from 6.2), so "
+             "the pages it counts stay in use"),
     Selftest("hugepage-mremap", ("huge/huge_mremap",)),
     Selftest("hugepage-vmemmap"),
     Selftest("virtual_address_range"),
