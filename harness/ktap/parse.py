@@ -50,6 +50,7 @@ class _Block:
     tests: list[KtapTest] = field(default_factory=list)
     diagnostics: list[str] = field(default_factory=list)
     output: list[str] = field(default_factory=list)
+    lead: tuple[list[str], list[str]] = ([], [])  # the parent's lines from before it began
     pending: _Block | None = None  # subtests read, waiting for their parent's result line
 
     @property
@@ -73,17 +74,40 @@ def _lines(text: str) -> list[_Line]:
     start, prefix = _start(raw)
     if start is None:
         return []
+    first = raw[start][len(prefix):]
+    base = len(first) - len(first.lstrip(" "))  # the version line's indentation is level 0
+    # A line without the document's prefix is not part of it (None: an unknown line).
+    own: list[str | None] = [line[len(prefix):] if line.startswith(prefix) else None
+                             for line in raw[start:]]
     lines = []
-    base = len(raw[start]) - len(raw[start].lstrip(" "))
-    for number, line in enumerate(raw[start:], start + 1):
-        if prefix and line.startswith(prefix):
-            line = line[len(prefix):]
-        elif prefix:
-            lines.append(_Line(number, 0, "other", line.strip()))
+    for number, line in enumerate(_kselftest_nesting(own), start + 1):
+        if line is None:
+            lines.append(_Line(number, 0, "other", raw[number - 1].strip()))
             continue
         body = line.lstrip(" ")
         lines.append(_classify(number, max(0, len(line) - len(body) - base), body))
     return lines
+
+
+_PREFIXED_VERSION = re.compile(r"( *)# (K?TAP version \d+)\s*$")
+
+
+def _kselftest_nesting(lines: list[str | None]) -> list[str | None]:
+    """kselftest's runner nests a test program's own TAP under its result by prefixing
+    each of its lines with '# ' (tools/testing/selftests/kselftest/runner.sh). From such a
+    '# TAP version' line on, the run of '#' lines at its indentation is read as a subtest
+    two spaces in; nested again ('# # TAP version'), it goes two more."""
+    out = list(lines)
+    for i in range(1, len(out)):  # the document's own version line is never nested
+        found = _PREFIXED_VERSION.match(out[i] or "")
+        if found is None:
+            continue
+        pad = found.group(1)
+        j = i
+        while j < len(out) and ((out[j] or "").startswith(pad + "# ") or out[j] == pad + "#"):
+            out[j] = pad + "  " + (out[j] or "")[len(pad) + 2:]
+            j += 1
+    return out
 
 
 def _start(raw: list[str]) -> tuple[int | None, str]:
@@ -117,6 +141,9 @@ class _Parser:
         self.i = 0
         self.errors: list[str] = []
         self.bailed: str | None = None
+        # KTAP requires a result line's number; TAP does not. In KTAP, "ok" without one is
+        # some other message (a console line), never a result.
+        self.ktap = bool(lines) and lines[0].text.startswith("KTAP")
 
     def document(self) -> KtapDocument:
         if not self.lines:
@@ -152,8 +179,9 @@ class _Parser:
         if same:
             self.errors.append(f"line {line.number}: a version line inside a test at the "
                                "same indentation; read as the start of its subtests")
-        sub = self.block(_Block(indent=line.indent, bounded=same, name=block.header))
-        block.header = ""
+        sub = self.block(_Block(indent=line.indent, bounded=same, name=block.header,
+                                lead=(block.diagnostics, block.output)))
+        block.header, block.diagnostics, block.output = "", [], []
         block.pending = sub
 
     def take(self, block: _Block, line: _Line) -> None:
@@ -177,6 +205,8 @@ class _Parser:
         elif line.kind == "bail":
             assert line.match is not None
             self.bailed = line.match.group(1) or "Bail out!"
+        elif line.kind == "result" and self.ktap and line.match and not line.match.group(2):
+            block.output.append(line.text)
         elif line.kind == "result":
             block.tests.append(self.result(block, line))
         elif line.kind == "diag":
@@ -202,9 +232,9 @@ class _Parser:
             reason=reason, diagnostics=tuple(block.diagnostics), output=tuple(block.output),
             subtests=tuple(sub.tests) if sub else (), plan=sub.plan if sub else None,
             line=line.number)
-        if sub is not None and (sub.diagnostics or sub.output):
-            test = replace(test, diagnostics=(*sub.diagnostics, *test.diagnostics),
-                           output=(*sub.output, *test.output))
+        if sub is not None:
+            test = replace(test, diagnostics=(*sub.lead[0], *sub.diagnostics, *test.diagnostics),
+                           output=(*sub.lead[1], *sub.output, *test.output))
         block.diagnostics, block.output = [], []
         return test
 
@@ -212,8 +242,9 @@ class _Parser:
         """Subtests whose parent's result line never came: the parent CRASHED."""
         block.tests.append(KtapTest(
             number=len(block.tests) + 1, name=sub.name, result=Result.CRASHED,
-            diagnostics=(*sub.diagnostics, *block.diagnostics),
-            output=(*sub.output, *block.output), subtests=tuple(sub.tests), plan=sub.plan))
+            diagnostics=(*sub.lead[0], *sub.diagnostics, *block.diagnostics),
+            output=(*sub.lead[1], *sub.output, *block.output), subtests=tuple(sub.tests),
+            plan=sub.plan))
         block.diagnostics, block.output = [], []
         block.pending = None
 

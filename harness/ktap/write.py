@@ -3,10 +3,10 @@
 A document holds one test per guest (a run's arch, or a lab cell), each with one subtest
 per scenario batch (stress) or per runner check (smoke). A batch is `ok` when it showed
 no corruption; one that did is `not ok` (with XFAIL when the lab cell expects the bug),
-one that failed is `not ok ... # ERROR`, and a batch the run planned but never reached
-(its iteration budget cut short) is `ok ... # SKIP`. A guest is `ok` when its verdict is
-the one wanted (clean for a run; the cell's expectation in a lab). The verdict, the
-detection rate and its 95% interval are '#' diagnostic lines before the guest's result."""
+one that failed is `not ok ... # ERROR`, and the iterations of the budget that no batch
+ran are `ok ... # SKIP` batches. A guest is `ok` when its verdict is the one wanted
+(clean for a run; the cell's expectation in a lab). The verdict, the detection rate and
+its 95% interval are '#' diagnostic lines before the guest's result line."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class GuestTest:
     result: RunResult | None  # None: the guest never ran (a lab cell whose build failed)
     expected: str = "clean"   # the verdict that makes the test `ok`
     planned_iterations: int = 0  # the run's --iterations (0: its duration alone bounds it)
-    not_run: str = ""         # why it never ran, when result is None
+    not_run: str = ""         # why it has no run result (a failed build, a cell timeout)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def cell_document(record: CellRecord, result: RunResult | None) -> str:
     """A lab cell: one test named by the cell id, `ok` when the verdict is as expected."""
     test = GuestTest(record.id, result, expected=record.expected,
                      planned_iterations=record.cell.iterations,
-                     not_run=record.reason or "not run")
+                     not_run=record.reason or "no run result")
     return document([test], [f"oomrace lab cell {record.id}: expected {record.expected}"])
 
 
@@ -107,7 +107,7 @@ def _guest_lines(number: int, test: GuestTest) -> list[str]:
 def _guest_diagnostics(test: GuestTest) -> list[str]:
     result, name = test.result, _name(test.name)
     if result is None:
-        return [f"{name}: not run: {test.not_run}", f"{name}: expected {test.expected}"]
+        return [f"{name}: no result: {test.not_run}", f"{name}: expected {test.expected}"]
     lines = [f"{name}: kernel {result.kernel_description or result.kernel}, scenario "
              f"{result.scenario}, arch {result.arch}",
              f"{name}: verdict {result.verdict} ({result.reason}), expected {test.expected}"]
@@ -129,7 +129,7 @@ def _guest_diagnostics(test: GuestTest) -> list[str]:
 def _subtests(test: GuestTest) -> list[_Sub]:
     result = test.result
     if result is None:
-        return [_Sub("batch_1", True, f"SKIP not run: {test.not_run}")]
+        return [_Sub("batch_1", True, f"SKIP no result: {test.not_run}")]
     if result.stress is not None:
         return _batches(result.stress, test)
     checks = result.workload.checks or ()
@@ -159,9 +159,11 @@ def _batches(stress: StressSummary, test: GuestTest) -> list[_Sub]:
             subs.append(_Sub(f"batch_{i}", True, diagnostics=diagnostics))
     if stress.error and (not stress.batches or stress.batches[-1].status != "error"):
         subs.append(_Sub(f"batch_{len(subs) + 1}", False, f"ERROR {stress.error}"))
-    planned = math.ceil(test.planned_iterations / BATCH_ITERATIONS)
+    # Iterations the budget asked for and no batch ran: as many full batches as they make
+    # (a batch that hits its time limit first runs fewer, so this is a lower bound).
+    left = max(0, test.planned_iterations - stress.iterations)
     why = ("an earlier batch failed" if stress.error else
            "the run stopped first (its duration, or its first detection)")
-    subs += [_Sub(f"batch_{n}", True, f"SKIP not run: {why}")
-             for n in range(len(subs) + 1, planned + 1)]
+    subs += [_Sub(f"batch_{len(subs) + n}", True, f"SKIP not run: {why}")
+             for n in range(1, math.ceil(left / BATCH_ITERATIONS) + 1)]
     return subs or [_Sub("batch_1", True, "SKIP not run: no batch started")]

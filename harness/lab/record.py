@@ -18,7 +18,7 @@ from . import matrix
 from .matrix import Cell
 
 LOG_FILES = (("dir", ""), ("console", "console.log"), ("dmesg", "dmesg.txt"),
-             ("result", "result.json"), ("record", "cell.json"))
+             ("result", "result.json"), ("record", "cell.json"), ("ktap", "ktap"))
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -76,7 +76,7 @@ def _marks(summary: NightSummary) -> dict[str, list[tuple[str, str]]]:
 def _row(c: CellRecord, marks: Sequence[tuple[str, str]]) -> str:
     links = " · ".join(f'<a href="{_e(c.paths[k])}">{label}</a>' for k, label in
                      (("console", "console"), ("dmesg", "dmesg"), ("result", "result"),
-                      ("record", "cell.json")))
+                      ("record", "cell.json"), ("ktap", "KTAP")))
     titles = c.report_titles
     first = next(iter(titles.items()), None)
     reports = "" if first is None else (

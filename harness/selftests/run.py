@@ -126,7 +126,14 @@ def ktap_section(text: str) -> str:
 
 
 def _own_output(test: ktap.KtapTest) -> tuple[str, ...]:
-    return tuple(test.diagnostics)
+    """The test's own lines: its diagnostics, then its own subtests (kselftest.h's TAP,
+    which the parser nests under the runner's result line), one line each."""
+    subtests = tuple(
+        f"{'ok' if sub.ok else 'not ok'} {sub.number} {sub.name}"
+        + (f" # {sub.directive or ''} {sub.reason}".rstrip() if sub.directive or sub.reason
+           else "")
+        for sub in test.subtests)
+    return (*test.diagnostics, *subtests)
 
 
 def results_of(document: ktap.KtapDocument, tests: list[Selftest]) -> list[SelftestResult]:

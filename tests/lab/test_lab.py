@@ -21,7 +21,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from harness import lab
+from harness import ktap, lab
 from harness.verdict import wilson_interval
 
 from ..conftest import qemu_processes_with
@@ -110,8 +110,11 @@ def test_ci_matrix_night_end_to_end(ci_night: Night) -> None:
     assert any("memory corruption" in t for t in bug["report_titles"]), bug
     for cid, c in cells.items():
         assert c["iterations"] > 0, cid  # every cell here is a stress scenario
-        for key in ("console", "dmesg", "result", "record"):
+        for key in ("console", "dmesg", "result", "record", "ktap"):
             assert (out / c["paths"][key]).is_file(), (cid, key)
+        (as_ktap,) = ktap.parse((out / c["paths"]["ktap"]).read_text()).tests
+        ran = [t for t in as_ktap.subtests if t.result is not ktap.Result.SKIP]
+        assert (as_ktap.name, as_ktap.ok, len(ran)) == (cid, True, c["trials"]), cid
         repro = c["repro"]
         assert repro["qemu"]["version"].startswith("QEMU") and repro["qemu"]["argv"]
         assert repro["kernel"]["config_sha256"] and repro["kernel"]["source_identity"]

@@ -99,11 +99,12 @@ def test_garbage_before_between_and_inside_is_kept_as_output() -> None:
     text = ("random boot noise\nok this is not a result\n[    1.000000] KTAP version 1\n"
             "[    1.000100] 1..2\n[    1.000200] some kernel message\n"
             "[    1.000300] ok 1 a\n\x00\xff binary junk\n[    1.000400] # note\n"
+            "ok then, said a daemon\n"
             "[    1.000500] not ok 2 b\n")
     doc = parse(text)
     assert _flat(doc) == [("a", "pass"), ("b", "fail")] and not doc.errors
     assert doc.tests[0].output == ("some kernel message",)
-    assert doc.tests[1].output == ("\x00\xff binary junk",)
+    assert doc.tests[1].output == ("\x00\xff binary junk", "ok then, said a daemon")
     assert doc.tests[1].diagnostics == ("note",)
 
 
@@ -139,8 +140,25 @@ def test_tap14_and_kunit_subtest_headers() -> None:
 def test_kselftest_prefixed_output_and_unindented_nesting() -> None:
     text = ("# TAP version 13\n# 1..2\n# ok 1 mrelease\n# ok 2 other # SKIP no\n")
     assert _flat(parse(text)) == [("mrelease", "pass"), ("other", "skip")]
+    logged = parse("t: x\nt:   KTAP version 1\nt:   1..1\nt:   ok 1 a\nt: unrelated\n")
+    assert _flat(logged) == [("a", "pass")] and not logged.errors
     flat = parse("TAP version 13\n1..1\nTAP version 13\n1..1\nok 1 inner\nok 1 outer\n")
     assert _flat(flat) == [("outer/inner", "pass")] and len(flat.errors) == 1
+
+
+def test_kselftest_runner_nesting_by_hash_prefix() -> None:
+    """run_kselftest.sh prefixes a program's own TAP with '# ' under its result line."""
+    text = ("TAP version 13\n1..2\n# selftests: vm: mrelease_test\n# TAP version 13\n"
+            "# 1..2\n# ok 1 mrelease\n# # TAP version 13\n# # 1..1\n# # ok 1 deep\n"
+            "# ok 2 nested\n# # Totals: pass:1 fail:0\nok 1 selftests: vm: mrelease_test\n"
+            "# selftests: vm: other\n# TAP version 13\n# 1..1\n# ok 1 first\n")
+    doc = parse(text)
+    assert _flat(doc) == [
+        ("selftests: vm: mrelease_test/mrelease", "pass"),
+        ("selftests: vm: mrelease_test/nested/deep", "pass"),
+        ("test 2/first", "pass")]
+    assert doc.tests[0].diagnostics[0] == "selftests: vm: mrelease_test"
+    assert doc.tests[1].result is Result.CRASHED and not doc.errors
 
 
 def test_json_edge_round_trips() -> None:
