@@ -40,7 +40,7 @@ def _packages(arch: Arch) -> dict[str, str]:
     return {name: debian.package_version(name, arch.debian_arch) for name in names}
 
 
-def _compiler_version(arch: Arch) -> str:
+def compiler_version(arch: Arch) -> str:
     tool = next(t for t in arch_tools(arch) if t.program == arch.c_compiler)
     require(tool)
     out = proc.run([arch.c_compiler, "--version"], timeout=60, check=False)
@@ -52,7 +52,7 @@ def _inputs_digest(arch: Arch, packages: dict[str, str]) -> str:
     files = sorted(p for p in root.rglob("*") if p.is_file() and "build" not in p.parts)
     contents = [(str(p.relative_to(root)), cache.file_digest(p)) for p in files]
     return cache.digest("initramfs", BUILD_RECIPE_VERSION, arch.name, packages, contents,
-                        _compiler_version(arch))
+                        compiler_version(arch))
 
 
 def build_guest_programs(arch: Arch, out: Path) -> list[Path]:

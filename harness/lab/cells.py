@@ -24,6 +24,7 @@ from ..errors import HarnessError
 from ..kernels import KernelImage, ResolvedKernel
 from ..paths import PROJECT_ROOT
 from ..proc import run
+from ..selftests.suite import LAB_SCENARIO
 from .matrix import Cell, repro_command
 from .record import CellRecord, cell_dir, outcome, write_json
 
@@ -271,14 +272,26 @@ def write_cell_ktap(directory: Path, record: CellRecord, result: RunResult | Non
     """The cell as KTAP, judged by its expectation (over the run's own `ktap`)."""
     from ..ktap import write as ktap
 
+    suite_json = directory / "kselftest.json"
+    if record.cell.scenario == LAB_SCENARIO and suite_json.is_file():
+        from ..selftests import cell as selftest_cell
+        from ..selftests import run as selftest_run
+
+        suite_run = selftest_run.SuiteRun.from_json(json.loads(suite_json.read_text()))
+        text = selftest_cell.cell_ktap(record.id, record.expected, record.verdict,
+                                       record.reason or "", suite_run)
+        ktap.write(directory / ktap.FILE_NAME, text)
+        return
     ktap.write(directory / ktap.FILE_NAME, ktap.cell_document(record, result))
 
 
 def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
-         record: CellRecord) -> tuple[CellRecord, Sequence[str], RunResult]:
+         record: CellRecord) -> tuple[CellRecord, Sequence[str], RunResult | None]:
     """The guest run of a cell on the kernel the night resolved."""
     from ..run import RunSpec, run_one  # the guest machinery, only where guests run
 
+    if cell.scenario == LAB_SCENARIO:
+        return _run_selftests(cell, kernel, directory, record)
     spec = RunSpec(kernel=kernel, scenario=cell.scenario, options=cell.options(),
                    iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
                    writers=cell.writers)
@@ -298,3 +311,20 @@ def record_from_result(record: CellRecord, result: RunResult) -> CellRecord:
         record = replace(record, iterations=stress.iterations, trials=stress.trials,
                          detections=stress.detections, rate=stress.rate, ci95=stress.ci95)
     return record
+
+
+def _run_selftests(cell: Cell, kernel: ResolvedKernel, directory: Path,
+                   record: CellRecord) -> tuple[CellRecord, Sequence[str], None]:
+    """A kselftest cell: the suite's verdict, its kernel reports and console events."""
+    from .. import kernel_log
+    from ..selftests import cell as selftest_cell
+
+    done = selftest_cell.run_cell(kernel.image, cell.options(), directory)
+    console = directory / "console.log"
+    parsed = kernel_log.parse(console.read_text(errors="replace") if console.is_file() else "")
+    record = replace(record, verdict=done.verdict, reason=done.reason,
+                     boot_seconds=done.boot_seconds,
+                     reports=tuple(r.to_dict() for r in parsed.reports),
+                     events=tuple(e.to_dict() for e in parsed.events),
+                     kernel_description=done.suite_run.kernel)
+    return record, done.qemu_argv, None

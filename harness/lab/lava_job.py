@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..kernels import KernelImage
 from ..stress import EXIT_CLEAN, EXIT_CORRUPTED, StressOptions
 from ..workload import StressWorkload, get_workload
-from .matrix import Cell
+from .matrix import Cell, is_stress
 
 PROMPT = "oomrace# "  # rootfs/init's PS1
 # Markers the guest prints; the command that prints them never contains them literally
@@ -58,6 +58,9 @@ def image_url(path: Path, base_url: str | None, root: Path) -> str:
 
 
 def stress_workload(cell: Cell) -> StressWorkload:
+    if not is_stress(cell.scenario):
+        raise UsageError(f"cell {cell.id}: the LAVA engine runs stress scenarios, not "
+                         f"{cell.scenario!r}; run it with --engine local")
     workload = get_workload(cell.scenario, iterations=cell.iterations,
                             duration_s=cell.duration_s, seed=cell.seed, writers=cell.writers)
     if not isinstance(workload, StressWorkload):

@@ -26,6 +26,7 @@ from ..arches import ALIASES, ARCHES
 from ..errors import UsageError
 from ..inputs import positive_number
 from ..machine import MachineOptions
+from ..selftests.suite import CELL_BUDGET_S, LAB_SCENARIO
 
 EXPECTED = ("clean", "corrupted")
 ACCELS = ("tcg", "kvm", "auto")
@@ -163,7 +164,12 @@ def _names(value: Any, key: str, where: _Where) -> list[Any]:
 
 
 def scenarios() -> list[str]:
-    return ["smoke", *(s.value for s in stress.Scenario)]
+    return ["smoke", *(s.value for s in stress.Scenario), LAB_SCENARIO]
+
+
+def is_stress(scenario: str) -> bool:
+    """Whether a scenario runs the stress program (not smoke, not a kselftest suite)."""
+    return scenario in {s.value for s in stress.Scenario}
 
 
 def _arch_name(name: str, where: _Where, recipes: Sequence[str]) -> str:
@@ -271,7 +277,7 @@ class Cell:
 
     @property
     def stress(self) -> bool:
-        return self.scenario != "smoke"
+        return is_stress(self.scenario)
 
     def options(self) -> MachineOptions:
         return MachineOptions(cpus=self.cpus, memory_mb=self.memory_mb, accel=self.accel,
@@ -306,7 +312,11 @@ _REPRO_STRESS: tuple[tuple[str, str, str], ...] = (
 
 
 def repro_command(cell: Cell) -> str:
-    """The `oomrace run` command line that runs this cell again."""
+    """The `oomrace run` command line that runs this cell again (a kselftest cell: the
+    pytest that runs the same suite, one result per selftest)."""
+    if cell.scenario == LAB_SCENARIO:
+        return (f"pytest tests/guest/test_kselftest_vm.py -m '' --oomrace-arch {cell.arch} "
+                f"--oomrace-kernel {cell.kernel}")
     argv = ["oomrace", "run"]
     for axis in AXES:
         argv += [axis.flag, str(getattr(cell, axis.field))]
@@ -507,11 +517,12 @@ def _expand(entry: _Entry, recipes: Sequence[str]) -> list[Cell]:
 
 def _dependent(entry: _Entry, values: Mapping[str, Any]) -> dict[str, Any]:
     """cpus, writers and timeout, whose defaults and limits depend on the scenario."""
-    smoke = values["scenario"] == "smoke"
+    smoke = not is_stress(values["scenario"])
     if smoke and values["expected"] == "corrupted":
         _, where = entry.get("expected") or (None, entry.where)
-        raise where.error("expected", f"{values['arch']} {values['kernel']} smoke cannot be "
-                                      "expected to corrupt: the smoke scenario runs no stress")
+        raise where.error("expected", f"{values['arch']} {values['kernel']} "
+                                      f"{values['scenario']} cannot be expected to corrupt: "
+                                      "the scenario runs no stress")
     cpus = entry.read("cpus", 2 if smoke else 8,
                       lambda value, key, where: _int(value, key, where, 1))
     writers = None
@@ -521,14 +532,17 @@ def _dependent(entry: _Entry, values: Mapping[str, Any]) -> dict[str, Any]:
         if writers >= cpus and not smoke:
             raise found[1].error("writers", f"writers ({writers}) must be fewer than the "
                                             f"guest's cpus ({cpus}): one vCPU runs the reaper")
-    budget = values["boot_timeout"] + (60.0 if smoke else values["duration_s"]) + 120.0
+    run_s = (CELL_BUDGET_S if values["scenario"] == LAB_SCENARIO
+             else 60.0 if smoke else values["duration_s"])
+    budget = values["boot_timeout"] + run_s + 120.0
     timeout = budget + 120.0
     found = entry.get("timeout")
     if found is not None:
         timeout = _number(found[0], "timeout", found[1])
         if timeout < budget:
             raise found[1].error("timeout", f"timeout {timeout:g} s is shorter than what the "
-                                            f"cell needs: boot_timeout + duration + 120 s = "
+                                            f"cell needs: boot_timeout + {run_s:g} s of run "
+                                            f"+ 120 s = "
                                             f"{budget:g} s")
     return {"cpus": cpus, "writers": writers, "timeout": timeout}
 
