@@ -28,7 +28,9 @@ class KernelStepRunner:
         from ..run import RunSpec, run_one  # booting pulls in much; keep imports lazy
 
         cfg = self.config
-        recipe = replace(kbuild.load_recipe(cfg.recipe_config), patches=())
+        recipe = kbuild.with_kconfig(
+            replace(kbuild.load_recipe(cfg.recipe_config), patches=()),
+            kbuild.kconfig_change(cfg.kconfig, cfg.kconfig_add))
         started = time.monotonic()
         try:
             built = kbuild.build(recipe, cfg.arch, source_path=cfg.repo,

@@ -32,6 +32,8 @@ class BisectConfig:
     cpus: int = 8
     memory_mb: int = 1024
     seed: int | None = 1
+    kconfig: str | None = None  # a full .config as the base instead of the recipe's
+    kconfig_add: list[str] = field(default_factory=list)  # CONFIG_X=y options
 
     @property
     def terms(self) -> tuple[str, str]:

@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = _options(args)
     specs = []
     for arch in arches:  # bad kernels and scenarios are refused before anything boots
-        kernel = kernels.resolve_kernel(args.kernel, arch)  # once: run_one reuses it
+        kernel = kernels.resolve_kernel(args.kernel, arch, _kconfig(args))  # once
         scenario = args.scenario or Scenario.strongest_for(kernel.release).value
         specs.append(RunSpec(kernel=kernel, scenario=scenario, options=options,
                              iterations=args.iterations, duration_s=args.duration,
@@ -121,7 +121,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     arch = parse_arch_list(args.arch or ["x86_64"])[0]
     options = _options(args)
-    image = kernels.resolve(args.kernel, arch)
+    image = kernels.resolve(args.kernel, arch, _kconfig(args))
     run_dir = new_run_dir(args.artifacts)
     key = RunKey.generate()
     key.save(run_dir / "id_ed25519")
@@ -139,6 +139,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return interactive(qemu_argv(arch, spec))
 
 
+def _kconfig(args: argparse.Namespace) -> kbuild.KconfigChange:
+    return kbuild.kconfig_change(args.kconfig, args.kconfig_add)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     arches = parse_arch_list(args.arch) if args.arch else None
     report = doctor(arches)
@@ -154,8 +158,9 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
         for name in kbuild.recipe_names():
             print(f"{name:<36} {kbuild.load_recipe(name).description}")
         return 0
-    recipe = kbuild.recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
-                                   args.sha256, args.ref)
+    recipe = kbuild.with_kconfig(
+        kbuild.recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
+                              args.sha256, args.ref), _kconfig(args))
     arches = parse_arch_list(args.arch or ["aarch64"])
     try:
         results = [kbuild.build(recipe, a.name, progress=not args.no_progress) for a in arches]
@@ -228,19 +233,50 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
         raise UsageError("bisect needs a single --arch")
     get_workload(args.scenario)
     kbuild.load_recipe(args.recipe_config)
+    change = _kconfig(args)
     artifacts = args.artifacts or DEFAULT_ARTIFACTS / f"bisect-{_bisect_stamp()}"
     return bisect.BisectConfig(
         repo=args.repo, good=args.good, bad=args.bad, arch=arch[0].name,
         scenario=args.scenario, recipe_config=args.recipe_config,
         confidence=args.confidence, max_iterations_per_step=args.max_iterations_per_step,
         calibration_batches=args.calibration_batches, find_fix=args.find_fix,
-        artifacts=artifacts, cpus=args.cpus, memory_mb=args.memory, seed=args.seed)
+        artifacts=artifacts, cpus=args.cpus, memory_mb=args.memory, seed=args.seed,
+        kconfig=str(change.base) if change.base else None, kconfig_add=list(change.add))
 
 
 def _bisect_stamp() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .. import cache_admin, kbuild_incr
+
+    if args.action == "list":
+        if args.max_dirs is not None or args.max_size is not None \
+                or args.kernels_older_than is not None:
+            raise UsageError("--max-dirs, --max-size and --kernels-older-than are limits "
+                             "for `oomrace cache prune`")
+        data = cache_admin.listing()
+        if args.json != STDOUT:
+            print(cache_admin.text(data))
+    else:
+        if args.max_dirs is not None and args.max_dirs < 0:
+            raise UsageError("--max-dirs must be >= 0")
+        max_dirs = kbuild_incr.max_build_dirs() if args.max_dirs is None and \
+            args.max_size is None else args.max_dirs
+        max_bytes = None if args.max_size is None else int(args.max_size * (1 << 30))
+        data = cache_admin.prune(max_dirs, max_bytes, args.kernels_older_than)
+        if args.json != STDOUT:
+            for what in ("removed_build_dirs", "removed_kernels"):
+                items = data[what]
+                assert isinstance(items, list)
+                print(f"{what.replace('_', ' ')}: {len(items)}")
+                for item in items:
+                    print(f"  {item['path']}")
+    write_json(args.json, schema.versioned(data))
+    return 0
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
