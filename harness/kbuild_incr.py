@@ -5,11 +5,14 @@ rebuilds only what a new commit or an edit changed.
 A build directory lives in ``cache_root()/kbuild-dirs/<key>``:
 
 - for a git working tree (``--source DIR`` of a git checkout, every bisect step), ``src/``
-  is a clone of our own (``git clone --shared --no-checkout``: the user's objects are read
-  through git's alternates, nothing is written into their repository) and ``src/build`` the
-  ``O=`` directory. A build checks the wanted commit out there with ``git checkout``, which
-  rewrites only the files that differ from the last build (make compares mtimes: a file
-  rewritten unchanged would be rebuilt, and everything that includes it). The user's
+  is a clone of our own (``git clone --local --no-checkout``: the user's object files are
+  hard-linked, nothing is written into their repository; commits it lacks later are
+  fetched) and ``src/build`` the ``O=`` directory. It is shared by every clone of the same
+  history (the key names the history's root commits, not the path), so a bisect in a
+  fresh clone starts from the last build of that history. A build checks the wanted
+  commit out there with ``git checkout``, which rewrites only the files that differ from
+  the last build (make compares mtimes: a file rewritten unchanged would be rebuilt, and
+  everything that includes it). The user's
   uncommitted changes are copied over it (only the files whose bytes differ), then the
   compat fixes and patches are applied, and the result is committed in the clone, so the
   next checkout moves from exactly what was built and touches only what differs;
@@ -105,8 +108,18 @@ def incremental(source: Source, patched: bool) -> bool:
 
 
 def build_dir_key(source: Source, arch: str, config_key: str, compiler: str) -> str:
-    origin = source.repo if source.repo is not None else source.tree
-    return cache.digest("kbuild-dir", str(origin), arch, config_key, compiler)
+    return cache.digest("kbuild-dir", _origin(source), arch, config_key, compiler)
+
+
+def _origin(source: Source) -> str:
+    """What a build directory is for: a plain tree's path, or a git history's root
+    commits (every clone of linux.git shares one build directory per config)."""
+    if source.repo is None or source.commit is None:
+        return f"tree:{source.tree}"
+    roots = proc.run(["git", "-C", str(source.repo), "rev-list", "--max-parents=0",
+                      source.commit], timeout=SOURCE_TIMEOUT,
+                     env=dict(os.environ, GIT_OPTIONAL_LOCKS="0")).stdout.split()
+    return "git:" + ",".join(sorted(roots))
 
 
 def root() -> Path:
@@ -159,14 +172,18 @@ def _git(tree: Path, *args: str) -> str:
     return done.stdout
 
 
-def _ensure_clone(bd: BuildDir, repo: Path) -> None:
+def _ensure_clone(bd: BuildDir, repo: Path, commit: str) -> None:
     clone = bd.clone
     if (clone / ".git" / "HEAD").is_file():
         (clone / ".git" / "index.lock").unlink(missing_ok=True)  # a killed git's
+        present = proc.run(["git", "-C", str(clone), "cat-file", "-e", f"{commit}^{{commit}}"],
+                           check=False)
+        if present.returncode != 0:  # another clone of the history, or newer commits
+            _git(clone, "fetch", "-q", "--no-tags", str(repo), commit)
         return
     shutil.rmtree(clone, ignore_errors=True)
     with signals.deferred():
-        proc.run(["git", "clone", "-q", "--shared", "--no-checkout", str(repo), str(clone)],
+        proc.run(["git", "clone", "-q", "--local", "--no-checkout", str(repo), str(clone)],
                  timeout=SOURCE_TIMEOUT)
     # The O= directory sits inside the clone (kbuild then names sources `../x.c`, the
     # same in every build: ccache hits across build directories); git leaves it alone.
@@ -180,7 +197,7 @@ def check_out(bd: BuildDir, source: Source, compat: Sequence[CompatFix],
     if bd.in_place:
         return Checkout(source.tree, bd.build_for(source), None, (), ())
     assert source.repo is not None and source.commit is not None
-    _ensure_clone(bd, source.repo)
+    _ensure_clone(bd, source.repo, source.commit)
     clone = bd.clone
     started = time.monotonic()
     _git(clone, "checkout", "-q", "-f", "--detach", source.commit)
@@ -264,14 +281,15 @@ class DirInfo:
     key: str
     path: Path
     origin: str
+    in_place: bool
     last_commit: str | None
     last_used: float
     bytes: int | None  # None: not measured
 
     def to_dict(self) -> dict[str, object]:
         return {"key": self.key, "path": str(self.path), "origin": self.origin,
-                "last_commit": self.last_commit, "last_used": round(self.last_used),
-                "bytes": self.bytes}
+                "in_place": self.in_place, "last_commit": self.last_commit,
+                "last_used": round(self.last_used), "bytes": self.bytes}
 
 
 def tree_bytes(path: Path) -> int:
@@ -293,6 +311,7 @@ def build_dirs(measure: bool = True) -> list[DirInfo]:
         used = record.get("last_used")
         found.append(DirInfo(
             key=path.name, path=path, origin=str(record.get("origin", "?")),
+            in_place=record.get("in_place") is True,
             last_commit=record.get("last_commit") if isinstance(
                 record.get("last_commit"), str) else None,
             last_used=float(used) if isinstance(used, int | float) else path.stat().st_mtime,
@@ -309,7 +328,10 @@ def prune(max_dirs: int | None = None, max_bytes: int | None = None,
     total = 0
     for i, d in enumerate(dirs):
         total += d.bytes or 0
-        over = (max_dirs is not None and i >= max_dirs) or (
+        # A plain tree's build directory is useless once the tree is gone (a git
+        # history's clone holds its own objects).
+        gone = d.in_place and not Path(d.origin).exists()
+        over = gone or (max_dirs is not None and i >= max_dirs) or (
             max_bytes is not None and total > max_bytes)
         if not over or d.key in keep:
             continue

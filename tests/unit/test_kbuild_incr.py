@@ -68,6 +68,17 @@ def test_a_new_commit_rewrites_only_the_files_it_changes(tmp_path: Path) -> None
     assert second.commit == _git(tree, "rev-parse", "HEAD").strip()
 
 
+def test_every_clone_of_a_history_shares_one_build_directory(tmp_path: Path) -> None:
+    tree = _repo(tmp_path)
+    first = _check_out(tree)
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(tree), str(other)], check=True)
+    (other / "mm" / "c.c").write_text("int c2;\n")
+    _git(other, "commit", "-qam", "in the other clone")
+    got = _check_out(other)  # a commit our clone lacks: fetched
+    assert got.tree == first.tree and (got.tree / "mm" / "c.c").read_text() == "int c2;\n"
+
+
 def test_local_changes_are_copied_and_committed_in_our_clone_only(tmp_path: Path) -> None:
     tree = _repo(tmp_path)
     _check_out(tree)
@@ -134,9 +145,9 @@ def test_kconfig_options(tmp_path: Path) -> None:
     assert added.read_text() == 'CONFIG_KASAN=y\nCONFIG_CMDLINE="a b"\nCONFIG_NR_CPUS=8\n'
     assert recipe.fragment_paths("aarch64")[-1] == added
     for bad in ("KASAN=y", "CONFIG_KASAN", "CONFIG_X=yes please", "CONFIG_X=$(rm)"):
-        with pytest.raises(UsageError, match="--kconfig-add .*CONFIG_NAME=VALUE"):
+        with pytest.raises(UsageError, match=r"--kconfig-add .*CONFIG_NAME=VALUE"):
             kbuild.kconfig_change(None, [bad])
-    with pytest.raises(UsageError, match="--kconfig .*no such file"):
+    with pytest.raises(UsageError, match=r"--kconfig .*no such file"):
         kbuild.kconfig_change(tmp_path / "nope.config")
     full = tmp_path / "my.config"
     full.write_text("CONFIG_A=y\n")
@@ -156,10 +167,13 @@ def test_kconfig_needs_a_recipe_kernel() -> None:
 
 def _fake_dir(key: str, used: float, size: int) -> None:
     path = kbuild_incr.root() / key
+    origin = kbuild_incr.root().parent / "o" / key
+    origin.mkdir(parents=True)
     (path / "src").mkdir(parents=True)
     (path / "src" / "blob").write_bytes(b"x" * size)
     (path / kbuild_incr.RECORD).write_text(
-        f'{{"schema_version": 1, "origin": "/o/{key}", "last_used": {used}}}')
+        f'{{"schema_version": 1, "origin": "{origin}", "in_place": true, '
+        f'"last_used": {used}}}')
 
 
 def test_prune_removes_the_least_recently_used(tmp_path: Path) -> None:
@@ -194,6 +208,9 @@ def test_cache_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     _fake_dir("d1", time.time(), 10)
     assert cli.main(["cache"]) == 0
     assert "/o/d1" in capsys.readouterr().out
+    _fake_dir("d2", time.time() - 10, 10)
+    (kbuild_incr.root().parent / "o" / "d2").rmdir()  # its origin deleted: removed at once
+    assert [d.key for d in kbuild_incr.prune(max_dirs=5)] == ["d2"]
     assert cli.main(["cache", "--max-dirs", "1"]) == 2  # a limit without prune
     assert cli.main(["cache", "prune", "--max-dirs", "0"]) == 0
     assert "removed build dirs: 1" in capsys.readouterr().out
