@@ -187,6 +187,8 @@ def _ensure_clone(bd: BuildDir, repo: Path, commit: str) -> None:
                  timeout=SOURCE_TIMEOUT)
     # The O= directory sits inside the clone (kbuild then names sources `../x.c`, the
     # same in every build: ccache hits across build directories); git leaves it alone.
+    # No detached auto gc outliving the build (our clone gains one small commit a build).
+    _git(clone, "config", "gc.auto", "0")
     (clone / ".git" / "info").mkdir(exist_ok=True)
     (clone / ".git" / "info" / "exclude").write_text(f"/{BUILD_SUBDIR}/\n")
 
