@@ -135,6 +135,7 @@ def held(source: Source, key: str) -> Iterator[BuildDir]:
     bd = BuildDir(key, root() / key, in_place=source.repo is None)
     with cache.locked(bd.lock):
         bd.path.mkdir(exist_ok=True)
+        _after_a_kill(bd)
         _write_record(bd, source, "building")
         try:
             yield bd
@@ -148,6 +149,26 @@ def _write_record(bd: BuildDir, source: Source, state: str) -> None:
         "origin": str(source.repo or source.tree), "in_place": bd.in_place,
         "last_commit": source.commit, "state": state, "last_used": time.time(),
     }))
+
+
+def _after_a_kill(bd: BuildDir) -> None:
+    """A build killed outright (SIGKILL: no `finally`) may have left an object half
+    written and newer than its source, which make would take as up to date: remove every
+    object written since that build started. (Ctrl-C and SIGTERM need nothing: make
+    deletes the target it was building.)"""
+    record = atomicio.read_json_object(bd.path / RECORD) or {}
+    started = record.get("last_used")
+    if record.get("state") != "building" or not isinstance(started, int | float):
+        return
+    log.warning("build directory %s: the last build there was killed; recompiling what "
+                "it compiled", bd.path)
+    for dirpath, dirnames, names in os.walk(bd.path):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in names:
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                if name.endswith(".o") and os.stat(path).st_mtime >= started:
+                    os.unlink(path)
 
 
 def max_build_dirs() -> int:

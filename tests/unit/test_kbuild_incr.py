@@ -103,6 +103,21 @@ def test_local_changes_are_copied_and_committed_in_our_clone_only(tmp_path: Path
     assert _mtimes(again.tree)["mm/b.c"] == before["mm/b.c"]
 
 
+def test_objects_of_a_killed_build_are_removed(tmp_path: Path) -> None:
+    tree = _repo(tmp_path)
+    got = _check_out(tree)
+    got.build.mkdir()
+    old, new = got.build / "old.o", got.build / "new.o"
+    old.write_text("complete")
+    os.utime(old, (time.time() - 100, time.time() - 100))
+    record = got.tree.parent / kbuild_incr.RECORD
+    data = record.read_text().replace('"idle"', '"building"')
+    record.write_text(data)  # as a SIGKILL leaves it: no `finally` ran
+    new.write_text("half written")
+    _check_out(tree)
+    assert old.is_file() and not new.exists()
+
+
 def test_patches_are_a_commit_on_top(tmp_path: Path) -> None:
     tree = _repo(tmp_path)
     patch = tmp_path / "p.patch"
