@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ..bisect.test_bisect import fresh_clone, git
-from ..conftest import REPO
+from tests.bisect.test_bisect import fresh_clone, git
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.kernel_build, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -59,13 +59,13 @@ def test_one_file_touched_rebuilds_in_seconds_and_the_tree_is_unchanged(
     git(tree, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "mine")
     first, first_s = _build(tree, tmp_path / "first.json")
     assert first["local_changes"] == []
-    print(f"first build (checkout + warm ccache): {first_s:.0f} s, "
+    print(f"first build (in a new or reused build directory): {first_s:.0f} s, "
           f"{first['objects_compiled']} of {first['objects']} objects compiled")
 
     touched = tree / TOUCHED
     touched.write_text(touched.read_text() + "\n/* touched by the incremental test */\n")
     status = git(tree, "status", "--porcelain", "--ignored")
-    assert status == f" M {TOUCHED}"
+    assert status == f"M {TOUCHED}"  # (git() strips the leading space)
     snapshot = _snapshot(tree)
     second, second_s = _build(tree, tmp_path / "second.json")
     print(f"one file touched: rebuilt in {second_s:.1f} s, {second['objects_compiled']} "
