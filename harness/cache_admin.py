@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import atomicio, cache, kbuild_incr
 from .kbuild_tuxmake import KIND
+from .kernel_build import LAST_USED
 
 
 @dataclass(frozen=True)
@@ -21,17 +22,17 @@ class KernelEntry:
     recipe: str
     arch: str
     source: str
-    built: float  # when it was sealed (its kernel.json's mtime)
+    last_used: float  # when a build last asked for it (else when it was built)
     bytes: int
 
     def to_dict(self) -> dict[str, object]:
         return {"key": self.key, "path": str(self.path), "recipe": self.recipe,
-                "arch": self.arch, "source": self.source, "built": round(self.built),
+                "arch": self.arch, "source": self.source, "last_used": round(self.last_used),
                 "bytes": self.bytes}
 
 
 def kernel_entries() -> list[KernelEntry]:
-    """The built kernels, newest first."""
+    """The built kernels, the most recently used first."""
     kind = cache.cache_root() / KIND
     found = []
     for path in sorted(kind.iterdir()) if kind.is_dir() else []:
@@ -42,8 +43,16 @@ def kernel_entries() -> list[KernelEntry]:
         found.append(KernelEntry(
             key=path.name, path=path, recipe=str(info.get("recipe", "?")),
             arch=str(info.get("arch", "?")), source=str(info.get("source_identity", "?")),
-            built=record.stat().st_mtime, bytes=kbuild_incr.tree_bytes(path)))
-    return sorted(found, key=lambda e: e.built, reverse=True)
+            last_used=max(record.stat().st_mtime, _mtime(path / LAST_USED)),
+            bytes=kbuild_incr.tree_bytes(path)))
+    return sorted(found, key=lambda e: e.last_used, reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def listing() -> dict[str, object]:
@@ -57,15 +66,15 @@ def listing() -> dict[str, object]:
 
 
 def prune(max_dirs: int | None, max_bytes: int | None,
-          kernels_older_than_days: float | None) -> dict[str, object]:
+          kernels_unused_days: float | None) -> dict[str, object]:
     """Remove build directories beyond the limits (least recently used first) and kernel
-    entries built more than the given days ago; what was removed."""
+    entries no build has asked for in the given days; what was removed."""
     dirs = kbuild_incr.prune(max_dirs=max_dirs, max_bytes=max_bytes)
     removed: list[KernelEntry] = []
-    if kernels_older_than_days is not None:
-        cutoff = time.time() - kernels_older_than_days * 86400
+    if kernels_unused_days is not None:
+        cutoff = time.time() - kernels_unused_days * 86400
         for e in kernel_entries():
-            if e.built >= cutoff:
+            if e.last_used >= cutoff:
                 continue
             # Under the entry's lock: never under a run that is rebuilding it.
             with cache.locked(e.path.parent / f".{e.key}.lock"):
@@ -91,7 +100,7 @@ def text(data: dict[str, object]) -> str:
     assert isinstance(kernels, list) and isinstance(dirs, list)
     lines.append(f"kernels ({len(kernels)}, {_size(int(str(data['kernels_bytes'])))}):")
     for k in kernels:
-        lines.append(f"  {k['key']}  {_when(k['built'])}  {_size(k['bytes']):>9}  "
+        lines.append(f"  {k['key']}  {_when(k['last_used'])}  {_size(k['bytes']):>9}  "
                      f"{k['recipe']} {k['arch']} {k['source']}")
     lines.append(f"build directories ({len(dirs)}, "
                  f"{_size(int(str(data['build_dirs_bytes'])))}; last used first):")

@@ -34,6 +34,8 @@ from .kbuild_tuxmake import (
 from .kconfig import parse_kconfig
 from .ksource import apply_compat, apply_patch, compat_fixes, link_tree, resolve_source
 
+LAST_USED = ".last-used"
+
 # Bump when the way a build is done changes in a way that changes its output.
 BUILD_SCHEME = 2
 
@@ -145,6 +147,9 @@ def build(
     # Through cache.entry on a hit too: it checks the entry against its manifest, and a
     # damaged one is rebuilt rather than booted.
     final = cache.entry(KIND, job.key, do_build)
+    # When it was last asked for: `oomrace cache prune --kernels-unused-for` reads it (a
+    # file added to a sealed entry is allowed; the manifest checks the files it lists).
+    (final / LAST_USED).touch()
     if progress and not built:
         print(f"[{label}] cached: {final}", file=sys.stderr)
     return _built_kernel(job, final, cached=not built)

@@ -67,7 +67,7 @@ def command_table() -> tuple[Command, ...]:
                 "List the built kernels and the persistent build directories of "
                 "incremental builds, with sizes and last use; `oomrace cache prune` removes "
                 "the least recently used build directories beyond --max-dirs / --max-size "
-                "and, with --kernels-older-than, old kernels."),
+                "and, with --kernels-unused-for, kernels not used for that many days."),
         Command("parse-log", "find crash reports in a console log",
                 options.add_parse_log_options, cmd_parse_log),
         Command("bisect", "git-bisect a kernel tree for the commit that brought (or fixed) "

@@ -255,8 +255,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         if args.max_dirs is not None or args.max_size is not None \
-                or args.kernels_older_than is not None:
-            raise UsageError("--max-dirs, --max-size and --kernels-older-than are limits "
+                or args.kernels_unused_for is not None:
+            raise UsageError("--max-dirs, --max-size and --kernels-unused-for are limits "
                              "for `oomrace cache prune`")
         data = cache_admin.listing()
         if args.json != STDOUT:
@@ -267,7 +267,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         max_dirs = kbuild_incr.max_build_dirs() if args.max_dirs is None and \
             args.max_size is None else args.max_dirs
         max_bytes = None if args.max_size is None else int(args.max_size * (1 << 30))
-        data = cache_admin.prune(max_dirs, max_bytes, args.kernels_older_than)
+        data = cache_admin.prune(max_dirs, max_bytes, args.kernels_unused_for)
         if args.json != STDOUT:
             for what in ("removed_build_dirs", "removed_kernels"):
                 items = data[what]

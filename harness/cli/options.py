@@ -186,9 +186,10 @@ def add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-size", type=seconds("--max-size"), default=None, metavar="GIB",
                    help="prune: remove the least recently used build directories until "
                         "they take at most GIB GiB in all")
-    p.add_argument("--kernels-older-than", type=seconds("--kernels-older-than"),
+    p.add_argument("--kernels-unused-for", type=seconds("--kernels-unused-for"),
                    default=None, metavar="DAYS",
-                   help="prune: also remove built kernels sealed more than DAYS days ago")
+                   help="prune: also remove built kernels no build or run has asked for "
+                        "in DAYS days (other users of the cache lose them too)")
     add_json_option(p, "the listing, or what was removed")
 
 

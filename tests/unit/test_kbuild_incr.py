@@ -230,3 +230,18 @@ def test_cache_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert cli.main(["cache", "prune", "--max-dirs", "0"]) == 0
     assert "removed build dirs: 1" in capsys.readouterr().out
     assert not (kbuild_incr.root() / "d1").exists()
+
+
+def test_prune_kernels_by_last_use(tmp_path: Path) -> None:
+    from harness.cache import cache_root
+
+    old = time.time() - 10 * 86400
+    for key in ("unused", "used"):
+        entry = cache_root() / "kbuild" / key
+        entry.mkdir(parents=True)
+        (entry / "kernel.json").write_text('{"schema_version": 1, "recipe": "v6.1"}')
+        os.utime(entry / "kernel.json", (old, old))
+    (cache_root() / "kbuild" / "used" / ".last-used").touch()  # as kbuild.build does
+    removed = cache_admin.prune(None, None, kernels_unused_days=5)
+    assert [k["key"] for k in removed["removed_kernels"]] == ["unused"]  # type: ignore[index]
+    assert (cache_root() / "kbuild" / "used").is_dir()
