@@ -7,8 +7,10 @@ patches from kernels/patches; ``extends`` inherits another recipe's keys.
 
 from __future__ import annotations
 
+import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .arches import get_arch
@@ -148,3 +150,63 @@ def load_recipe(name: str, path: Path | None = None) -> Recipe:
         description=description if isinstance(description, str) else "",
     )
 
+
+
+# --- --kconfig and --kconfig-add: a recipe's config changed from the command line -------
+
+_KCONFIG_ADD = re.compile(
+    r'^CONFIG_[A-Za-z0-9_]+=(?:y|m|n|-?[0-9]+|0x[0-9A-Fa-f]+|"[^"\\\n]*")$')
+
+
+@dataclass(frozen=True)
+class KconfigChange:
+    """`--kconfig FILE` (a full .config as the base instead of the recipe's) and
+    `--kconfig-add CONFIG_X=y` options (a fragment, checked in the final .config as the
+    recipe's fragments are)."""
+
+    base: Path | None = None
+    add: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.base is not None or bool(self.add)
+
+
+def kconfig_change(base: str | Path | None, add: Sequence[str] = ()) -> KconfigChange:
+    """The checked options; a one-line UsageError names a bad one and the form expected."""
+    path = None
+    if base is not None:
+        path = Path(base).expanduser().resolve()
+        if not path.is_file():
+            raise UsageError(f"--kconfig {base}: no such file; give a full .config")
+    for option in add:
+        if not _KCONFIG_ADD.match(option.strip()):
+            raise UsageError(f"--kconfig-add {option!r}: expected CONFIG_NAME=VALUE, the "
+                             'value y, m, n, a number or a "string" (e.g. CONFIG_KASAN=y)')
+    return KconfigChange(path, tuple(o.strip() for o in add))
+
+
+def with_kconfig(recipe: Recipe, change: KconfigChange) -> Recipe:
+    """`recipe` with its base config and fragments changed as `change` says."""
+    if not change:
+        return recipe
+    fragments = recipe.fragments
+    if change.add:
+        fragments += (str(_added_fragment(change.add)),)
+    what = [f"base {change.base}"] if change.base else []
+    what += list(change.add)
+    return replace(recipe, base_config=str(change.base or recipe.base_config),
+                   fragments=fragments,
+                   description=f"{recipe.description} (changed: {', '.join(what)})".strip())
+
+
+def _added_fragment(options: Sequence[str]) -> Path:
+    """The --kconfig-add options as a fragment file, named by its content (the build's
+    cache key hashes fragment contents, so equal options share kernels)."""
+    from . import atomicio, cache
+
+    text = "".join(f"{o}\n" for o in options)
+    path = cache.cache_root() / "kconfig-add" / f"kconfig-add-{cache.digest(text)}.config"
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomicio.write_text(path, text)
+    return path

@@ -11,12 +11,12 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from . import atomicio, cache, schema
+from . import atomicio, cache, kbuild_incr, schema
 from .arches import Arch, get_arch
 from .errors import KernelError, UsageError
 from .kbuild_progress import BuildProgress, count_objects
@@ -33,6 +33,8 @@ from .kbuild_tuxmake import (
 )
 from .kconfig import parse_kconfig
 from .ksource import apply_compat, apply_patch, compat_fixes, link_tree, resolve_source
+
+LAST_USED = ".last-used"
 
 # Bump when the way a build is done changes in a way that changes its output.
 BUILD_SCHEME = 2
@@ -82,15 +84,9 @@ class BuiltKernel:
         return d
 
 
-def cache_key(
-    source_identity: str,
-    base_config: str,
-    fragments: Sequence[Path],
-    patches: Sequence[Path],
-    arch: str,
-    compiler: str,
-) -> str:
-    """The cache key of a build: content of fragments and patches, not their paths."""
+def config_identity(base_config: str, fragments: Sequence[Path]) -> list[object]:
+    """What the config of a build depends on: the base (a target name, or a .config's
+    content) and the fragments' contents, not their paths."""
 
     def content(p: Path) -> str:
         if not p.is_file():
@@ -101,12 +97,28 @@ def cache_key(
     base_path = Path(base_config).expanduser()
     if base_path.is_file():
         base = f"file:{cache.file_digest(base_path)}"
+    return [base, [(p.name, content(p)) for p in fragments]]
+
+
+def cache_key(
+    source_identity: str,
+    base_config: str,
+    fragments: Sequence[Path],
+    patches: Sequence[Path],
+    arch: str,
+    compiler: str,
+) -> str:
+    """The cache key of a build: content of fragments and patches, not their paths."""
+    base, frags = config_identity(base_config, fragments)
+    for p in patches:
+        if not p.is_file():
+            raise UsageError(f"{p} does not exist")
     return cache.digest(
         BUILD_SCHEME,
         source_identity,
         base,
-        [(p.name, content(p)) for p in fragments],
-        [(p.name, content(p)) for p in patches],
+        frags,
+        [(p.name, cache.file_digest(p)) for p in patches],
         arch,
         compiler,
     )
@@ -135,6 +147,9 @@ def build(
     # Through cache.entry on a hit too: it checks the entry against its manifest, and a
     # damaged one is rebuilt rather than booted.
     final = cache.entry(KIND, job.key, do_build)
+    # When it was last asked for: `oomrace cache prune --kernels-unused-for` reads it (a
+    # file added to a sealed entry is allowed; the manifest checks the files it lists).
+    (final / LAST_USED).touch()
     if progress and not built:
         print(f"[{label}] cached: {final}", file=sys.stderr)
     return _built_kernel(job, final, cached=not built)
@@ -183,21 +198,50 @@ def _built_kernel(job: BuildJob, entry: Path, cached: bool) -> BuiltKernel:
 
 
 def _build_into(out: Path, job: BuildJob, progress: BuildProgress) -> None:
-    """Fill the cache entry directory `out`; work happens in out/work, removed at the end."""
-    work = out / "work"
-    work.mkdir()
-    tree = work / "src"
-    build_dir = tree / BUILD_SUBDIR
+    """Fill the cache entry directory `out`: in a persistent build directory when the
+    source allows it (kbuild_incr), else in out/work, removed at the end."""
+    if not kbuild_incr.incremental(job.source, bool(job.patches or job.compat)):
+        work = out / "work"
+        work.mkdir()
+        tree = work / "src"
+
+        def fresh_copy(log: IO[str]) -> kbuild_incr.Checkout:
+            compat = _prepare_tree(tree, job, log, progress)
+            return kbuild_incr.Checkout(tree, tree / BUILD_SUBDIR, None, (), tuple(compat))
+
+        _build_with(out, job, progress, fresh_copy, tree / BUILD_SUBDIR)
+        shutil.rmtree(work)
+        return
+    config = cache.digest(*_config_of(job))
+    key = kbuild_incr.build_dir_key(job.source, job.arch.name, config, job.compiler)
+    with kbuild_incr.held(job.source, key) as bd:
+
+        def check_out(log: IO[str]) -> kbuild_incr.Checkout:
+            progress.update(f"checking out in build directory {bd.key}")
+            return kbuild_incr.check_out(bd, job.source, job.compat, job.patches, log)
+
+        _build_with(out, job, progress, check_out, bd.build_for(job.source))
+
+
+def _config_of(job: BuildJob) -> list[object]:
+    return config_identity(job.recipe.base_config, job.fragments)
+
+
+def _build_with(out: Path, job: BuildJob, progress: BuildProgress,
+                prepare: Callable[[IO[str]], kbuild_incr.Checkout], build_dir: Path) -> None:
+    """Prepare the tree, configure and compile, keep the artifacts and the record."""
     log_path = out / "build.log"
+    started = time.time()
     try:
         with log_path.open("w") as log:
             _write_log_header(log, job)
-            compat = _prepare_tree(out, tree, job, log, progress)
-            run_tuxmake(job, out, tree, build_dir, log, progress)
-        objects = _keep_artifacts(out, build_dir, job)
-        shutil.rmtree(work)
-        _write_record(out, job, compat, objects, progress)
-        progress.done(f"built {job.arch.image_name}")
+            _keep_inputs(out, job)
+            checkout = prepare(log)
+            run_tuxmake(job, out, checkout.tree, checkout.build, log, progress)
+        objects = _keep_artifacts(out, checkout.build, job)
+        rebuilt = kbuild_incr.objects_since(checkout.build, started)
+        _write_record(out, job, checkout, (objects, rebuilt), progress)
+        progress.done(f"built {job.arch.image_name} ({rebuilt} of {objects} objects compiled)")
     except BaseException as e:
         failed = _keep_failure(job.key, log_path, build_dir)
         progress.done("interrupted" if isinstance(e, KeyboardInterrupt) else "FAILED")
@@ -217,22 +261,26 @@ def _write_log_header(log: IO[str], job: BuildJob) -> None:
     )
 
 
-def _prepare_tree(out: Path, tree: Path, job: BuildJob, log: IO[str],
+def _prepare_tree(tree: Path, job: BuildJob, log: IO[str],
                   progress: BuildProgress) -> list[str]:
-    """Link the source into `tree`, patch the copy and keep the inputs in out/inputs;
-    the names of the compat fixes that applied."""
+    """Link the source into `tree` and patch the copy; the compat fixes that applied."""
     progress.update("copying source tree (hard links)")
     link_tree(job.source, tree)
-    inputs = out / "inputs"
-    inputs.mkdir()
     compat = [f.patch.name for f in job.compat if apply_compat(tree, f, log)]
-    for i, patch in enumerate(job.patches):
+    for patch in job.patches:
         progress.update(f"applying {patch.name}")
         apply_patch(tree, patch, log)
+    return compat
+
+
+def _keep_inputs(out: Path, job: BuildJob) -> None:
+    """The patches and fragments as they were, in out/inputs."""
+    inputs = out / "inputs"
+    inputs.mkdir()
+    for i, patch in enumerate(job.patches):
         shutil.copy2(patch, inputs / f"patch-{i:02d}-{patch.name}")
     for i, frag in enumerate(job.fragments):
         shutil.copy2(frag, inputs / f"fragment-{i:02d}-{frag.name}")
-    return compat
 
 
 def _keep_artifacts(out: Path, build_dir: Path, job: BuildJob) -> int:
@@ -248,8 +296,8 @@ def _keep_artifacts(out: Path, build_dir: Path, job: BuildJob) -> int:
     return objects
 
 
-def _write_record(out: Path, job: BuildJob, compat: list[str], objects: int,
-                  progress: BuildProgress) -> None:
+def _write_record(out: Path, job: BuildJob, checkout: kbuild_incr.Checkout,
+                  objects: tuple[int, int], progress: BuildProgress) -> None:
     info = {
         "recipe": job.recipe.name,
         "arch": job.arch.name,
@@ -258,10 +306,16 @@ def _write_record(out: Path, job: BuildJob, compat: list[str], objects: int,
         "base_config": job.recipe.base_config,
         "fragments": [f.name for f in job.fragments],
         "patches": [p.name for p in job.patches],
-        "compat": compat,
+        "compat": list(checkout.compat),
         "compiler": job.compiler,
         "cache_key": job.key,
-        "objects": objects,
+        "objects": objects[0],
+        "objects_compiled": objects[1],
+        # Incremental builds: the commit built in our clone (with the local changes and
+        # patches committed on top), which local paths were copied, where it was built.
+        "built_commit": checkout.commit,
+        "local_changes": list(checkout.overlaid),
+        "build_dir": str(checkout.build),
         "build_seconds": round(time.monotonic() - progress.start, 1),
     }
     atomicio.write_json(out / "kernel.json", schema.versioned(info))

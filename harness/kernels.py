@@ -301,12 +301,17 @@ class ResolvedKernel:
         return self.image.release
 
 
-def resolve_kernel(requested: str, arch: Arch) -> ResolvedKernel:
-    return ResolvedKernel(requested, arch, resolve(requested, arch))
+def resolve_kernel(requested: str, arch: Arch,
+                   kconfig: kbuild.KconfigChange | None = None) -> ResolvedKernel:
+    return ResolvedKernel(requested, arch, resolve(requested, arch, kconfig))
 
 
-def resolve(spec: str, arch: Arch) -> KernelImage:
-    """Turn --kernel (debian | a path | a recipe name) into a bootable image for `arch`."""
+def resolve(spec: str, arch: Arch, kconfig: kbuild.KconfigChange | None = None) -> KernelImage:
+    """Turn --kernel (debian | a path | a recipe name) into a bootable image for `arch`;
+    `kconfig` changes a recipe's config (--kconfig, --kconfig-add)."""
+    if kconfig and spec not in kbuild.recipe_names():
+        raise UsageError(f"--kconfig and --kconfig-add change the config of a recipe's "
+                         f"build; --kernel {spec} is not a recipe (give a recipe name)")
     if spec == "debian":
         return debian_kernel(arch)
     path = Path(spec).expanduser()
@@ -314,17 +319,14 @@ def resolve(spec: str, arch: Arch) -> KernelImage:
         return image_from_path(path, arch)
     recipes = kbuild.recipe_names()
     if spec in recipes:
-        return _build_recipe(spec, arch)
+        recipe = kbuild.with_kconfig(kbuild.load_recipe(spec), kconfig or kbuild.KconfigChange())
+        return from_build(kbuild.build(recipe, arch.name))
     valid = ", ".join(["debian", *recipes])
     images = "/".join(a.image_name for a in ARCHES.values())
     raise UsageError(
         f"kernel {spec!r} is neither an existing file nor a known kernel; "
         f"valid names: {valid}, or a path to a {images}"
     )
-
-
-def _build_recipe(name: str, arch: Arch) -> KernelImage:
-    return from_build(kbuild.build(name, arch.name))
 
 
 def from_build(built: kbuild.BuiltKernel) -> KernelImage:

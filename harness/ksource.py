@@ -53,6 +53,12 @@ class Source:
     version: str  # from the Makefile, e.g. 6.1.192
     timestamp: int  # for KBUILD_BUILD_TIMESTAMP (reproducible builds)
     git_files: tuple[str, ...] | None = None  # for git trees: what the copy should hold
+    # A git working tree given by path: the repository, its HEAD, and the paths whose
+    # content differs from HEAD (modified, added, deleted, untracked); an incremental
+    # build checks `commit` out in a clone of its own and copies these over it.
+    repo: Path | None = None
+    commit: str | None = None
+    dirty: tuple[str, ...] = ()
 
 
 SOURCE_TIMEOUT = 3600.0
@@ -167,6 +173,36 @@ def _git_toplevel(path: Path) -> Path | None:
     return Path(done.stdout.strip()).resolve() if done.returncode == 0 else None
 
 
+READ_ONLY_GIT = {"GIT_OPTIONAL_LOCKS": "0"}
+"""git status and diff in the user's repository must not refresh (write) its index."""
+
+
+def _git_read(tree: Path, *args: str) -> str:
+    try:
+        return proc.run(["git", "-C", str(tree), *args], timeout=SOURCE_TIMEOUT,
+                        env=dict(os.environ, **READ_ONLY_GIT)).stdout
+    except proc.CommandError as e:
+        raise KernelError(str(e)) from e
+
+
+def status_paths(porcelain_z: str) -> tuple[str, ...]:
+    """The paths of `git status --porcelain -z` output; a rename gives both of its paths."""
+    paths: list[str] = []
+    fields = porcelain_z.split("\0")
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if entry[0] in "RC":  # the original path follows as its own field
+            if i < len(fields) and fields[i]:
+                paths.append(fields[i])
+            i += 1
+    return tuple(sorted(set(paths)))
+
+
 def git_source(tree: Path) -> Source:
     """A git checkout: HEAD, plus a hash of uncommitted changes and untracked files."""
     head = run_text(["git", "-C", str(tree), "rev-parse", "HEAD"]).strip()
@@ -175,9 +211,7 @@ def git_source(tree: Path) -> Source:
         ["git", "-C", str(tree), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
     )
     files = tuple(sorted({f for f in files_out.split("\0") if f}))
-    status = run_text(
-        ["git", "-C", str(tree), "status", "--porcelain", "-z", "--untracked-files=all"]
-    )
+    status = _git_read(tree, "status", "--porcelain", "-z", "--untracked-files=all")
     identity = f"git:{head}"
     if status.strip("\0"):
         h = hashlib.sha256()
@@ -186,6 +220,7 @@ def git_source(tree: Path) -> Source:
                 ["git", "-C", str(tree), "diff", "HEAD", "--binary"],
                 capture_output=True,
                 check=True,
+                env=dict(os.environ, **READ_ONLY_GIT),
             ).stdout
         )
         untracked = run_text(
@@ -204,6 +239,9 @@ def git_source(tree: Path) -> Source:
         version=makefile_version(tree),
         timestamp=timestamp,
         git_files=files,
+        repo=tree,
+        commit=head,
+        dirty=status_paths(status),
     )
 
 
@@ -260,13 +298,24 @@ def resolve_source(spec: str | Path, sha256: str | None = None, ref: str | None 
     makefile_version(tree)  # a clear error early if it is not a kernel tree
     if _git_toplevel(tree) == tree:
         return git_source(tree)
-    for leftover in (".config", "include/config"):
-        if (tree / leftover).exists():
-            raise KernelError(
-                f"{tree} has been built in place ({leftover} exists) and kbuild refuses to "
-                f"build it out of tree; run `make mrproper` there, or give a git checkout"
-            )
+    refuse_built_in_place(tree)
     return plain_source(tree)
+
+
+IN_TREE_BUILD_LEFTOVERS = (".config", "include/config", "include/generated")
+"""What an in-tree build leaves; kbuild then refuses O= builds ("run make mrproper")."""
+
+
+def refuse_built_in_place(tree: Path) -> None:
+    """A one-line error when `tree` was built in place: we build it with O= and never
+    write into it, so we never run `make mrproper` there ourselves."""
+    for leftover in IN_TREE_BUILD_LEFTOVERS:
+        if (tree / leftover).exists():
+            raise UsageError(
+                f"{tree} was built in place ({leftover} exists), so kbuild refuses to build "
+                f"it with O=; run `make mrproper` in it yourself (oomrace never writes "
+                f"there), or give a git checkout of it"
+            )
 
 
 def source_search_path() -> list[Path]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from . import kernel_log, kernels, symbolize
+from . import kbuild, kernel_log, kernels, symbolize
 from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
@@ -45,10 +45,19 @@ _ALIAS_DEST = "oomrace_deprecated_{}"
 _OLD_NAMES = ("arch", "kernel", "artifacts", "accel")  # the options that had a plain name
 
 
+# Options new in this release: no old name to keep.
+NEW_OPTIONS: dict[str, dict[str, Any]] = {
+    "kconfig": {"default": None, "metavar": "FILE",
+                "help": "a full .config as the base of the --oomrace-kernel recipe's build"},
+    "kconfig-add": {"action": "append", "default": [], "metavar": "CONFIG_X=y",
+                    "help": "an option for the --oomrace-kernel recipe's build (repeatable)"},
+}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("oomrace", "oomrace guests")
-    for name, spec in OPTIONS.items():
-        group.addoption(f"--oomrace-{name}", dest=f"oomrace_{name}", **spec)
+    for name, spec in {**OPTIONS, **NEW_OPTIONS}.items():
+        group.addoption(f"--oomrace-{name}", dest=f"oomrace_{name.replace('-', '_')}", **spec)
 
 
 def _taken_options(parser: pytest.Parser) -> set[str]:
@@ -101,6 +110,8 @@ def pytest_configure(config: pytest.Config) -> None:
     _apply_deprecated_aliases(config)
     try:
         config.stash[_ARCHES_KEY] = parse_arch_list(config.getoption("oomrace_arch") or ["all"])
+        kbuild.kconfig_change(config.getoption("oomrace_kconfig"),
+                              config.getoption("oomrace_kconfig_add"))  # refused at once
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from e
     artifacts = config.getoption("oomrace_artifacts")
@@ -139,13 +150,21 @@ _KERNELS: dict[tuple[str, str], KernelImage] = {}
 
 
 @pytest.fixture(scope="session")
-def kernel_for() -> Callable[[str, str], KernelImage]:
-    """kernel_for(spec, arch) -> KernelImage, resolved (fetched or built) once per session."""
+def kernel_for(pytestconfig: pytest.Config) -> Callable[[str, str], KernelImage]:
+    """kernel_for(spec, arch) -> KernelImage, resolved (fetched or built) once per session;
+    --oomrace-kconfig/--oomrace-kconfig-add change the --oomrace-kernel recipe's build."""
+    default = pytestconfig.getoption("oomrace_kernel")
+    try:
+        change = kbuild.kconfig_change(pytestconfig.getoption("oomrace_kconfig"),
+                                       pytestconfig.getoption("oomrace_kconfig_add"))
+    except HarnessError as e:
+        raise pytest.UsageError(str(e)) from e
 
     def resolve(spec: str, arch: str) -> KernelImage:
         key = (spec, arch)
         if key not in _KERNELS:
-            _KERNELS[key] = kernels.resolve(spec, get_arch(arch))
+            _KERNELS[key] = kernels.resolve(spec, get_arch(arch),
+                                            change if spec == default else None)
         return _KERNELS[key]
 
     return resolve

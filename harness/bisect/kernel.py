@@ -29,7 +29,9 @@ class KernelStepRunner:
         from ..workload import REPRO_NAME, REPRO_RUN_TIMEOUT
 
         cfg = self.config
-        recipe = replace(kbuild.load_recipe(cfg.recipe_config), patches=())
+        recipe = kbuild.with_kconfig(
+            replace(kbuild.load_recipe(cfg.recipe_config), patches=()),
+            kbuild.kconfig_change(cfg.kconfig, cfg.kconfig_add))
         started = time.monotonic()
         try:
             built = kbuild.build(recipe, cfg.arch, source_path=cfg.repo,

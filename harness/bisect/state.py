@@ -39,6 +39,8 @@ class BisectConfig:
     exec_command: str | None = None
     append: list[str] = field(default_factory=list)  # extra kernel command line
     cpu: str | None = None  # QEMU CPU model; None: by arch and kernel version
+    kconfig: str | None = None  # a full .config as the base instead of the recipe's
+    kconfig_add: list[str] = field(default_factory=list)  # CONFIG_X=y options
 
     def reproducer(self) -> Reproducer | None:
         return Reproducer.from_options(self.exec_command, self.repro)

@@ -21,6 +21,7 @@ from . import options
 from .commands import (
     cmd_bisect,
     cmd_boot,
+    cmd_cache,
     cmd_doctor,
     cmd_evaluate,
     cmd_kernel_build,
@@ -61,6 +62,12 @@ def command_table() -> tuple[Command, ...]:
                 options.add_doctor_options, cmd_doctor),
         Command("kernel", "kernel recipes: build one (kernel build --help)", None, None,
                 subcommands=(kernel_build,)),
+        Command("cache", "list the build cache (kernels, build directories), or prune it",
+                options.add_cache_options, cmd_cache,
+                "List the built kernels and the persistent build directories of "
+                "incremental builds, with sizes and last use; `oomrace cache prune` removes "
+                "the least recently used build directories beyond --max-dirs / --max-size "
+                "and, with --kernels-unused-for, kernels not used for that many days."),
         Command("parse-log", "find crash reports in a console log",
                 options.add_parse_log_options, cmd_parse_log),
         Command("bisect", "git-bisect a kernel tree for the commit that brought (or fixed) "

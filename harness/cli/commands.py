@@ -119,7 +119,8 @@ def _run_guests(args: argparse.Namespace) -> tuple[list[RunResult], Path]:
     for arch in arches:  # bad kernels and scenarios are refused before anything boots
         if reproducer is not None:
             reproducer.initrd_part(arch)  # a reproducer that does not compile: exit 2 now
-        kernel = kernels.resolve_kernel(args.kernel, arch)  # once: run_one reuses it
+        # once: run_one reuses it
+        kernel = kernels.resolve_kernel(args.kernel, arch, _kconfig(args))
         scenario = REPRO_NAME if reproducer else \
             args.scenario or Scenario.strongest_for(kernel.release).value
         specs.append(RunSpec(kernel=kernel, scenario=scenario, options=options,
@@ -156,7 +157,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     arch = parse_arch_list(args.arch or ["x86_64"])[0]
     options = _options(args)
-    image = kernels.resolve(args.kernel, arch)
+    image = kernels.resolve(args.kernel, arch, _kconfig(args))
     run_dir = new_run_dir(args.artifacts)
     key = RunKey.generate()
     key.save(run_dir / "id_ed25519")
@@ -168,6 +169,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
           f"ssh: ssh -i {run_dir / 'id_ed25519'} -p {port} root@127.0.0.1\n"
           "quit: Ctrl-A X (or `reboot -f` in the guest)", flush=True)
     return interactive(qemu_argv(arch, spec))
+
+
+def _kconfig(args: argparse.Namespace) -> kbuild.KconfigChange:
+    return kbuild.kconfig_change(args.kconfig, args.kconfig_add)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -185,8 +190,9 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
         for name in kbuild.recipe_names():
             print(f"{name:<36} {kbuild.load_recipe(name).description}")
         return 0
-    recipe = kbuild.recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
-                                   args.sha256, args.ref)
+    recipe = kbuild.with_kconfig(
+        kbuild.recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
+                              args.sha256, args.ref), _kconfig(args))
     arches = parse_arch_list(args.arch or ["aarch64"])
     try:
         results = [kbuild.build(recipe, a.name, progress=not args.no_progress) for a in arches]
@@ -263,6 +269,7 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
     else:
         get_workload(args.scenario or "mrelease")
     kbuild.load_recipe(args.recipe_config)
+    change = _kconfig(args)
     artifacts = args.artifacts or DEFAULT_ARTIFACTS / f"bisect-{_bisect_stamp()}"
     return bisect.BisectConfig(
         repo=args.repo, good=args.good, bad=args.bad, arch=arch[0].name,
@@ -274,13 +281,43 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
         repro=None if reproducer is None or reproducer.source is None
         else str(reproducer.source),
         exec_command=reproducer.exec_command if reproducer else None,
-        append=list(args.append), cpu=args.cpu)
+        append=list(args.append), cpu=args.cpu,
+        kconfig=str(change.base) if change.base else None, kconfig_add=list(change.add))
 
 
 def _bisect_stamp() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .. import cache_admin, kbuild_incr
+
+    if args.action == "list":
+        if args.max_dirs is not None or args.max_size is not None \
+                or args.kernels_unused_for is not None:
+            raise UsageError("--max-dirs, --max-size and --kernels-unused-for are limits "
+                             "for `oomrace cache prune`")
+        data = cache_admin.listing()
+        if args.json != STDOUT:
+            print(cache_admin.text(data))
+    else:
+        if args.max_dirs is not None and args.max_dirs < 0:
+            raise UsageError("--max-dirs must be >= 0")
+        max_dirs = kbuild_incr.max_build_dirs() if args.max_dirs is None and \
+            args.max_size is None else args.max_dirs
+        max_bytes = None if args.max_size is None else int(args.max_size * (1 << 30))
+        data = cache_admin.prune(max_dirs, max_bytes, args.kernels_unused_for)
+        if args.json != STDOUT:
+            for what in ("removed_build_dirs", "removed_kernels"):
+                items = data[what]
+                assert isinstance(items, list)
+                print(f"{what.replace('_', ' ')}: {len(items)}")
+                for item in items:
+                    print(f"  {item['path']}")
+    write_json(args.json, schema.versioned(data))
+    return 0
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

@@ -41,11 +41,21 @@ def add_host_cpus(p: argparse.ArgumentParser) -> None:
                         "the host pauses a writer's vCPU)")
 
 
+def add_kconfig_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--kconfig", metavar="FILE", default=None,
+                   help=f"a full .config as the base of {what} instead of the recipe's "
+                        "base (make olddefconfig fills in the rest)")
+    p.add_argument("--kconfig-add", metavar="CONFIG_X=y", action="append", default=[],
+                   help=f"an option for {what} (repeatable), merged as a fragment and "
+                        "checked in the final .config")
+
+
 def add_guest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", default=None,
                    help=f"guest arch: {arch_help()} (repeatable; default x86_64)")
     p.add_argument("--kernel", default="debian",
                    help="debian (Debian's packaged kernel), a kernel recipe name, or a path")
+    add_kconfig_options(p, "the --kernel recipe's build")
     p.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"),
                    help="tcg (default); auto uses KVM only after a probe boot succeeds")
     p.add_argument("--cpus", type=int, default=None,
@@ -144,6 +154,7 @@ def add_kernel_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config-from", metavar="RECIPE", default=DEFAULT_CONFIG_RECIPE,
                    help="with --source and no --recipe: the recipe whose base config, "
                         f"fragments and boot options to use (default {DEFAULT_CONFIG_RECIPE})")
+    add_kconfig_options(p, "the build")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress line")
     add_json_option(p, "the built (or cached) kernels")
@@ -166,6 +177,7 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe-config", default="v6.1",
                    help="recipe whose base config, fragments and cmdline are used (its "
                         "patches are not applied; default v6.1)")
+    add_kconfig_options(p, "each step's kernel")
     p.add_argument("--confidence", type=float, default=0.95,
                    help="overall confidence the answer must reach (default 0.95)")
     p.add_argument("--max-iterations-per-step", type=int, default=None,
@@ -183,6 +195,23 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
     add_json_option(p, "the report")
     p.add_argument("--artifacts", type=Path, default=None,
                    help="folder for step logs (default oomrace-artifacts/bisect-<time>)")
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", choices=("list", "prune"), default="list",
+                   help="list (default): kernels and build directories with sizes and last "
+                        "use; prune: remove what is beyond the limits")
+    p.add_argument("--max-dirs", type=int, default=None, metavar="N",
+                   help="prune: keep the N build directories used last (default "
+                        "$OOMRACE_MAX_BUILD_DIRS or 4, the limit every build applies)")
+    p.add_argument("--max-size", type=seconds("--max-size"), default=None, metavar="GIB",
+                   help="prune: remove the least recently used build directories until "
+                        "they take at most GIB GiB in all")
+    p.add_argument("--kernels-unused-for", type=seconds("--kernels-unused-for"),
+                   default=None, metavar="DAYS",
+                   help="prune: also remove built kernels no build or run has asked for "
+                        "in DAYS days (other users of the cache lose them too)")
+    add_json_option(p, "the listing, or what was removed")
 
 
 def add_lab_options(p: argparse.ArgumentParser) -> None:

@@ -108,6 +108,9 @@ def _build_history(out: Path) -> None:
     env = dict(os.environ, GIT_AUTHOR_NAME="oomrace", GIT_AUTHOR_EMAIL="oomrace@localhost",
                GIT_COMMITTER_NAME="oomrace", GIT_COMMITTER_EMAIL="oomrace@localhost")
     git(tree, "init", "-q", "-b", "main")
+    # No auto gc: git detaches it, and a repack after the entry is sealed deletes loose
+    # objects the manifest lists (the entry is then "damaged" and rebuilt on each use).
+    git(tree, "config", "gc.auto", "0")
     git(tree, "config", "core.autocrlf", "false")
     # No automatic gc: after the commits below, git would repack the 80,000 loose objects
     # in the background, inside the sealed cache entry, which the next use then finds

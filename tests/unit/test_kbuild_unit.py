@@ -279,7 +279,11 @@ def test_plain_tree_identity_changes_with_edits(tmp_path: Path) -> None:
 def test_in_place_built_tree_is_refused(tmp_path: Path) -> None:
     tree = _fake_kernel_tree(tmp_path / "linux")
     (tree / ".config").write_text("CONFIG_A=y\n")
-    with pytest.raises(KernelError, match="mrproper"):
+    with pytest.raises(UsageError, match=r"built in place \(\.config exists\).*mrproper"):
+        kbuild.resolve_source(tree)
+    (tree / ".config").unlink()
+    (tree / "include" / "generated").mkdir(parents=True)
+    with pytest.raises(UsageError, match="include/generated exists"):
         kbuild.resolve_source(tree)
 
 

@@ -52,3 +52,13 @@ def test_another_plugins_arch_option_wins(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "THEIRS riscv" in proc.stdout and "OOMRACE ['x86_64']" in proc.stdout
     assert "--arch is deprecated" not in proc.stdout
+
+
+def test_kconfig_options_are_checked_at_start(tmp_path: Path) -> None:
+    (tmp_path / "test_show.py").write_text(SHOW)
+    bad = pytest_in(tmp_path, "--oomrace-kconfig-add", "KASAN=y")
+    assert bad.returncode == 4, bad.stdout + bad.stderr  # pytest's usage error
+    assert "--kconfig-add 'KASAN=y': expected CONFIG_NAME=VALUE" in bad.stderr
+    good = pytest_in(tmp_path, "--oomrace-kernel", "v6.1", "--oomrace-kconfig-add",
+                     "CONFIG_KASAN=y")
+    assert good.returncode == 0, good.stdout + good.stderr
