@@ -32,7 +32,15 @@ from .kbuild_tuxmake import (
     tuxmake_command,
 )
 from .kconfig import parse_kconfig
-from .ksource import apply_compat, apply_patch, compat_fixes, link_tree, resolve_source
+from .ksource import (
+    Source,
+    apply_compat,
+    apply_patch,
+    compat_fixes,
+    git_commit_source,
+    link_tree,
+    resolve_source,
+)
 
 LAST_USED = ".last-used"
 
@@ -129,12 +137,18 @@ def build(
     arch: str,
     source_path: Path | None = None,
     progress: bool = True,
+    commit: str | None = None,
 ) -> BuiltKernel:
-    """Build (or find in the cache) the kernel a recipe describes, for `arch`."""
+    """Build (or find in the cache) the kernel a recipe describes, for `arch`. With
+    `commit`, `source_path` is a git repository and that commit of it is built in a
+    build directory of ours, whatever the repository has checked out (a bisect step)."""
     recipe = load_recipe(recipe_or_name) if isinstance(recipe_or_name, str) else recipe_or_name
     if source_path is not None:
         recipe = replace(recipe, source=str(source_path), sha256=None, ref=None)
-    job = _plan(recipe, get_arch(arch))
+    source = None
+    if source_path is not None and commit is not None:
+        source = git_commit_source(source_path.resolve(), commit)
+    job = _plan(recipe, get_arch(arch), source)
     label = f"kbuild {recipe.name} {job.arch.name}"
     built: list[bool] = []
 
@@ -155,7 +169,7 @@ def build(
     return _built_kernel(job, final, cached=not built)
 
 
-def _plan(recipe: Recipe, arch: Arch) -> BuildJob:
+def _plan(recipe: Recipe, arch: Arch, source: Source | None = None) -> BuildJob:
     """The inputs of a build and its cache key; missing files and tools are refused here."""
     fragments = recipe.fragment_paths(arch.name)
     patches = recipe.patch_paths()
@@ -163,7 +177,8 @@ def _plan(recipe: Recipe, arch: Arch) -> BuildJob:
         if not p.is_file():
             raise UsageError(f"recipe {recipe.name}: {p} does not exist")
     compiler = compiler_version(arch)
-    source = resolve_source(recipe.source, recipe.sha256, recipe.ref)
+    if source is None:
+        source = resolve_source(recipe.source, recipe.sha256, recipe.ref)
     compat = tuple(compat_fixes(source.version))
     key = cache_key(
         source.identity, recipe.base_config, fragments, [*(f.patch for f in compat), *patches],

@@ -79,12 +79,16 @@ def makefile_version(tree: Path) -> str:
         text = makefile.read_text(errors="replace")
     except FileNotFoundError:
         raise UsageError(f"{tree} is not a kernel source tree (no Makefile)") from None
+    return _version_of(text, (tree / "Kconfig").is_file(), str(tree))
+
+
+def _version_of(makefile: str, has_kconfig: bool, where: str) -> str:
     fields = {}
     for key in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
-        m = re.search(rf"^{key}\s*=\s*(\S*)\s*$", text, re.M)
+        m = re.search(rf"^{key}\s*=\s*(\S*)\s*$", makefile, re.M)
         fields[key] = m.group(1) if m else ""
-    if not fields["VERSION"] or not (tree / "Kconfig").is_file():
-        raise UsageError(f"{tree} is not a kernel source tree (no VERSION in its Makefile)")
+    if not fields["VERSION"] or not has_kconfig:
+        raise UsageError(f"{where} is not a kernel source tree (no VERSION in its Makefile)")
     version = f"{fields['VERSION']}.{fields['PATCHLEVEL']}"
     if fields["SUBLEVEL"]:
         version += f".{fields['SUBLEVEL']}"
@@ -395,6 +399,20 @@ def tarball_source(tarball: Path, sha256: str | None, origin: str | None = None)
     if len(tops) != 1:
         raise KernelError(f"{tarball} does not unpack to a single folder ({entry})")
     return _unpacked(tops[0], f"tarball:{digest}", "tarball")
+
+
+def git_commit_source(repo: Path, commit: str) -> Source:
+    """One commit of a git repository for an incremental build: read from git's objects
+    (never the working tree, which a bisect leaves where the user had it), built in the
+    build directory's own clone. `tree` is the repository only for messages."""
+    where = f"{repo} at {commit[:12]}"
+    makefile = _git_read(repo, "show", f"{commit}:Makefile")
+    has_kconfig = proc.run(["git", "-C", str(repo), "cat-file", "-e", f"{commit}:Kconfig"],
+                           check=False).returncode == 0
+    timestamp = int(_git_read(repo, "log", "-1", "--format=%ct", commit).strip())
+    return Source(tree=repo, identity=f"git:{commit}", kind="git",
+                  version=_version_of(makefile, has_kconfig, where), timestamp=timestamp,
+                  repo=repo, commit=commit)
 
 
 def git_ref_source(repo: Path, ref: str) -> Source:

@@ -79,9 +79,6 @@ class Bisector:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _checkout(self, sha: str) -> None:
-        self.git.run("checkout", "-q", "--detach", sha)
-
     def _run_step(self, request: StepRequest) -> StepOutcome:
         try:
             return self.runner(request)
@@ -120,7 +117,6 @@ class Bisector:
     def calibrate(self) -> None:
         cfg, st = self.config, self.state
         sha = st.bad_sha
-        self._checkout(sha)
         self.out(f"calibrating on the bad end {sha[:12]} ({self.git.subject(sha)}): "
                  f"{cfg.calibration_batches} trials of {cfg.iterations_per_trial} "
                  f"iteration(s) of {cfg.workload}")
@@ -205,7 +201,6 @@ class Bisector:
         cfg, st = self.config, self.state
         sha = st.good_sha
         n = int((st.plan or {})["trials_per_good"])
-        self._checkout(sha)
         self.out(f"confirming the good end {sha[:12]} ({self.git.subject(sha)}) is clean "
                  f"over {n} trials")
         workdir = self._workdir("good-end", sha)
@@ -271,7 +266,7 @@ class Bisector:
                 break
             if proc.returncode != 0:
                 raise HarnessError(f"git bisect next failed: {(proc.stderr or proc.stdout)}")
-            sha = self.git.head()
+            sha = self.git.bisect_head()
             known = [r for r in st.records if r.commit == sha and r.role == "step"]
             if known:  # tested before an interruption
                 self._mark(known[-1])
@@ -373,8 +368,10 @@ def start(cfg: BisectConfig, runner: StepRunner, out: Printer | None = None) -> 
     state = BisectState(cfg, good, bad, count,
                         started_at=datetime.now(UTC).isoformat(timespec="seconds"))
     old, new = cfg.terms
-    git.run("bisect", "start", *([f"--term-old={old}", f"--term-new={new}"]
-                                 if cfg.find_fix else []))
+    # --no-checkout: git only records the commit to test (BISECT_HEAD); each step is
+    # built in our own clone, so the user's working tree never moves.
+    git.run("bisect", "start", "--no-checkout",
+            *([f"--term-old={old}", f"--term-new={new}"] if cfg.find_fix else []))
     save_state(state)
     bisector = Bisector(state, runner, out)
     try:

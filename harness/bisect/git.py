@@ -48,6 +48,13 @@ class Git:
     def head(self) -> str:
         return self.out("rev-parse", "HEAD")
 
+    def bisect_head(self) -> str:
+        """The commit git bisect asks about: BISECT_HEAD in a --no-checkout bisect (ours),
+        HEAD in one started by an older oomrace that checked commits out."""
+        if (self.git_dir() / "BISECT_HEAD").is_file():
+            return self.out("rev-parse", "BISECT_HEAD")
+        return self.head()
+
     def dirty(self) -> str:
         return self.out("status", "--porcelain", "--untracked-files=normal")
 

@@ -18,8 +18,9 @@ from .steps import StepKind, StepOutcome, StepRequest
 
 @dataclass
 class KernelStepRunner:
-    """Builds the checked-out tree with the recipe's base/fragments/cmdline (not its
-    patches) and runs the scenario (or the user's reproducer) on it."""
+    """Builds the step's commit (in a build directory of ours, never the user's tree)
+    with the recipe's base/fragments/cmdline (not its patches) and runs the scenario (or
+    the user's reproducer) on it."""
 
     config: BisectConfig
     progress: bool = True
@@ -35,7 +36,7 @@ class KernelStepRunner:
         started = time.monotonic()
         try:
             built = kbuild.build(recipe, cfg.arch, source_path=cfg.repo,
-                                 progress=self.progress)
+                                 progress=self.progress, commit=request.commit)
         except KernelError as e:
             return StepOutcome(kind="build_failed", error=str(e),
                                seconds=round(time.monotonic() - started, 1),
@@ -43,7 +44,7 @@ class KernelStepRunner:
         build_s = round(time.monotonic() - started, 1)
         if built.source_identity != f"git:{request.commit}":
             raise BisectAborted(f"built {built.source_identity}, expected git:"
-                                f"{request.commit} (did the working tree change?)")
+                                f"{request.commit}")
         arch = get_arch(cfg.arch)
         options = MachineOptions(cpus=cfg.cpus, memory_mb=cfg.memory_mb, cpu=cfg.cpu,
                                  cmdline_extra=(*built.cmdline, *cfg.append))

@@ -65,7 +65,7 @@ def make_repo(path: Path, commits: int, bug_from: int | None, fixed_from: int | 
 
 @dataclass
 class FakeKernel:
-    """Reads the checked-out tree like a build would; a flaky bug with rate p."""
+    """Reads the step's commit from git like a build would; a flaky bug with rate p."""
 
     repo: Path
     p: float = 0.3
@@ -77,6 +77,9 @@ class FakeKernel:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        head = subprocess.run(["git", "-C", str(self.repo), "rev-parse", "HEAD"],
+                              capture_output=True, text=True)
+        self.user_head = head.stdout.strip()  # "" for a directory that is not a repository
 
     def __call__(self, request: StepRequest) -> StepOutcome:
         self.calls.append(request.commit)
@@ -86,14 +89,16 @@ class FakeKernel:
             error = self.raise_on(len(self.calls))
             if error is not None:
                 raise error
-        assert git(self.repo, "rev-parse", "HEAD") == request.commit  # it was checked out
+        # the user's tree never moves (git bisect --no-checkout); the step names its commit
+        assert git(self.repo, "rev-parse", "HEAD") == self.user_head
         assert request.workdir.is_dir()
-        if (self.repo / "broken").exists():
+        if subprocess.run(["git", "-C", str(self.repo), "cat-file", "-e",
+                           f"{request.commit}:broken"], capture_output=True).returncode == 0:
             return StepOutcome(kind="build_failed", error="KernelError: kernel build failed")
         if request.commit in self.crash_commits:
             return StepOutcome(kind="ran", trials=1, iterations=25,
                                crash_titles=["BUG: unable to handle page fault in foo"])
-        has_bug = (self.repo / "bug").read_text().strip() == "1"
+        has_bug = git(self.repo, "show", f"{request.commit}:bug").strip() == "1"
         trials = detections = 0
         for _ in range(request.trials):
             trials += 1
