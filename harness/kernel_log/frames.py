@@ -201,6 +201,19 @@ def _capture(m: re.Match[str], skip: Callable[[str], bool]) -> str | None:
 
 
 _ARM32_REGS = re.compile(r"^\s*r\d+\s*:")
+# A frame in a sanitizer's own test module (`[test_kasan]`, `[kasan_test]`, `[kmsan_test]`):
+# that code makes bad accesses on purpose to exercise the sanitizer, so it is sanitizer
+# code like the runtime and the title names whoever ran the tests.
+_SANITIZER_TEST_MODULE = re.compile(r"\[\w*(?:kasan|kmsan|kfence|kcsan|ubsan)\w*\]\s*$")
+
+
+def _kept_frame(line: str, skip: Callable[[str], bool]) -> str | None:
+    """The (demangled) frame a stack line names, unless it is generic code."""
+    fr = frame_of(line)
+    if fr is None or _SANITIZER_TEST_MODULE.search(line):
+        return None
+    fr = _demangle(fr)
+    return None if skip(fr) else fr
 
 
 def _walk(
@@ -243,8 +256,8 @@ def _walk(
                     continue
                 if not _ARM32_REGS.match(ln):
                     arm32_chain = False
-                fr = frame_of(ln)
-                if fr is not None and not skip(fr := _demangle(fr)):
+                fr = _kept_frame(ln, skip)
+                if fr is not None:
                     frames.append(fr)
         else:
             while pos < len(lines):
@@ -253,7 +266,7 @@ def _walk(
                 m = part.search(ln)
                 if m:
                     got = _capture(m, skip)
-                    if got:
+                    if got and not _SANITIZER_TEST_MODULE.search(ln):
                         frames.append(got)
                     break
         idx += 1
