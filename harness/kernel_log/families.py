@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .frames import hang_extractor, stall_extractor
+from .frames import hang_extractor, irq_stall_extractor, stall_extractor
 from .spec import CALL_TRACE, RIP, Family, Format, StackSpec, kind, rx
 
 
@@ -666,7 +666,7 @@ FAMILIES: tuple[Family, ...] = (
                     parts=(_STALL_IRQ, RIP, None),
                     parts2=(_STALL_IRQ, None),
                     skip=("apic_timer_interrupt", "rcu"),
-                    extractor=stall_extractor,
+                    extractor=irq_stall_extractor,
                 ),
             ),
             Format(

@@ -96,16 +96,31 @@ def _strip_syscall(frame: str) -> str:
     return best
 
 
-def stall_extractor(frames: list[str]) -> str | None:
-    """Stalls loop somewhere random: name them after the frame just above the entry point."""
+def _stall_frame(frames: list[str], anchors: re.Pattern[str]) -> str | None:
     prev = frames[0]
     for frame in frames:
-        if _STALL_ANCHORS.search(frame):
+        if anchors.search(frame):
             if "smp_call_function" in frame:
                 return "smp_call_function"
             return _strip_syscall(prev)
         prev = frame
     return None
+
+
+def stall_extractor(frames: list[str]) -> str | None:
+    """Stalls loop somewhere random: name them after the frame just above the entry point."""
+    return _stall_frame(frames, _STALL_ANCHORS)
+
+
+# The hrtimer callback dispatch is an entry point too (as call_timer_fn is for timers):
+# the frame above it is the callback that looped. Only for stacks that start at the
+# interrupted code (rcu stalls): a soft lockup's own report path runs through it too.
+_IRQ_STALL_ANCHORS = re.compile(rf"{_STALL_ANCHORS.pattern}|^__run_hrtimer$|^__hrtimer_run_queues$")
+
+
+def irq_stall_extractor(frames: list[str]) -> str | None:
+    """`stall_extractor` for the interrupted code of an rcu stall, hrtimer callbacks too."""
+    return _stall_frame(frames, _IRQ_STALL_ANCHORS)
 
 
 _HANG_ANCHORS = (
