@@ -251,6 +251,17 @@ FAMILIES: tuple[Family, ...] = (
                     ),
                 ),
             ),
+            # Kernels >= 5.19 follow the pool dump with the stacks of the busy workers
+            # of the stalled pools, each under `Workqueue: <wq> <work function>`: the
+            # first such work function is the one holding the pool.
+            Format(
+                rx(r"BUG: workqueue lockup"),
+                "BUG: workqueue lockup in {work}",
+                report=re.compile(
+                    r"Showing backtraces of busy workers in stalled worker pools:"
+                    r"(?:.*\n)+?.*Workqueue: \S+ (?P<work>[A-Za-z0-9_]+)"
+                ),
+            ),
             Format(rx(r"BUG: workqueue lockup"), "BUG: workqueue lockup"),
             Format(
                 rx(r"BUG: sleeping function called from invalid context"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from .rustsym import rust_name
 from .skips import GENERIC_FRAMES, GUILTY_FILE_IGNORES, compile_skips
 from .spec import ARM32_CALLER, FRAME_RES, STACK_STARTS, StackSpec
 
@@ -180,25 +181,13 @@ def is_stack_start(line: str) -> bool:
 
 
 _MANGLED = re.compile(r"^_Z(\d+)")
-_RUST_IDENT = re.compile(r"(\d+)_?")
-
-
-def _rust_name(name: str) -> str:
-    """The last path segment of a Rust v0 symbol (`_RNv...6Thread21copy_transaction_data`
-    -> copy_transaction_data): a Rust frame is titled by its function, as a C one is.
-    The segment is the trailing identifier whose length prefix matches it exactly."""
-    for m in _RUST_IDENT.finditer(name, 2):
-        ident = name[m.end() :]
-        if int(m.group(1)) == len(ident) and ident and not ident[0].isdigit():
-            return ident
-    return name
 
 
 def _demangle(name: str) -> str:
     """The bare name of an Itanium-mangled C++ symbol (_Z8fakeNameiii -> fakeName) or a
     Rust v0 one (`_R` prefix)."""
     if name.startswith("_R"):
-        return _rust_name(name)
+        return rust_name(name)
     m = _MANGLED.match(name)
     if m is None:
         return name
