@@ -264,7 +264,9 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     Skip(r"^skb_over_panic|^skb_panic$", _SKB),
     Skip(r"^skb_put$|^__skb_put", _SKB),
     Skip(r"^skb_pull$|^__skb_pull$|^__pskb_pull_tail$|^pskb_expand_head$", _SKB),
-    Skip(r"^skb_copy_bits$|^skb_clone$|^__alloc_skb$|^__netdev_alloc_skb$", _SKB),
+    # Not __alloc_skb/__netdev_alloc_skb: syzkaller (pkg/report) titles name the skb
+    # allocation (it is where a sleeping allocation from atomic context is made).
+    Skip(r"^skb_copy_bits$|^skb_clone$", _SKB),
     # Workqueues and timers.
     Skip(r"flush_work", _WQ),
     Skip(r"__cancel_work_timer", _WQ),
