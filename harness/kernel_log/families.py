@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .frames import hang_extractor, stall_extractor
+from .frames import hang_extractor, irq_stall_extractor, stall_extractor
 from .spec import CALL_TRACE, RIP, Family, Format, StackSpec, kind, rx
 
 
@@ -31,6 +31,12 @@ def _warning_stack(*skip: str) -> StackSpec:
 _STALL_IRQ = re.compile(r"apic_timer_interrupt|\(__irq_svc\)|\b__irq_svc\+|el1h_64_irq\b")
 _RIP_STACK = StackSpec(parts=(RIP, CALL_TRACE, None), parts2=(CALL_TRACE, None))
 _TRACE_STACK = StackSpec(parts=(CALL_TRACE, None))
+# Bad unlock balance: the release site lockdep names, else (when that is a generic
+# helper such as __might_fault) the first non-generic frame of the backtrace.
+_UNLOCK_STACK = StackSpec(
+    parts=(rx(r"is trying to release lock"), rx(r"{{PC}} +{{FUNC}}|at: {{FUNC}}")),
+    parts2=(CALL_TRACE, None),
+)
 _RIP_ONLY = StackSpec(parts=(RIP,), parts2=(CALL_TRACE, None))
 _LOCK_AT = rx(r"at: (?:{{PC}} +)?{{FUNC}}")
 
@@ -98,6 +104,8 @@ FAMILIES: tuple[Family, ...] = (
                 "KMSAN: {kind} in {func}",
                 stack=StackSpec(
                     parts=(rx(r"BUG: KMSAN: "), None),
+                    # Kernels before ~5.13 print a `Call Trace:` header under the title.
+                    parts2=(CALL_TRACE, None),
                     skip=(
                         "usb_submit_urb",
                         "usb_start_wait_urb",
@@ -166,9 +174,7 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 rx(r"BUG: bad unlock balance detected!"),
                 "BUG: bad unlock balance in {func}",
-                stack=StackSpec(
-                    parts=(rx(r"is trying to release lock"), rx(r"{{PC}} +{{FUNC}}|at: {{FUNC}}"))
-                ),
+                stack=_UNLOCK_STACK,
             ),
             Format(
                 rx(r"BUG: held lock freed!"),
@@ -243,6 +249,17 @@ FAMILIES: tuple[Family, ...] = (
                         "^vm_normal_page",
                         "^__vm_normal_page",
                     ),
+                ),
+            ),
+            # Kernels >= 5.19 follow the pool dump with the stacks of the busy workers
+            # of the stalled pools, each under `Workqueue: <wq> <work function>`: the
+            # first such work function is the one holding the pool.
+            Format(
+                rx(r"BUG: workqueue lockup"),
+                "BUG: workqueue lockup in {work}",
+                report=re.compile(
+                    r"Showing backtraces of busy workers in stalled worker pools:"
+                    r"(?:.*\n)+?.*Workqueue: \S+ (?P<work>[A-Za-z0-9_]+)"
                 ),
             ),
             Format(rx(r"BUG: workqueue lockup"), "BUG: workqueue lockup"),
@@ -527,7 +544,13 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 rx(r"WARNING: inconsistent lock state"),
                 "inconsistent lock state in {func}",
-                stack=StackSpec(parts=(CALL_TRACE, None), parts2=(rx(r"takes"), _LOCK_AT)),
+                # The stack ends in the lock being taken: the socket lock's helpers are
+                # how the caller takes it, like the spin/mutex primitives skipped anyway.
+                stack=StackSpec(
+                    parts=(CALL_TRACE, None),
+                    parts2=(rx(r"takes"), _LOCK_AT),
+                    skip=("^lock_sock", "^release_sock$"),
+                ),
             ),
             Format(
                 rx(r"WARNING: suspicious RCU usage"),
@@ -558,9 +581,7 @@ FAMILIES: tuple[Family, ...] = (
             Format(
                 rx(r"WARNING: bad unlock balance detected!"),
                 "WARNING: bad unlock balance in {func}",
-                stack=StackSpec(
-                    parts=(rx(r"is trying to release lock"), rx(r"{{PC}} +{{FUNC}}|at: {{FUNC}}"))
-                ),
+                stack=_UNLOCK_STACK,
             ),
             Format(
                 rx(r"WARNING: held lock freed!"),
@@ -656,7 +677,7 @@ FAMILIES: tuple[Family, ...] = (
                     parts=(_STALL_IRQ, RIP, None),
                     parts2=(_STALL_IRQ, None),
                     skip=("apic_timer_interrupt", "rcu"),
-                    extractor=stall_extractor,
+                    extractor=irq_stall_extractor,
                 ),
             ),
             Format(

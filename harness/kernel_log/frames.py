@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from .rustsym import rust_name
 from .skips import GENERIC_FRAMES, GUILTY_FILE_IGNORES, compile_skips
 from .spec import ARM32_CALLER, FRAME_RES, STACK_STARTS, StackSpec
 
@@ -96,16 +97,31 @@ def _strip_syscall(frame: str) -> str:
     return best
 
 
-def stall_extractor(frames: list[str]) -> str | None:
-    """Stalls loop somewhere random: name them after the frame just above the entry point."""
+def _stall_frame(frames: list[str], anchors: re.Pattern[str]) -> str | None:
     prev = frames[0]
     for frame in frames:
-        if _STALL_ANCHORS.search(frame):
+        if anchors.search(frame):
             if "smp_call_function" in frame:
                 return "smp_call_function"
             return _strip_syscall(prev)
         prev = frame
     return None
+
+
+def stall_extractor(frames: list[str]) -> str | None:
+    """Stalls loop somewhere random: name them after the frame just above the entry point."""
+    return _stall_frame(frames, _STALL_ANCHORS)
+
+
+# The hrtimer callback dispatch is an entry point too (as call_timer_fn is for timers):
+# the frame above it is the callback that looped. Only for stacks that start at the
+# interrupted code (rcu stalls): a soft lockup's own report path runs through it too.
+_IRQ_STALL_ANCHORS = re.compile(rf"{_STALL_ANCHORS.pattern}|^__run_hrtimer$|^__hrtimer_run_queues$")
+
+
+def irq_stall_extractor(frames: list[str]) -> str | None:
+    """`stall_extractor` for the interrupted code of an rcu stall, hrtimer callbacks too."""
+    return _stall_frame(frames, _IRQ_STALL_ANCHORS)
 
 
 _HANG_ANCHORS = (
@@ -165,25 +181,13 @@ def is_stack_start(line: str) -> bool:
 
 
 _MANGLED = re.compile(r"^_Z(\d+)")
-_RUST_IDENT = re.compile(r"(\d+)_?")
-
-
-def _rust_name(name: str) -> str:
-    """The last path segment of a Rust v0 symbol (`_RNv...6Thread21copy_transaction_data`
-    -> copy_transaction_data): a Rust frame is titled by its function, as a C one is.
-    The segment is the trailing identifier whose length prefix matches it exactly."""
-    for m in _RUST_IDENT.finditer(name, 2):
-        ident = name[m.end() :]
-        if int(m.group(1)) == len(ident) and ident and not ident[0].isdigit():
-            return ident
-    return name
 
 
 def _demangle(name: str) -> str:
     """The bare name of an Itanium-mangled C++ symbol (_Z8fakeNameiii -> fakeName) or a
     Rust v0 one (`_R` prefix)."""
     if name.startswith("_R"):
-        return _rust_name(name)
+        return rust_name(name)
     m = _MANGLED.match(name)
     if m is None:
         return name
@@ -201,6 +205,19 @@ def _capture(m: re.Match[str], skip: Callable[[str], bool]) -> str | None:
 
 
 _ARM32_REGS = re.compile(r"^\s*r\d+\s*:")
+# A frame in a sanitizer's own test module (`[test_kasan]`, `[kasan_test]`, `[kmsan_test]`):
+# that code makes bad accesses on purpose to exercise the sanitizer, so it is sanitizer
+# code like the runtime and the title names whoever ran the tests.
+_SANITIZER_TEST_MODULE = re.compile(r"\[\w*(?:kasan|kmsan|kfence|kcsan|ubsan)\w*\]\s*$")
+
+
+def _kept_frame(line: str, skip: Callable[[str], bool]) -> str | None:
+    """The (demangled) frame a stack line names, unless it is generic code."""
+    fr = frame_of(line)
+    if fr is None or _SANITIZER_TEST_MODULE.search(line):
+        return None
+    fr = _demangle(fr)
+    return None if skip(fr) else fr
 
 
 def _walk(
@@ -243,8 +260,8 @@ def _walk(
                     continue
                 if not _ARM32_REGS.match(ln):
                     arm32_chain = False
-                fr = frame_of(ln)
-                if fr is not None and not skip(fr := _demangle(fr)):
+                fr = _kept_frame(ln, skip)
+                if fr is not None:
                     frames.append(fr)
         else:
             while pos < len(lines):
@@ -253,7 +270,7 @@ def _walk(
                 m = part.search(ln)
                 if m:
                     got = _capture(m, skip)
-                    if got:
+                    if got and not _SANITIZER_TEST_MODULE.search(ln):
                         frames.append(got)
                     break
         idx += 1

@@ -48,10 +48,15 @@ _matchers = per_table(_build_matchers)
 
 
 def _header_at_word(line: str, header: str) -> bool:
-    """`header` occurs in `line` not glued to a preceding word (BTF_INFO: is no INFO:)."""
+    """`header` occurs in `line` not glued to a preceding word (BTF_INFO: is no INFO:)
+    and, when it ends in a colon, followed by a space or the line's end: the kernel
+    prints `INFO: task ...`, a driver's `rmt_storage:INFO:check_support...` is a log tag."""
     pos = line.find(header)
     while pos >= 0:
-        if pos == 0 or not (line[pos - 1].isalnum() or line[pos - 1] == "_"):
+        end = pos + len(header)
+        glued_left = pos > 0 and (line[pos - 1].isalnum() or line[pos - 1] == "_")
+        glued_right = header.endswith(":") and end < len(line) and not line[end].isspace()
+        if not glued_left and not glued_right:
             return True
         pos = line.find(header, pos + 1)
     return False

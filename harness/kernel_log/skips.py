@@ -59,7 +59,10 @@ _PAGE = "page reference and page-lock helper: the caller's page use is at fault"
 _RUST = "Rust runtime glue: panics and C helpers called from Rust code"
 _RETPOLINE = "retpoline thunk: an indirect call trampoline"
 _TREE = "rbtree helper: the tree belongs to the caller"
+_HASH = "resizable hash table helper (lib/rhashtable.c): the table and keys are the caller's"
 _DEBUG = "debug checks: they check an object the caller handed them"
+_IO = "MMIO/port I/O accessor: it reads or writes the register its caller chose"
+_BH = "softirq/irq masking primitive: it checks the context its caller runs in"
 
 GENERIC_FRAMES: tuple[Skip, ...] = (
     # Sanitizers and instrumentation.
@@ -67,6 +70,7 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     Skip(r"^__asan", _SANITIZER),
     Skip(r"kasan", _SANITIZER),
     Skip(r"^__msan", _SANITIZER),
+    Skip(r"^__hwasan", _SANITIZER),
     Skip(r"kmsan", _SANITIZER),
     Skip(r"kfence", _SANITIZER),
     Skip(r"^__ubsan_|^ubsan_", _SANITIZER),
@@ -90,6 +94,7 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     Skip(r"^die_kernel_fault", _REPORT),
     Skip(r"^bad_page$", _REPORT),
     Skip(r"^__?dump_page", _REPORT),
+    Skip(r"^print_\w+_bug$", _REPORT + " (lockdep's print_*_bug reporters)"),
     # WARN()/BUG().
     Skip(r"invalid_op", _WARN),
     Skip(r"report_bug", _WARN),
@@ -155,6 +160,7 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     Skip(r"^_?_?dec_and_lock", _LOCK),
     Skip(r"^percpu_down_(?:read|write)|^percpu_up_(?:read|write)", _LOCK),
     Skip(r"^_?_?rt_mutex_|^rt_spin_", _LOCK),
+    Skip(r"^_?_?local_bh_(?:enable|disable)", _BH),
     # Lockdep.
     Skip(r"lockdep", _LOCKDEP),
     Skip(r"perf_trace", _LOCKDEP),
@@ -168,11 +174,13 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     Skip(r"^trace_hardirqs", _LOCKDEP),
     Skip(r"^__might_resched", _LOCKDEP),
     Skip(r"reacquire_held_locks", _LOCKDEP),
+    Skip(r"^valid_state$|^validate_chain$|^check_(?:prevs?_add|noncircular|deadlock|irq_usage)$",
+         _LOCKDEP + " (kernel/locking/lockdep.c's dependency checks)"),
     # Allocators.
     Skip(r"^__alloc_pages", _ALLOC),
     Skip(r"^alloc_pages", _ALLOC),
     Skip(r"^kmalloc_order", _ALLOC),
-    Skip(r"^__kmalloc", _ALLOC),
+    Skip(r"^_{2,3}kmalloc", _ALLOC),
     Skip(r"^kmalloc(?:_trace|_large|_node)?(?:_noprof)?$", _ALLOC),
     Skip(r"^kmem_cache_(?:alloc|free)", _ALLOC),
     Skip(r"^__do_kmalloc|^__kmem_cache_", _ALLOC),
@@ -202,9 +210,12 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     # Formatting.
     Skip(r"^string$", _FORMAT),
     Skip(r"^pointer$", _FORMAT),
-    Skip(r"snprintf", _FORMAT),
+    Skip(r"snprintf|scnprintf", _FORMAT),
     Skip(r"^v?sprintf$|^vsnprintf$|^format_decode$|^number$", _FORMAT),
     Skip(r"^string_nocheck$|^widen_string$|^symbol_string$", _FORMAT),
+    # The %p extensions of lib/vsprintf.c (%*ph, %pM, %pI4, %pU, %pE, %pb, ...).
+    Skip(r"^(?:hex|bitmap(?:_list)?|mac_address|ip[46]_addr|ip6_compressed|uuid|escaped"
+         r"|fourcc)_string$|^(?:special_hex_number|address_val|dentry_name)$", _FORMAT),
     Skip(r"kasprintf", _FORMAT),
     Skip(r"kvasprintf", _FORMAT),
     Skip(r"printk", _FORMAT),
@@ -227,9 +238,11 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     Skip(r"list_move", _LIST),
     Skip(r"list_splice", _LIST),
     Skip(r"^__?hlist_(?:add|del)", _LIST),
+    Skip(r"^_?_?rhashtable_|^rht_", _HASH),
     Skip(r"^rb_erase", _TREE),
     Skip(r"^rb_insert", _TREE),
     Skip(r"^__rb_", _TREE),
+    Skip(r"^rb_(?:first|last|next|prev)(?:_postorder)?$|^rb_replace_node", _TREE),
     # Reference counts.
     Skip(r"refcount_(?:add|sub|inc|dec|set|read|warn)", _REFCOUNT),
     Skip(r"^_?_?atomic_", _REFCOUNT),
@@ -251,7 +264,9 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     Skip(r"^skb_over_panic|^skb_panic$", _SKB),
     Skip(r"^skb_put$|^__skb_put", _SKB),
     Skip(r"^skb_pull$|^__skb_pull$|^__pskb_pull_tail$|^pskb_expand_head$", _SKB),
-    Skip(r"^skb_copy_bits$|^skb_clone$|^__alloc_skb$|^__netdev_alloc_skb$", _SKB),
+    # Not __alloc_skb/__netdev_alloc_skb: syzkaller (pkg/report) titles name the skb
+    # allocation (it is where a sleeping allocation from atomic context is made).
+    Skip(r"^skb_copy_bits$|^skb_clone$", _SKB),
     # Workqueues and timers.
     Skip(r"flush_work", _WQ),
     Skip(r"__cancel_work_timer", _WQ),
@@ -304,6 +319,8 @@ GENERIC_FRAMES: tuple[Skip, ...] = (
     # Rust.
     Skip(r"^rust_helper_|^rust_begin_unwind$|^rust_panic", _RUST),
     # Misc.
+    Skip(r"^__raw_(?:read|write)[bwlq]$|^(?:read|write)[bwlq](?:_relaxed)?$", _IO),
+    Skip(r"^logic_(?:in|out)[bwl]$|^io(?:read|write)(?:8|16|32|64)(?:be)?$", _IO),
     Skip(r"_indirect_thunk_", _RETPOLINE),
 )
 

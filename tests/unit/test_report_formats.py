@@ -186,7 +186,10 @@ def test_advice_words_with_a_stack_are_a_warn_splat() -> None:
         "rwsem_down_write_slowpath", "__ubsan_handle_out_of_bounds", "kcsan_setup_watchpoint",
         "entry_SYSCALL_64_after_hwframe", "asm_sysvec_apic_timer_interrupt", "el1h_64_sync",
         "skb_put", "__queue_work", "iput", "unlock_page", "rust_helper_BUG", "kref_put",
-        "__vmalloc_node_range", "instrument_copy_from_user",
+        "__vmalloc_node_range", "instrument_copy_from_user", "__hwasan_load8_noabort",
+        "rb_first", "rb_next_postorder", "__local_bh_enable_ip", "__raw_readb", "logic_inb",
+        "hex_string", "vscnprintf", "rhashtable_lookup_fast", "___kmalloc_large_node",
+        "print_unlock_imbalance_bug", "valid_state",
     ],
 )
 def test_generic_helpers_are_skipped(name: str) -> None:
@@ -196,7 +199,8 @@ def test_generic_helpers_are_skipped(name: str) -> None:
 @pytest.mark.parametrize(
     "name",
     ["ext4_evict_inode", "sock_sendmsg", "kfree_rcu_work", "copy_process",
-     "get_page_from_freelist", "handle_softirqs", "lock_sock_nested", "skb_release_data"],
+     "get_page_from_freelist", "handle_softirqs", "lock_sock_nested", "skb_release_data",
+     "rb_reserve_next_event", "readahead_folio"],
 )
 def test_real_code_is_not_skipped(name: str) -> None:
     assert not SKIP_RE.search(name), name
