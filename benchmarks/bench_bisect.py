@@ -50,10 +50,9 @@ def forget_history_kernels(repo: Path) -> int:
 def warm_up(repo: Path, arch: str) -> float:
     """Build the good end once: ccache and the history's build directory are warm."""
     started = time.monotonic()
-    git(repo, "checkout", "-q", "good-end")
     recipe = dataclasses.replace(kbuild.load_recipe("v6.1"), patches=())
-    kbuild.build(recipe, arch, source_path=repo, progress=False)
-    git(repo, "checkout", "-q", "main")
+    kbuild.build(recipe, arch, source_path=repo, progress=False,
+                 commit=tag_sha(repo, "good-end"))
     return time.monotonic() - started
 
 
