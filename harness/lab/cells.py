@@ -29,7 +29,7 @@ from .matrix import Cell, repro_command
 from .record import CellRecord, cell_dir, outcome, write_json
 
 if TYPE_CHECKING:
-    from ..run import RunResult
+    from ..run import RunResult, RunSpec
 
 PLAN_ENV = "OOMRACE_LAB_PLAN"
 TOTAL_ENV = "OOMRACE_LAB_TOTAL"
@@ -285,17 +285,23 @@ def write_cell_ktap(directory: Path, record: CellRecord, result: RunResult | Non
     ktap.write(directory / ktap.FILE_NAME, ktap.cell_document(record, result))
 
 
+def cell_spec(cell: Cell, kernel: ResolvedKernel) -> RunSpec:
+    """What a cell runs, for the local engine and LAVA's alike."""
+    from ..run import RunSpec
+
+    return RunSpec(kernel=kernel, scenario=cell.scenario, options=cell.options(),
+                   iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
+                   writers=cell.writers)
+
+
 def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
          record: CellRecord) -> tuple[CellRecord, Sequence[str], RunResult | None]:
     """The guest run of a cell on the kernel the night resolved."""
-    from ..run import RunSpec, run_one  # the guest machinery, only where guests run
+    from ..run import run_one  # the guest machinery, only where guests run
 
     if cell.scenario == LAB_SCENARIO:
         return _run_selftests(cell, kernel, directory, record)
-    spec = RunSpec(kernel=kernel, scenario=cell.scenario, options=cell.options(),
-                   iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
-                   writers=cell.writers)
-    result = run_one(spec, directory)
+    result = run_one(cell_spec(cell, kernel), directory)
     return record_from_result(record, result), result.qemu_argv, result
 
 

@@ -27,8 +27,15 @@ from ..arches import get_arch
 from ..errors import HarnessError, UsageError
 from ..kernels import ResolvedKernel
 from ..proc import run
-from ..run import RunResult, RunSpec, Seen, finish
-from .cells import Plan, build_key, record_from_result, repro_record, write_cell_ktap
+from ..run import RunResult, Seen, finish
+from .cells import (
+    Plan,
+    build_key,
+    cell_spec,
+    record_from_result,
+    repro_record,
+    write_cell_ktap,
+)
 from .lava_job import JobImages, device_dictionary, image_url, job_definition, stress_workload
 from .lava_log import LavaLog, parse_log, workload_result
 from .matrix import Cell
@@ -218,9 +225,7 @@ def _repro(cell: Cell, kernel: ResolvedKernel | None, failure: str | None,
 
 def _run_job(cell: Cell, kernel: ResolvedKernel, plan: Plan, runner: LavaRun | LavaServer,
              target: LavaTarget, directory: Path) -> RunResult:
-    spec = RunSpec(kernel=kernel, scenario=cell.scenario, options=cell.options(),
-                   iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
-                   writers=cell.writers)
+    spec = cell_spec(cell, kernel)
     seen = Seen(time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
                 image=kernel.image, accel=cell.accel)
     log = LavaLog()
