@@ -86,7 +86,10 @@ def main() -> int:
     parser.add_argument("--arch", default="aarch64")
     parser.add_argument("--find-fix", action="store_true")
     parser.add_argument("--confidence", type=float, default=0.99)
-    parser.add_argument("--calibration-batches", type=int, default=6)
+    parser.add_argument("--calibration-batches", type=int, default=None,
+                        help="trials on the bad end (default: the bisect's)")
+    parser.add_argument("--trial-iterations", type=int, default=None,
+                        help="iterations per trial (default: the bisect's)")
     parser.add_argument("--keep-kernels", action="store_true",
                         help="keep the history's built kernels (cache hits: no builds)")
     args = parser.parse_args()
@@ -94,7 +97,7 @@ def main() -> int:
     history_repo()
     print(f"history repo ready in {time.monotonic() - started:.0f}s", flush=True)
     with tempfile.TemporaryDirectory(prefix="oomrace-bench-bisect-") as tmp:
-        repo = fresh_clone(Path(tmp) / "linux")
+        repo = fresh_clone(Path(tmp) / "linux", checkout=False)
         if not args.keep_kernels:
             forget_history_kernels(repo)
             print(f"warm-up build of the good end: {warm_up(repo, args.arch):.0f}s; "
@@ -104,6 +107,7 @@ def main() -> int:
         config = bisect.BisectConfig(
             repo=repo, good=good, bad=bad, arch=args.arch, scenario="mrelease",
             find_fix=args.find_fix, calibration_batches=args.calibration_batches,
+            trial_iterations=args.trial_iterations,
             confidence=args.confidence, artifacts=Path(tmp) / "artifacts")
         load_start = os.getloadavg()
         start = time.monotonic()

@@ -20,7 +20,14 @@ from .ktap import write as ktap
 from .machine import MachineOptions
 from .repro import Reproducer
 from .taint import TaintChange
-from .workload import StressSummary, Workload, WorkloadResult, check_supported, get_workload
+from .workload import (
+    BATCH_ITERATIONS,
+    StressSummary,
+    Workload,
+    WorkloadResult,
+    check_supported,
+    get_workload,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class RunSpec:
     writers: int | None = None
     stop_on_first_detection: bool = False
     max_trials: int = 0  # stress: stop after this many batches (0: budget only)
+    batch_iterations: int = BATCH_ITERATIONS  # stress: iterations per batch (one trial)
     # The user's own reproducer instead of the scenario (scenario is then "repro").
     reproducer: Reproducer | None = None
 
@@ -48,7 +56,8 @@ class RunSpec:
         return get_workload(self.scenario, iterations=self.iterations,
                             duration_s=self.duration_s, seed=self.seed, writers=self.writers,
                             stop_on_first_detection=self.stop_on_first_detection,
-                            max_trials=self.max_trials, reproducer=self.reproducer)
+                            max_trials=self.max_trials, reproducer=self.reproducer,
+                            batch_iterations=self.batch_iterations)
 
     def checked(self) -> RunSpec:
         """This spec, once its workload and budget are valid and its kernel can run the

@@ -380,7 +380,8 @@ def check_budget(iterations: int, duration_s: float) -> None:
 def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,
                  seed: int | None = None, writers: int | None = None,
                  stop_on_first_detection: bool = False, max_trials: int = 0,
-                 reproducer: Reproducer | None = None) -> Workload:
+                 reproducer: Reproducer | None = None,
+                 batch_iterations: int = BATCH_ITERATIONS) -> Workload:
     """The workload called `name`: smoke, a stress scenario with its budget, or (with
     `reproducer`) the user's reproducer with its budget."""
     if reproducer is not None:
@@ -397,6 +398,7 @@ def get_workload(name: str, iterations: int = 0, duration_s: float = 30.0,
     check_budget(iterations, duration_s)
     options = stress.StressOptions(scenario=scenario, seed=seed, writers=writers)
     return StressWorkload(options, iterations=iterations, duration_s=duration_s,
+                          batch_iterations=batch_iterations,
                           stop_on_first_detection=stop_on_first_detection,
                           max_trials=max_trials)
 

@@ -1,16 +1,19 @@
 """`oomrace bisect`: find the commit that introduced (or fixed) a flaky kernel bug, with
 real `git bisect` and a statistical stopping rule.
 
-The bisect is driven from Python with git's own state: `git bisect start`, then
-`git bisect <term> <rev>` for the ends; git checks out the commit it wants tested next,
-we build and test it, and tell git `good`, `bad` or `skip`. `git bisect log` and
+The bisect is driven from Python with git's own state: `git bisect start --no-checkout`,
+then `git bisect <term> <rev>` for the ends; git names the commit it wants tested next in
+BISECT_HEAD (the user's working tree never moves), we build it in a build directory of
+ours (kbuild_incr) and test it, and tell git `good`, `bad` or `skip`. `git bisect log` and
 `git bisect replay` therefore work as usual, and Ctrl-C leaves the repository in its
 bisect state; `oomrace bisect --resume` continues from our state file in the git dir.
 
-Statistics. A trial is one stress batch (25 iterations of the scenario on one booted
-guest, see workload.StressWorkload), a Bernoulli trial: did the bug's signature show?
+Statistics. A trial is one stress batch (5 iterations of the scenario on one booted
+guest, see workload.StressWorkload; stats.TRIAL_ITERATIONS says why 5) or one run of the
+user's reproducer, a Bernoulli trial: did the bug's signature show?
 
-* Calibration: the bad end runs for a fixed number of batches. k of n batches showing
+* Calibration: the bad end runs for a fixed number of trials (30 batches, 6 runs of a
+  reproducer). k of n trials showing
   the bug give p = k/n, a one-sided Clopper-Pearson lower bound p_low at level
   c_cal = 1 - 0.7 (1 - C) (stats.CALIBRATION_SHARE), and a two-sided 95% Clopper-Pearson
   interval to show. The first detection fixes the bug's *signature*: "checker
@@ -64,6 +67,9 @@ from .stats import (
     BATCH_ITERATIONS,
     BATCH_SECONDS,
     CALIBRATION_SHARE,
+    CALIBRATION_TRIALS,
+    REPRO_CALIBRATION_TRIALS,
+    TRIAL_ITERATIONS,
     bisect_confidence,
     calibration_bounds,
     calibration_confidence,
@@ -89,10 +95,13 @@ __all__ = [
     "BATCH_ITERATIONS",
     "BATCH_SECONDS",
     "CALIBRATION_SHARE",
+    "CALIBRATION_TRIALS",
     "GIT_TIMEOUT",
+    "REPRO_CALIBRATION_TRIALS",
     "SAME_INFRA_ERRORS_LIMIT",
     "STATE_NAME",
     "STATE_VERSION",
+    "TRIAL_ITERATIONS",
     "BisectAborted",
     "BisectConfig",
     "BisectState",

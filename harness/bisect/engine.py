@@ -118,10 +118,10 @@ class Bisector:
         cfg, st = self.config, self.state
         sha = st.bad_sha
         self.out(f"calibrating on the bad end {sha[:12]} ({self.git.subject(sha)}): "
-                 f"{cfg.calibration_batches} trials of {cfg.iterations_per_trial} "
+                 f"{cfg.calibration_trials} trials of {cfg.iterations_per_trial} "
                  f"iteration(s) of {cfg.workload}")
         workdir = self._workdir("bad-end", sha)
-        outcome = self._run_step(StepRequest(sha, workdir, cfg.calibration_batches,
+        outcome = self._run_step(StepRequest(sha, workdir, cfg.calibration_trials,
                                              stop_on_first=False, seed=cfg.seed))
         if outcome.kind == "build_failed":
             raise UsageError(f"the bad end {sha[:12]} does not build: "
@@ -152,7 +152,7 @@ class Bisector:
             "trial_seconds": outcome.trial_seconds, "console_log": outcome.console_log,
         }
         st.records.append(StepRecord(sha, self.git.subject(sha), "bad-end", "bad",
-                                     "calibration", outcome, cfg.calibration_batches,
+                                     "calibration", outcome, cfg.calibration_trials,
                                      marked=False, workdir=str(workdir)))
         self._plan()
         st.phase = "confirming"
@@ -326,8 +326,13 @@ def _validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
         raise UsageError(f"--repo {repo} is not a git repository (its top level)")
     if not 0 < cfg.confidence < 1:
         raise UsageError(f"--confidence must be between 0 and 1, not {cfg.confidence}")
-    if cfg.calibration_batches < 1:
+    if cfg.calibration_trials < 1:
         raise UsageError("--calibration-batches must be at least 1")
+    if cfg.trial_iterations is not None and cfg.trial_iterations < 1:
+        raise UsageError("--trial-iterations must be at least 1")
+    if cfg.trial_iterations is not None and cfg.reproducer():
+        raise UsageError("--trial-iterations sizes a scenario's trials; with --exec or "
+                         "--repro one run is a trial (drop --trial-iterations)")
     if cfg.max_iterations_per_step is not None and cfg.max_iterations_per_step < 1:
         raise UsageError("--max-iterations-per-step must be at least 1")
     try:  # now, not after `git bisect start` and the first build
@@ -353,10 +358,8 @@ def _validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
     if git.bisecting():
         raise UsageError(f"a git bisect is already in progress in {repo}: continue it with "
                          "`oomrace bisect --resume` or end it with `git bisect reset`")
-    dirty = git.dirty()
-    if dirty:
-        raise UsageError(f"the working tree of {repo} has uncommitted changes; commit or "
-                         f"stash them first:\n{dirty[:2000]}")
+    # No check for uncommitted changes: the bisect never checks out (--no-checkout) and
+    # each step builds its commit from git's objects, so the working tree is left alone.
     return git, good, bad, count
 
 
@@ -389,13 +392,8 @@ def resume(repo: Path, runner_for: Callable[[BisectConfig], StepRunner],
            out: Printer | None = None) -> BisectState:
     state = load_state(repo.resolve())
     git = Git(state.config.repo)
-    if state.phase != "done":
-        if not git.bisecting():
-            raise UsageError(f"{repo} has an oomrace bisect state but git is not bisecting "
-                             f"(was `git bisect reset` run?); remove {state_path(repo)} "
-                             "and start again")
-        dirty = git.dirty()
-        if dirty:
-            raise UsageError(f"the working tree of {repo} has uncommitted changes:\n"
-                             f"{dirty[:2000]}")
+    if state.phase != "done" and not git.bisecting():
+        raise UsageError(f"{repo} has an oomrace bisect state but git is not bisecting "
+                         f"(was `git bisect reset` run?); remove {state_path(repo)} "
+                         "and start again")
     return Bisector(state, runner_for(state.config), out).run()

@@ -55,9 +55,6 @@ class Git:
             return self.out("rev-parse", "BISECT_HEAD")
         return self.head()
 
-    def dirty(self) -> str:
-        return self.out("status", "--porcelain", "--untracked-files=normal")
-
     def bisecting(self) -> bool:
         return (self.git_dir() / "BISECT_START").is_file()
 

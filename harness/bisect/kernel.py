@@ -58,7 +58,8 @@ class KernelStepRunner:
         spec = RunSpec(kernel=kernel, scenario=REPRO_NAME if reproducer else cfg.scenario,
                        options=options, iterations=iterations,
                        duration_s=request.trials * per_trial + 30, reproducer=reproducer,
-                       seed=request.seed, stop_on_first_detection=request.stop_on_first)
+                       seed=request.seed, stop_on_first_detection=request.stop_on_first,
+                       batch_iterations=cfg.iterations_per_trial)
         result = run_one(spec, request.workdir)
         work = result.stress or result.workload.repro
         titles = [r.title for r in result.reports]

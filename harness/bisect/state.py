@@ -27,7 +27,8 @@ class BisectConfig:
     recipe_config: str = "v6.1"
     confidence: float = 0.95
     max_iterations_per_step: int | None = None
-    calibration_batches: int = 6
+    calibration_batches: int | None = None  # trials on the bad end; None: by workload
+    trial_iterations: int | None = None  # a scenario's iterations per trial; None: 5
     find_fix: bool = False
     artifacts: Path = Path("oomrace-artifacts")
     cpus: int = 8
@@ -48,9 +49,19 @@ class BisectConfig:
     @property
     def iterations_per_trial(self) -> int:
         """A trial is a stress batch, or one run of the user's reproducer."""
-        from .stats import BATCH_ITERATIONS
+        from .stats import TRIAL_ITERATIONS
 
-        return 1 if self.reproducer() else BATCH_ITERATIONS
+        if self.reproducer():
+            return 1
+        return self.trial_iterations or TRIAL_ITERATIONS
+
+    @property
+    def calibration_trials(self) -> int:
+        from .stats import CALIBRATION_TRIALS, REPRO_CALIBRATION_TRIALS
+
+        if self.calibration_batches is not None:
+            return self.calibration_batches
+        return REPRO_CALIBRATION_TRIALS if self.reproducer() else CALIBRATION_TRIALS
 
     @property
     def workload(self) -> str:
@@ -81,6 +92,12 @@ class BisectConfig:
     def from_dict(cls, d: dict[str, Any]) -> BisectConfig:
         d = dict(d)
         d["repo"], d["artifacts"] = Path(d["repo"]), Path(d["artifacts"])
+        if "trial_iterations" not in d:
+            # A state from before TRIAL_ITERATIONS was calibrated on batches of 25: its
+            # plan is in those trials.
+            from .stats import BATCH_ITERATIONS
+
+            d["trial_iterations"] = BATCH_ITERATIONS
         return cls(**d)
 
 

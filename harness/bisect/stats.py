@@ -10,8 +10,24 @@ from typing import Any
 from ..binomial import clopper_pearson_interval, clopper_pearson_lower
 from ..errors import UsageError
 
-BATCH_ITERATIONS = 25  # iterations per trial: StressWorkload's batch
+BATCH_ITERATIONS = 25  # a bisect trial before TRIAL_ITERATIONS (state files of then)
 BATCH_SECONDS = 10.0  # StressWorkload's cap on one batch
+
+# Iterations of a scenario in one bisect trial (a stress batch; `run` and `lab` keep 25).
+# Why small: the good rule needs (1 - p_low)^n <= 1 - c, and a calibration where every
+# trial detects cannot bound p above alpha^(1/n): 6/6 batches of 25 iterations say only
+# p >= 0.44 (14 clean trials, 350 iterations, per good verdict at C = 0.99), while the
+# same 150 iterations as 30 trials of 5 (26/30 on the aarch64 re-enactment) say p >= 0.65
+# (8 trials, 40 iterations). Why not 1: a batch costs about 0.3 s of shell round trip,
+# as much as one iteration. The kernel's page-poison check prints at most 10 reports per
+# 5 s, so a short batch right after a burst can look clean: that lowers the measured p,
+# which asks more trials of a good verdict, never fewer (its guest boots with the limit
+# unspent, so a buggy commit's first corruption is always printed).
+TRIAL_ITERATIONS = 5
+# Trials the bad end runs to measure p: 150 iterations of a scenario, as 6 batches of 25
+# were; 6 runs of a user's reproducer, whose one run may take minutes.
+CALIBRATION_TRIALS = 30
+REPRO_CALIBRATION_TRIALS = 6
 
 # The share of the error budget 1 - C that goes to the calibration's bound on p; the good
 # verdicts share the rest. Why a fixed share: a level picked after seeing the calibration

@@ -276,6 +276,7 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
         scenario=args.scenario or "mrelease", recipe_config=args.recipe_config,
         confidence=args.confidence, max_iterations_per_step=args.max_iterations_per_step,
         calibration_batches=args.calibration_batches, find_fix=args.find_fix,
+        trial_iterations=args.trial_iterations,
         artifacts=artifacts, memory_mb=args.memory, seed=args.seed,
         cpus=args.cpus if args.cpus is not None else 2 if reproducer else STRESS_CPUS,
         repro=None if reproducer is None or reproducer.source is None

@@ -161,7 +161,7 @@ def add_kernel_build_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_bisect_options(p: argparse.ArgumentParser) -> None:
-    from ..bisect import BATCH_ITERATIONS
+    from ..bisect import CALIBRATION_TRIALS, REPRO_CALIBRATION_TRIALS, TRIAL_ITERATIONS
 
     p.add_argument("--repo", type=Path, required=True, help="kernel git checkout")
     p.add_argument("--good", help="revision without the bug (with --find-fix: the newer end)")
@@ -181,10 +181,14 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confidence", type=float, default=0.95,
                    help="overall confidence the answer must reach (default 0.95)")
     p.add_argument("--max-iterations-per-step", type=int, default=None,
-                   help=f"cap on the iterations of a good verdict ({BATCH_ITERATIONS} per trial)")
-    p.add_argument("--calibration-batches", type=int, default=6,
-                   help=f"trials ({BATCH_ITERATIONS} iterations each) on the bad end to "
-                        "estimate the detection rate (default 6)")
+                   help="cap on the iterations of a good verdict")
+    p.add_argument("--trial-iterations", type=int, default=None,
+                   help=f"iterations of the scenario in one trial (default "
+                        f"{TRIAL_ITERATIONS}; with --exec/--repro one run is a trial)")
+    p.add_argument("--calibration-batches", type=int, default=None,
+                   help=f"trials on the bad end to estimate the detection rate (default "
+                        f"{CALIBRATION_TRIALS}; {REPRO_CALIBRATION_TRIALS} runs with "
+                        "--exec/--repro)")
     p.add_argument("--find-fix", action="store_true",
                    help="find the commit that made the bug go away")
     p.add_argument("--resume", action="store_true", help="continue an interrupted bisect")

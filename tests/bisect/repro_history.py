@@ -62,6 +62,7 @@ def history_repo() -> Path:
 
 
 def fresh_clone(dest: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", "--shared", str(history_repo()), str(dest)],
-                   check=True)
+    """A clone without a working tree: a bisect reads commits from git's objects."""
+    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(history_repo()),
+                    str(dest)], check=True)
     return dest

@@ -369,12 +369,45 @@ def test_good_must_be_an_ancestor_of_bad(tmp_path: Path) -> None:
         bisect.start(config(repo, tmp_path, shas[1], shas[1]), FakeKernel(repo), quiet)
 
 
-def test_dirty_tree(tmp_path: Path) -> None:
+def test_uncommitted_changes_are_left_alone(tmp_path: Path) -> None:
+    """Steps build commits from git's objects, so a dirty tree is no obstacle, and it is
+    exactly as it was after the bisect."""
     repo = tmp_path / "repo"
     shas = make_repo(repo, 3, bug_from=2)
     (repo / "notes.txt").write_text("local edit\n")
-    with pytest.raises(UsageError, match="uncommitted changes"):
-        bisect.start(config(repo, tmp_path, shas[0], shas[3]), FakeKernel(repo), quiet)
+    (repo / "bug").write_text("edited\n")
+    before = git(repo, "status", "--porcelain")
+    state = bisect.start(config(repo, tmp_path, shas[0], shas[3]), FakeKernel(repo), quiet)
+    assert state.result is not None and state.result["commit"] == shas[2]
+    assert git(repo, "status", "--porcelain") == before
+    assert (repo / "bug").read_text() == "edited\n"
+
+
+def test_trial_size_and_calibration_by_workload(tmp_path: Path) -> None:
+    scenario = BisectConfig(repo=tmp_path, good="a", bad="b", arch="aarch64")
+    assert (scenario.iterations_per_trial, scenario.calibration_trials) == (
+        bisect.TRIAL_ITERATIONS, bisect.CALIBRATION_TRIALS)
+    mine = BisectConfig(repo=tmp_path, good="a", bad="b", arch="aarch64",
+                        trial_iterations=25, calibration_batches=6)
+    assert (mine.iterations_per_trial, mine.calibration_trials) == (25, 6)
+    repro = BisectConfig(repo=tmp_path, good="a", bad="b", arch="aarch64",
+                         exec_command="true")
+    assert (repro.iterations_per_trial, repro.calibration_trials) == (
+        1, bisect.REPRO_CALIBRATION_TRIALS)
+    # A state written before trials were sized was planned in batches of 25.
+    old = {k: v for k, v in scenario.to_dict().items() if k != "trial_iterations"}
+    assert BisectConfig.from_dict(old).iterations_per_trial == bisect.BATCH_ITERATIONS
+
+
+def test_trial_iterations_with_a_reproducer_is_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shas = make_repo(repo, 3, bug_from=2)
+    with pytest.raises(UsageError, match="one run is a trial"):
+        bisect.start(config(repo, tmp_path, shas[0], shas[3], exec_command="true",
+                            trial_iterations=5), FakeKernel(repo), quiet)
+    with pytest.raises(UsageError, match="--trial-iterations must be at least 1"):
+        bisect.start(config(repo, tmp_path, shas[0], shas[3], trial_iterations=0),
+                     FakeKernel(repo), quiet)
 
 
 def test_bad_end_that_does_not_reproduce(tmp_path: Path) -> None:
@@ -426,3 +459,20 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert r.returncode == 2 and "not an ancestor" in r.stderr
     r = oomrace("bisect", "--repo", str(repo), "--resume")
     assert r.returncode == 2 and "no oomrace bisect to resume" in r.stderr
+
+
+def test_a_step_runs_batches_of_the_trial_size(tmp_path: Path) -> None:
+    """The size reaches the stress workload through RunSpec (KernelStepRunner sets it)."""
+    from harness import run
+    from harness.arches import get_arch
+    from harness.kernels import KernelImage, ResolvedKernel
+    from harness.workload import BATCH_ITERATIONS, StressWorkload
+
+    image = KernelImage(path=tmp_path / "Image", arch="aarch64", description="fake")
+    kernel = ResolvedKernel("fake", get_arch("aarch64"), image)
+    work = run.RunSpec(kernel=kernel, scenario="mrelease", iterations=40,
+                       batch_iterations=5).workload()
+    assert isinstance(work, StressWorkload) and work.batch_iterations == 5
+    default = run.RunSpec(kernel=kernel, scenario="mrelease").workload()
+    assert isinstance(default, StressWorkload)
+    assert default.batch_iterations == BATCH_ITERATIONS  # `run` and `lab` keep 25
