@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache, kbuild
+from harness import bisect, cache, kbuild
 
 from ..conftest import REPO
 
@@ -191,10 +191,12 @@ def oomrace_bisect(repo: Path, artifacts: Path, *args: str,
 
 @pytest.mark.timeout(3600)
 def test_bisect_names_the_bug_commit_on_aarch64(tmp_path: Path) -> None:
-    repo = fresh_clone(tmp_path / "linux", checkout=False)
+    repo = fresh_clone(tmp_path / "linux", checkout=False)  # no working tree at all
+    head = git(repo, "rev-parse", "HEAD")
     run = oomrace_bisect(repo, tmp_path / "artifacts", "--arch", "aarch64",
                          "--good", "good-end", "--bad", "bad-end")
     assert run.returncode == 0, run.stderr
+    assert git(repo, "rev-parse", "HEAD") == head
     result = run.report["result"]
     assert isinstance(result, dict)
     assert result["commit"] == tag_sha(repo, "bug"), run.stdout
@@ -202,6 +204,10 @@ def test_bisect_names_the_bug_commit_on_aarch64(tmp_path: Path) -> None:
     assert float(result["confidence"]) >= 0.95, run.stdout
     steps = run.report["steps"]
     assert isinstance(steps, list)
+    calibration = steps[0]["outcome"]
+    assert isinstance(calibration, dict)
+    assert calibration["trials"] == bisect.CALIBRATION_TRIALS  # trials of 5 iterations
+    assert calibration["iterations"] == bisect.CALIBRATION_TRIALS * bisect.TRIAL_ITERATIONS
     broken = tag_sha(repo, "broken-build")
     assert any(s["commit"] == broken and s["verdict"] == "skip" for s in steps), run.stdout
     assert "is the first bad commit" not in run.stderr  # our report, not git's noise
