@@ -68,9 +68,10 @@ def test_reaper_fullmm_bug_corrupts_on_aarch64(tmp_path: Path) -> None:
 def test_clean_kernels_stay_clean(arch: str, kernel: str, tmp_path: Path) -> None:
     result = race(arch, kernel, tmp_path)
     assert result.verdict == "clean", describe(result)
-    work = result.workload
-    assert work["iterations"] >= ITERATIONS or work["seconds"] >= DURATION_S * 0.9, describe(result)
-    assert work["detections"] == 0 and work["ci95"][1] < 0.5
+    work = result.stress
+    assert work is not None, describe(result)
+    assert work.iterations >= ITERATIONS or work.seconds >= DURATION_S * 0.9, describe(result)
+    assert work.detections == 0 and work.ci95[1] < 0.5, describe(result)
 
 
 @pytest.mark.timeout(900)
