@@ -328,6 +328,8 @@ def _validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
         raise UsageError(f"--confidence must be between 0 and 1, not {cfg.confidence}")
     if cfg.calibration_trials < 1:
         raise UsageError("--calibration-batches must be at least 1")
+    if cfg.host_cpus < 0:
+        raise UsageError("--host-cpus must be >= 0 (0: all host CPUs)")
     if cfg.trial_iterations is not None and cfg.trial_iterations < 1:
         raise UsageError("--trial-iterations must be at least 1")
     if cfg.trial_iterations is not None and cfg.reproducer():

@@ -47,7 +47,8 @@ class KernelStepRunner:
                                 f"{request.commit}")
         arch = get_arch(cfg.arch)
         options = MachineOptions(cpus=cfg.cpus, memory_mb=cfg.memory_mb, cpu=cfg.cpu,
-                                 cmdline_extra=(*built.cmdline, *cfg.append))
+                                 cmdline_extra=(*built.cmdline, *cfg.append),
+                                 host_cpus=cfg.host_cpus)
         reproducer = cfg.reproducer()
         iterations = request.trials * cfg.iterations_per_trial
         # A budget that the trials, not the clock, end: a stress trial takes at most

@@ -282,7 +282,7 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
         repro=None if reproducer is None or reproducer.source is None
         else str(reproducer.source),
         exec_command=reproducer.exec_command if reproducer else None,
-        append=list(args.append), cpu=args.cpu,
+        append=list(args.append), cpu=args.cpu, host_cpus=args.host_cpus,
         kconfig=str(change.base) if change.base else None, kconfig_add=list(change.add))
 
 

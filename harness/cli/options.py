@@ -195,6 +195,10 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", type=int, default=None,
                    help=f"guest vCPUs (default {STRESS_CPUS}; 2 with --exec/--repro)")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    p.add_argument("--host-cpus", type=int, default=0,
+                   help="host CPUs QEMU may use (default 0: all; unlike `run`, where "
+                        f"stress gets {STRESS_HOST_CPUS}: the 6.1 re-enactment detects in "
+                        "more trials on all of them; try 1 for 4.14's oom scenario)")
     p.add_argument("--seed", type=int, default=1, help="stress seed (default 1)")
     add_json_option(p, "the report")
     p.add_argument("--artifacts", type=Path, default=None,

@@ -3,6 +3,7 @@ files, a scripted flaky bug (p = 0.3 per trial) and a commit that "does not buil
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -459,6 +460,16 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert r.returncode == 2 and "not an ancestor" in r.stderr
     r = oomrace("bisect", "--repo", str(repo), "--resume")
     assert r.returncode == 2 and "no oomrace bisect to resume" in r.stderr
+    r = oomrace("bisect", "--repo", str(repo), "--good", shas[0], "--bad", shas[3],
+                "--arch", "aarch64", "--host-cpus", "-1")
+    assert r.returncode == 2 and "--host-cpus must be >= 0" in r.stderr
+
+
+def test_host_cpus_in_the_config(tmp_path: Path) -> None:
+    cfg = BisectConfig(repo=tmp_path, good="a", bad="b", arch="aarch64", host_cpus=1)
+    assert BisectConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).host_cpus == 1
+    old = {k: v for k, v in cfg.to_dict().items() if k != "host_cpus"}
+    assert BisectConfig.from_dict(old).host_cpus == 0  # what states from before ran with
 
 
 def test_a_step_runs_batches_of_the_trial_size(tmp_path: Path) -> None:
