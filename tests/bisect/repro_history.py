@@ -63,6 +63,4 @@ def history_repo() -> Path:
 
 def fresh_clone(dest: Path) -> Path:
     """A clone without a working tree: a bisect reads commits from git's objects."""
-    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(history_repo()),
-                    str(dest)], check=True)
-    return dest
+    return base.shared_clone(history_repo(), dest, checkout=False)

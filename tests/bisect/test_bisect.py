@@ -147,14 +147,19 @@ def history_repo() -> Path:
     return cache.entry("bisect-history", key, _build_history) / "repo"
 
 
-def fresh_clone(dest: Path, checkout: bool = True) -> Path:
-    """A new clone sharing the cached repo's objects: its own refs and bisect state.
-    Without `checkout` it has no working tree, which a bisect never needs (and the
-    checkout of 80,000 files costs about a minute here)."""
+def shared_clone(source: Path, dest: Path, checkout: bool = True) -> Path:
+    """A new clone sharing `source`'s objects: its own refs and bisect state. Without
+    `checkout` it has no working tree, which a bisect never needs (and the checkout of
+    80,000 files costs about a minute here)."""
     no_checkout = [] if checkout else ["--no-checkout"]
-    subprocess.run(["git", "clone", "-q", "--shared", *no_checkout, str(history_repo()),
-                    str(dest)], check=True)
+    subprocess.run(["git", "clone", "-q", "--shared", *no_checkout, str(source), str(dest)],
+                   check=True)
     return dest
+
+
+def fresh_clone(dest: Path, checkout: bool = True) -> Path:
+    """A clone of the cached history repository (see shared_clone)."""
+    return shared_clone(history_repo(), dest, checkout)
 
 
 def tag_sha(repo: Path, tag: str) -> str:
