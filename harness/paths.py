@@ -28,6 +28,13 @@ def _installed(name: str) -> Path | None:
     return location if isinstance(location, Path) and location.is_dir() else None
 
 
+def checkout() -> Path | None:
+    """The source tree this harness runs from (a clone, or an editable install of one);
+    None when it was installed from a wheel."""
+    is_tree = (PROJECT_ROOT / ".git").exists() and (PROJECT_ROOT / "pyproject.toml").is_file()
+    return PROJECT_ROOT if is_tree and _installed("kernels") is None else None
+
+
 def data_path(name: str) -> Path:
     """Where the data folder `name` is, installed or in the checkout (not checked: for
     module-level constants; project_dir checks)."""

@@ -157,11 +157,19 @@ class Seen:
     workload: WorkloadResult | None = None
     error: str | None = None
 
+    @classmethod
+    def now(cls, image: KernelImage | None = None, accel: str | None = None) -> Seen:
+        """A run starting now (started_at in UTC, to the second)."""
+        return cls(time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds"),
+                   image=image, accel=accel)
 
-def run_one(spec: RunSpec, workdir: Path) -> RunResult:
-    """Run `spec` with everything kept under `workdir`; never raises HarnessError."""
+
+def run_one(spec: RunSpec, workdir: Path, write_ktap: bool = True) -> RunResult:
+    """Run `spec` with everything kept under `workdir`; never raises HarnessError.
+    `write_ktap` False: the caller writes the folder's ktap (a lab cell's, judged by
+    the cell's expectation)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    seen = Seen(time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds"))
+    seen = Seen.now()
     try:
         image = spec.checked().kernel.image
         seen.image = image
@@ -183,13 +191,14 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
         raise
     finally:
         with signals.deferred():  # a SIGTERM now waits until result.json is written
-            result = finish(spec, seen, workdir)
+            result = finish(spec, seen, workdir, write_ktap)
     return result
 
 
-def finish(spec: RunSpec, seen: Seen, workdir: Path) -> RunResult:
-    """Read the logs, decide the verdict and write result.json: the end of every run,
-    ours or one a LAVA worker ran (harness.lab.lava), whose console log is in workdir."""
+def finish(spec: RunSpec, seen: Seen, workdir: Path, write_ktap: bool = True) -> RunResult:
+    """Read the logs, decide the verdict and write result.json (and the run's ktap,
+    unless `write_ktap` is False): the end of every run, ours or one a LAVA worker ran
+    (harness.lab.lava), whose console log is in workdir."""
     workload = seen.workload or WorkloadResult(spec.scenario, "error")
     analysis = _analyse(workdir)
     located = symbolize.symbolize_reports(
@@ -208,7 +217,8 @@ def finish(spec: RunSpec, seen: Seen, workdir: Path) -> RunResult:
         taint=TaintChange(seen.taint_before, seen.taint_after), error=seen.error,
         symbolization=located.note or None)
     result.write(workdir / "result.json")
-    ktap.write(workdir / ktap.FILE_NAME, ktap.run_document([result], spec.iterations))
+    if write_ktap:
+        ktap.write(workdir / ktap.FILE_NAME, ktap.run_document([result], spec.iterations))
     return result
 
 

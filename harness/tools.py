@@ -14,9 +14,9 @@ from typing import Any
 
 from .arches import ARCHES, Arch
 from .errors import MissingToolError, UsageError
-from .paths import PROJECT_ROOT
+from .paths import data_path
 
-HOST_PACKAGES_FILE = PROJECT_ROOT / "configs" / "host-packages.txt"
+HOST_PACKAGES_FILE = data_path("configs") / "host-packages.txt"
 
 BUSYBOX_PACKAGE = "busybox-static"
 DROPBEAR_PACKAGE = "dropbear-bin"

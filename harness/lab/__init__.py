@@ -8,22 +8,26 @@ comparison against previous nights.
 The matrix file (see configs/nightly.toml for the format) is checked before anything is
 built: an unknown key or an impossible cell is refused with its line. The runner builds
 what the selected cells need (one thread per arch, each kernel resolved once), writes
-``plan.json`` into the night's folder and runs ``tests/lab/lab_cells.py`` under pytest
-with ``-n N``; each cell writes ``cells/<id>/cell.json`` (and the run's logs) as soon as
-it ends, so an interrupted night keeps every finished cell. The night's ``summary.json``,
+``plan.json`` into the night's folder and runs ``harness/lab/pytest_cells.py`` (inside
+the package, so an installed wheel runs it too) under pytest with ``-n N``; each cell
+writes ``cells/<id>/cell.json`` (and the run's logs) as soon as it ends, so an
+interrupted night keeps every finished cell. The night's ``summary.json``,
 ``junit.xml`` and ``report.html`` are then made from those records, which is also how
 ``merge`` joins shard outputs.
 
 The modules: ``matrix`` (the language and AXES, from which ids, repro commands, records,
 JUnit properties and the report's cell column are derived), ``record`` (a cell's record
-and JSON), ``cells`` (the plan and one cell's run), ``night`` (summary, comparison,
-history, JUnit, merge), ``report`` (report.html), ``launch`` (running a night under
-pytest) and ``plugin`` (the progress lines of that pytest run).
+and JSON), ``cells`` (the plan, what the cells need, their repro records), ``engine``
+(one cell's skeleton around its guest part, and the local engine; ``lava`` is the
+other), ``night`` (summary, comparison, history, JUnit, merge), ``report``
+(report.html), ``launch`` (running a night under pytest), ``pytest_cells`` (the cells as
+pytest tests) and ``plugin`` (the progress lines of that pytest run).
 """
 
 from __future__ import annotations
 
-from .cells import Plan, build_key, plan_from_env, prepare, repro_record, run_cell
+from .cells import Plan, build_key, plan_from_env, prepare, repro_record
+from .engine import Engine, LocalEngine, run_cell
 from .launch import default_jobs, main, parse_shard, shard_cells
 
 # AXES is not re-exported: it is read from harness.lab.matrix at call time.
@@ -66,10 +70,10 @@ from .record import (
 
 __all__ = [
     "CELL_KEYS", "RATE_SHIFT_ALPHA", "Axis", "Cell", "CellRecord", "Change", "Comparison",
-    "Matrix", "MatrixError", "NightSummary", "Plan", "build_key", "cell_dir", "cell_id",
-    "compare", "default_jobs", "exit_code", "failure_message", "finish_night", "history_nights",
-    "holm_rejections", "junit_properties", "junit_xml", "load_matrix", "main", "make_summary",
-    "merge", "outcome", "parse_matrix", "parse_shard", "plan_from_env", "prepare",
-    "rate_shift_p", "rate_shifts", "read_records", "read_summary", "repro_command",
-    "repro_record", "run_cell", "shard_cells",
+    "Engine", "LocalEngine", "Matrix", "MatrixError", "NightSummary", "Plan", "build_key",
+    "cell_dir", "cell_id", "compare", "default_jobs", "exit_code", "failure_message",
+    "finish_night", "history_nights", "holm_rejections", "junit_properties", "junit_xml",
+    "load_matrix", "main", "make_summary", "merge", "outcome", "parse_matrix", "parse_shard",
+    "plan_from_env", "prepare", "rate_shift_p", "rate_shifts", "read_records", "read_summary",
+    "repro_command", "repro_record", "run_cell", "shard_cells",
 ]

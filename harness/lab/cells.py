@@ -1,6 +1,6 @@
-"""Running cells: the night's plan (handed to pytest as plan.json), what the cells need
+"""The cells of a night: the plan (handed to pytest as plan.json), what the cells need
 made ready once per night (initramfs and kernels, each (arch, kernel) resolved once),
-and one cell run into cells/<id>/ with its record written as soon as it ends."""
+what a cell runs, and what it takes to run it again. engine.run_cell runs one."""
 
 from __future__ import annotations
 
@@ -9,27 +9,24 @@ import json
 import os
 import platform
 import re
-import shutil
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .. import __version__, cache, kernels, rootfs, schema, signals
+from .. import __version__, cache, kernels, paths, rootfs, schema
 from ..arches import get_arch
 from ..errors import HarnessError
 from ..kernels import KernelImage, ResolvedKernel
-from ..paths import PROJECT_ROOT
 from ..proc import run
-from ..selftests.suite import LAB_SCENARIO
 from .matrix import Cell, repro_command
-from .record import CellRecord, cell_dir, outcome, write_json
+from .record import write_json
 
 if TYPE_CHECKING:
-    from ..run import RunResult, RunSpec
+    from ..run import RunSpec
 
 PLAN_ENV = "OOMRACE_LAB_PLAN"
 TOTAL_ENV = "OOMRACE_LAB_TOTAL"
@@ -153,8 +150,13 @@ def qemu_version(binary: str) -> str:
 
 
 def _git(*argv: str) -> str:
+    """git in the checkout the harness runs from; "" from an installed wheel (whose
+    site-packages may sit inside some other repository)."""
+    checkout = paths.checkout()
+    if checkout is None:
+        return ""
     try:
-        return run(["git", "-C", str(PROJECT_ROOT), *argv], timeout=30,
+        return run(["git", "-C", str(checkout), *argv], timeout=30,
                    check=False).stdout.strip()
     except HarnessError:
         return ""
@@ -225,64 +227,7 @@ def repro_record(cell: Cell, qemu_argv: Sequence[str], kernel: ResolvedKernel | 
     return record
 
 
-# --- one cell ---------------------------------------------------------------------------------
-
-
-def run_cell(cell: Cell, plan: Plan) -> CellRecord:
-    """Run one cell into cells/<id>/ and write its cell.json at once. Never raises for a
-    failed run (a timeout from pytest-timeout included); KeyboardInterrupt passes through."""
-    directory = cell_dir(plan.out, cell.id)
-    if directory.exists():
-        shutil.rmtree(directory)  # a re-run (--lf) into the same night replaces the cell
-    directory.mkdir(parents=True)
-    record = CellRecord(cell=cell)
-    started = time.monotonic()
-    key = build_key(cell.arch, cell.kernel)
-    kernel = plan.kernels.get(key)
-    qemu_argv: Sequence[str] = ()
-    result: RunResult | None = None
-    failure = plan.build_errors.get(key)
-    try:
-        if failure is not None:
-            record = replace(record, reason=f"build failed: {failure}",
-                             error=f"build failed: {failure}")
-        else:
-            if kernel is None:  # a plan made without prepare(): resolve it here
-                kernel = kernels.resolve_kernel(cell.kernel, get_arch(cell.arch))
-            record, qemu_argv, result = _run(cell, kernel, directory, record)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # pytest-timeout's Failed and anything unforeseen
-        text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "Timeout" in text:
-            text = f"the cell did not finish within its timeout of {cell.timeout:g} s ({text})"
-        record = replace(record, verdict="error", reason=text, error=text)
-    with signals.deferred():  # a finished cell is recorded before a SIGTERM ends the worker
-        record = replace(record, seconds=round(time.monotonic() - started, 3),
-                         outcome=outcome(cell.expected, record.verdict),
-                         repro=repro_record(cell, qemu_argv, kernel, failure))
-        for initrd in directory.glob("initrd-*.cpio"):  # a copy of a cached file
-            initrd.unlink()
-        record.write(plan.out)
-        write_cell_ktap(directory, record, result)
-    return record
-
-
-def write_cell_ktap(directory: Path, record: CellRecord, result: RunResult | None) -> None:
-    """The cell as KTAP, judged by its expectation (over the run's own `ktap`)."""
-    from ..ktap import write as ktap
-
-    suite_json = directory / "kselftest.json"
-    if record.cell.scenario == LAB_SCENARIO and suite_json.is_file():
-        from ..selftests import cell as selftest_cell
-        from ..selftests import run as selftest_run
-
-        suite_run = selftest_run.SuiteRun.from_json(json.loads(suite_json.read_text()))
-        text = selftest_cell.cell_ktap(record.id, record.expected, record.verdict,
-                                       record.reason or "", suite_run)
-        ktap.write(directory / ktap.FILE_NAME, text)
-        return
-    ktap.write(directory / ktap.FILE_NAME, ktap.cell_document(record, result))
+# --- what a cell runs ---------------------------------------------------------------------
 
 
 def cell_spec(cell: Cell, kernel: ResolvedKernel) -> RunSpec:
@@ -292,45 +237,3 @@ def cell_spec(cell: Cell, kernel: ResolvedKernel) -> RunSpec:
     return RunSpec(kernel=kernel, scenario=cell.scenario, options=cell.options(),
                    iterations=cell.iterations, duration_s=cell.duration_s, seed=cell.seed,
                    writers=cell.writers)
-
-
-def _run(cell: Cell, kernel: ResolvedKernel, directory: Path,
-         record: CellRecord) -> tuple[CellRecord, Sequence[str], RunResult | None]:
-    """The guest run of a cell on the kernel the night resolved."""
-    from ..run import run_one  # the guest machinery, only where guests run
-
-    if cell.scenario == LAB_SCENARIO:
-        return _run_selftests(cell, kernel, directory, record)
-    result = run_one(cell_spec(cell, kernel), directory)
-    return record_from_result(record, result), result.qemu_argv, result
-
-
-def record_from_result(record: CellRecord, result: RunResult) -> CellRecord:
-    """A cell's record from its run's result: the local engine's and LAVA's alike."""
-    record = replace(
-        record, verdict=result.verdict, reason=result.reason, error=result.error,
-        boot_seconds=result.boot_seconds, reports=tuple(r.to_dict() for r in result.reports),
-        events=tuple(e.to_dict() for e in result.events),
-        kernel_description=result.kernel_description, taint=result.taint.to_json())
-    stress = result.stress
-    if stress is not None:
-        record = replace(record, iterations=stress.iterations, trials=stress.trials,
-                         detections=stress.detections, rate=stress.rate, ci95=stress.ci95)
-    return record
-
-
-def _run_selftests(cell: Cell, kernel: ResolvedKernel, directory: Path,
-                   record: CellRecord) -> tuple[CellRecord, Sequence[str], None]:
-    """A kselftest cell: the suite's verdict, its kernel reports and console events."""
-    from .. import kernel_log
-    from ..selftests import cell as selftest_cell
-
-    done = selftest_cell.run_cell(kernel.image, cell.options(), directory)
-    console = directory / "console.log"
-    parsed = kernel_log.parse(console.read_text(errors="replace") if console.is_file() else "")
-    record = replace(record, verdict=done.verdict, reason=done.reason,
-                     boot_seconds=done.boot_seconds,
-                     reports=tuple(r.to_dict() for r in parsed.reports),
-                     events=tuple(e.to_dict() for e in parsed.events),
-                     kernel_description=done.suite_run.kernel)
-    return record, done.qemu_argv, None

@@ -8,17 +8,22 @@ import importlib.util
 import os
 import re
 import signal
+import site
 import subprocess
 import sys
+import sysconfig
+import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
+from xml.etree import ElementTree as ET
 
 from .. import signals
 from ..errors import HarnessError, UsageError
-from ..paths import PROJECT_ROOT
 from ..proc import end_group, run
 from . import lava
 from .cells import PLAN_ENV, TOTAL_ENV, Plan, prepare
@@ -37,8 +42,17 @@ from .night import (
 )
 from .record import CellRecord, cell_dir, read_records
 
-CELLS_MODULE = PROJECT_ROOT / "tests" / "lab" / "lab_cells.py"
+# The cells as pytest tests, run by path: the file beside this one, in a checkout or in
+# an installed wheel alike. pytest names the cells relative to the folder that holds the
+# harness package (the checkout, or site-packages), so their ids are the same from both.
+CELLS_MODULE = Path(__file__).resolve().with_name("pytest_cells.py")
+IMPORT_ROOT = CELLS_MODULE.parents[2]
 PLUGIN = "harness.lab.plugin"
+PYTEST_LOG = "pytest.log"  # in the night's folder: what the night's pytest printed
+TAIL_LINES = 200
+PYTEST_EXITS = {1: "a cell failed, or an error outside the cells",
+                2: "interrupted, or errors while collecting the cells",
+                3: "pytest's internal error", 4: "a pytest usage error", 5: "no cells collected"}
 GUEST_OVERHEAD_MB = 512  # host memory a guest needs beyond its own RAM (QEMU, TCG cache)
 
 
@@ -89,10 +103,12 @@ def default_jobs(cells: Sequence[Cell], cores: int | None = None,
 
 def _pytest_argv(out: Path, cache_dir: Path, args: argparse.Namespace, jobs: int | None,
                  collect_only: bool = False) -> list[str]:
+    # No configuration file and no conftest.py: whatever folder the package sits in (a
+    # checkout's pyproject.toml, a project around a venv) has no say in a night.
     argv = [sys.executable, "-m", "pytest", str(CELLS_MODULE), "-p", PLUGIN,
-            "--rootdir", str(PROJECT_ROOT), "-o", f"cache_dir={cache_dir}",
-            "-o", "junit_family=xunit1", "--no-header", "-q", "-p", "no:randomly",
-            "-p", "no:benchmark"]
+            "--rootdir", str(IMPORT_ROOT), "-c", os.devnull, "--noconftest",
+            "-o", f"cache_dir={cache_dir}", "-o", "junit_family=xunit1", "--no-header", "-q",
+            "-p", "no:randomly", "-p", "no:benchmark"]
     if collect_only:
         argv += ["--collect-only"]
     else:
@@ -105,8 +121,8 @@ def _pytest_argv(out: Path, cache_dir: Path, args: argparse.Namespace, jobs: int
     return argv
 
 
-def _collect(argv: list[str], env: Mapping[str, str]) -> list[str]:
-    proc = run(argv, env=env, cwd=PROJECT_ROOT, timeout=300, check=False)
+def _collect(argv: list[str], env: Mapping[str, str], cwd: Path) -> list[str]:
+    proc = run(argv, env=env, cwd=cwd, timeout=300, check=False)
     ids = re.findall(r"::test_cell\[([^\]]+)\]", proc.stdout)
     if proc.returncode not in (0, 5):  # 5: nothing collected (all deselected)
         raise HarnessError(f"selecting cells with pytest failed:\n{proc.stdout[-2000:]}"
@@ -114,14 +130,88 @@ def _collect(argv: list[str], env: Mapping[str, str]) -> list[str]:
     return ids
 
 
-def _start_pytest(argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _start_pytest(argv: list[str], env: Mapping[str, str],
+                  out: Path) -> tuple[subprocess.Popen[str], _Tee]:
     """pytest and its xdist workers in a process group of their own, which the lab
-    signals as a whole (_stop); pytest gets SIGTERM if the lab dies, even by SIGKILL."""
-    return subprocess.Popen(argv, env=dict(env), cwd=PROJECT_ROOT, process_group=0,
-                            preexec_fn=signals.on_parent_death(signal.SIGTERM))
+    signals as a whole (_stop); pytest gets SIGTERM if the lab dies, even by SIGKILL.
+    Its output passes through to ours and into the night's pytest.log."""
+    proc = subprocess.Popen(argv, env={**env, "PYTHONUNBUFFERED": "1"}, cwd=out,
+                            process_group=0, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace", preexec_fn=signals.on_parent_death(signal.SIGTERM))
+    return proc, _Tee(proc, out / PYTEST_LOG)
 
 
-def _stop(proc: subprocess.Popen[bytes], signum: int) -> None:
+class _Tee:
+    """pytest's stdout and stderr copied to ours line by line and into a log file, the
+    last lines kept to say why pytest ended before a cell ran."""
+
+    def __init__(self, proc: subprocess.Popen[str], log: Path) -> None:
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.lock = threading.Lock()
+        self.file = log.open("w", encoding="utf-8")
+        self.threads = [threading.Thread(target=self._copy, args=(stream, sink), daemon=True,
+                                         name="lab-pytest-output")
+                        for stream, sink in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))]
+        for thread in self.threads:
+            thread.start()
+
+    def _copy(self, stream: IO[str] | None, sink: IO[str]) -> None:
+        for line in stream or ():
+            try:
+                sink.write(line)
+                sink.flush()
+            except (OSError, ValueError):  # our stdout is gone: the log still gets it
+                pass
+            with self.lock:
+                if not self.file.closed:
+                    self.file.write(line)
+                    self.file.flush()
+                self.tail.append(line.rstrip("\n"))
+
+    def close(self) -> None:
+        """After pytest ended: the rest of its output (its workers may hold the pipes a
+        moment longer), then the log closed."""
+        for thread in self.threads:
+            thread.join(timeout=30)
+        with self.lock:
+            self.file.close()
+
+    def problem(self) -> str:
+        """pytest's own word on why it stopped: its last error line, else its last line."""
+        lines = [line.strip() for line in self.tail if line.strip()]
+        errors = [line for line in lines if line.startswith(("ERROR", "INTERNALERROR", "E "))]
+        return (errors or lines or ["it printed nothing"])[-1]
+
+    def collection_failed(self) -> bool:
+        """pytest's exit 2 after errors collecting the cells (not an interruption)."""
+        return any("during collection" in line for line in self.tail)
+
+
+def _exit_meaning(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return PYTEST_EXITS.get(code or 0, "an exit code pytest does not document")
+
+
+def _junit_messages(path: Path) -> dict[str, str]:
+    """pytest's word on each cell that did not pass (a worker that crashed running it, a
+    cell it skipped), by cell id, from its JUnit XML; {} when pytest wrote none."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    found = {}
+    for case in root.iter("testcase"):
+        match = re.fullmatch(r"test_cell\[(.+)\]", case.get("name") or "")
+        said = [child for child in case if child.tag in ("failure", "error", "skipped")]
+        if match and said:
+            text = said[0].get("message") or said[0].text or said[0].tag
+            found[match.group(1)] = text.strip().splitlines()[0] if text.strip() else said[0].tag
+    return found
+
+
+def _stop(proc: subprocess.Popen[str], signum: int) -> None:
     """After Ctrl-C, SIGTERM or SIGHUP: the same signal to pytest and every worker (their
     own group, which a terminal's Ctrl-C does not reach), so each cell ends as on Ctrl-C
     and shuts its guest down; SIGKILL only if they do not end within two minutes."""
@@ -150,6 +240,10 @@ class _Night:
     env: dict[str, str]
     interrupted: bool = False
     stopped_by: int = signal.SIGINT  # the signal that interrupted it, for the exit status
+    # Why a cell has no record when the engine ended without running it: pytest's word on
+    # the cell, else how the engine's run ended.
+    engine_said: dict[str, str] = field(default_factory=dict)
+    ended: str = "the night's engine ended before running it"
 
     @property
     def out(self) -> Path:
@@ -162,7 +256,7 @@ class _Night:
         """The cells -k and --lf leave (pytest decides, as it will in the run)."""
         if not (self.args.keyword or self.args.lf):
             return self.plan.cells
-        ids = set(_collect(self.argv(None, collect_only=True), self.env))
+        ids = set(_collect(self.argv(None, collect_only=True), self.env, self.out))
         return [c for c in self.plan.cells if c.id in ids]
 
     def run(self, selected: list[Cell], jobs: int) -> None:
@@ -174,15 +268,28 @@ class _Night:
             print(f"[lab] build failed: {key}: {message.splitlines()[0]}", flush=True)
         self.plan.write()
         self.env[TOTAL_ENV] = str(len(selected))
-        proc = _start_pytest(self.argv(jobs), self.env)
+        junit = self.out / "pytest-junit.xml"
+        junit.unlink(missing_ok=True)  # an earlier run's would speak for cells of this one
+        if not CELLS_MODULE.is_file():
+            raise HarnessError(f"the lab's cells module {CELLS_MODULE} is missing: reinstall "
+                               "oomrace (pip install --force-reinstall oomrace)")
+        proc, tee = _start_pytest(self.argv(jobs), self.env, self.out)
         try:
             code = proc.wait()
+            tee.close()
             finished = read_records(self.out, [c.id for c in selected])
-            self.interrupted = code == 2 and len(finished) < len(selected)
+            self.interrupted = (code == 2 and len(finished) < len(selected)
+                                and not tee.collection_failed())
         except KeyboardInterrupt as e:
             self.interrupted = True
             self.stopped_by = signals.exit_status(e) - 128
             _stop(proc, self.stopped_by)
+        finally:
+            tee.close()
+        self.engine_said = {cid: f"pytest: {text}" for cid, text in _junit_messages(junit).items()}
+        self.ended = (f"pytest exited with code {proc.returncode} "
+                      f"({_exit_meaning(proc.returncode)}) before running it: "
+                      f"{tee.problem()} (its output: {self.out / PYTEST_LOG})")
 
     def run_lava(self, selected: list[Cell], jobs: int, target: LavaTarget) -> None:
         """The cells as LAVA jobs, after the same preparation as a local night."""
@@ -202,6 +309,24 @@ class _Night:
         except KeyboardInterrupt as e:
             self.interrupted = True
             self.stopped_by = signals.exit_status(e) - 128
+
+    def not_run_reasons(self, planned: Sequence[str]) -> dict[str, str]:
+        """Why each planned cell without a (readable) record has none: every one gets a
+        reason, for the summary, JUnit and the night's output."""
+        finished = {r.id for r in read_records(self.out, planned)}
+        reasons = {}
+        for cid in planned:
+            if cid in finished:
+                continue
+            if (cell_dir(self.out, cid) / "cell.json").is_file():
+                reasons[cid] = (f"its record {cell_dir(self.out, cid) / 'cell.json'} is "
+                                "damaged; run the cell again")
+            elif self.interrupted:
+                reasons[cid] = (f"the night was interrupted "
+                                f"({signal.Signals(self.stopped_by).name}) before it finished")
+            else:
+                reasons[cid] = self.engine_said.get(cid) or self.ended
+        return reasons
 
 
 def _lava_target(args: argparse.Namespace) -> LavaTarget | None:
@@ -236,8 +361,18 @@ def _start_night(args: argparse.Namespace, matrix: Matrix, cells: list[Cell],
                                          else "all"))
     plan_path = out / "plan.json"  # written once --compare is known to be good
     env = {**os.environ, PLAN_ENV: str(plan_path)}
-    env["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    if not _in_site_packages(IMPORT_ROOT):
+        # A checkout: pytest and its workers (started in the night's folder) import this
+        # harness. An installed one they find anyway; first on the path, site-packages
+        # would shadow the standard library.
+        env["PYTHONPATH"] = str(IMPORT_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return _Night(matrix, plan, plan_path, args, cache_dir, env)
+
+
+def _in_site_packages(folder: Path) -> bool:
+    sites = [*site.getsitepackages(), site.getusersitepackages(),
+             sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    return any(Path(s).resolve() == folder for s in sites if s)
 
 
 def run_lab(args: argparse.Namespace) -> int:
@@ -276,7 +411,8 @@ def run_lab(args: argparse.Namespace) -> int:
                            matrix=night.plan.matrix, matrix_sha256=matrix.sha256,
                            started_at=started_at, seconds=time.monotonic() - started,
                            jobs=jobs, shard=shard, interrupted=night.interrupted,
-                           night=night.out.name)
+                           night=night.out.name,
+                           not_run_reasons=night.not_run_reasons(planned))
     summary = finish_night(night.out, summary, args.history, previous)
     print_night(summary, night.out)
     code = exit_code(summary)

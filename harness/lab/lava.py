@@ -16,35 +16,30 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from .. import rootfs, signals
+from .. import rootfs
 from ..arches import get_arch
 from ..errors import HarnessError, UsageError
 from ..kernels import ResolvedKernel
 from ..proc import run
 from ..run import RunResult, Seen, finish
-from .cells import (
-    Plan,
-    build_key,
-    cell_spec,
-    record_from_result,
-    repro_record,
-    write_cell_ktap,
-)
+from .cells import Plan, build_key, cell_spec
+from .engine import run_cell
 from .lava_job import JobImages, device_dictionary, image_url, job_definition, stress_workload
 from .lava_log import LavaLog, parse_log, workload_result
 from .matrix import Cell
-from .record import CellRecord, cell_dir, outcome
+from .record import CellRecord
 
 ENGINES = ("local", "lava", "lava-run")
 TOKEN_ENV = "OOMRACE_LAVA_TOKEN"
 LAVA_TIMEOUT_MARGIN_S = 600  # queueing on a busy lab, on top of the job's own timeout
 POLL_S = 10.0
+JOB_FILE = "lava-job.yaml"  # in the cell's folder: the job definition, YAML in its JSON form
 
 
 @dataclass(frozen=True)
@@ -188,67 +183,40 @@ def _images(cell: Cell, kernel: ResolvedKernel, out: Path, base_url: str | None)
     return JobImages(image_url(image, base_url, out), image_url(initrd, base_url, out))
 
 
-def run_lava_cell(cell: Cell, plan: Plan, runner: LavaRun | LavaServer,
-                  target: LavaTarget) -> CellRecord:
-    """One cell as a LAVA job into cells/<id>/ (lava-job.yaml, lava-log.yaml, console.log,
-    result.json, cell.json); never raises for a failed job."""
-    directory = cell_dir(plan.out, cell.id)
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    started = time.monotonic()
-    key = build_key(cell.arch, cell.kernel)
-    kernel, failure = plan.kernels.get(key), plan.build_errors.get(key)
-    record = CellRecord(cell=cell)
-    result: RunResult | None = None
-    if failure is not None or kernel is None:
-        text = f"build failed: {failure or 'kernel not resolved'}"
-        record = replace(record, reason=text, error=text)
-    else:
-        result = _run_job(cell, kernel, plan, runner, target, directory)
-        record = record_from_result(record, result)
-    with signals.deferred():
-        record = replace(record, seconds=round(time.monotonic() - started, 3),
-                         outcome=outcome(cell.expected, record.verdict),
-                         repro=_repro(cell, kernel, failure, directory))
-        record.write(plan.out)
-        write_cell_ktap(directory, record, result)
-    return record
+class LavaEngine:
+    """A cell's guest part as a LAVA job, on `runner` (a server or this machine's
+    lava-run): the job definition, its log, and that log read back into a RunResult."""
 
+    repro_files: Mapping[str, str] = {"lava_job": JOB_FILE}
 
-def _repro(cell: Cell, kernel: ResolvedKernel | None, failure: str | None,
-           directory: Path) -> dict[str, object]:
-    repro = repro_record(cell, (), kernel, failure)
-    repro["lava_job"] = str(directory / "lava-job.yaml")
-    return repro
+    def __init__(self, runner: LavaRun | LavaServer, target: LavaTarget, out: Path) -> None:
+        self.runner, self.target, self.out = runner, target, out
 
-
-def _run_job(cell: Cell, kernel: ResolvedKernel, plan: Plan, runner: LavaRun | LavaServer,
-             target: LavaTarget, directory: Path) -> RunResult:
-    spec = cell_spec(cell, kernel)
-    seen = Seen(time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-                image=kernel.image, accel=cell.accel)
-    log = LavaLog()
-    try:
-        spec.checked()
-        stress_workload(cell)
-        job = job_definition(cell, kernel.image, _images(cell, kernel, plan.out,
-                                                         target.images_url),
-                             night=plan.out.name)
-        job_file = directory / "lava-job.yaml"
-        job_file.write_text(json.dumps(job, indent=1) + "\n")  # YAML in its JSON form
-        timeout = _job_seconds(job) + LAVA_TIMEOUT_MARGIN_S
-        lines = runner.run_job(job, job_file, timeout)
-        (directory / "lava-log.yaml").write_text("".join(line + "\n" for line in lines))
-        log = parse_log(lines)
-        seen.workload = workload_result(log, cell.scenario)
-        seen.boot_seconds = log.boot_seconds
-        if seen.workload.stress is not None and seen.workload.stress.error:
-            seen.error = seen.workload.stress.error
-    except HarnessError as e:
-        seen.error = str(e)
-    (directory / "console.log").write_text(log.console_text)
-    return finish(spec, seen, directory)
+    def run_guest(self, cell: Cell, kernel: ResolvedKernel, directory: Path) -> RunResult:
+        """The job's definition into lava-job.yaml, its log into lava-log.yaml and the
+        console in it into console.log; the verdict through run.finish, as a local run's."""
+        spec = cell_spec(cell, kernel)
+        seen = Seen.now(image=kernel.image, accel=cell.accel)
+        log = LavaLog()
+        try:
+            spec.checked()
+            stress_workload(cell)
+            images = _images(cell, kernel, self.out, self.target.images_url)
+            job = job_definition(cell, kernel.image, images, night=self.out.name)
+            job_file = directory / JOB_FILE
+            job_file.write_text(json.dumps(job, indent=1) + "\n")  # YAML in its JSON form
+            timeout = _job_seconds(job) + LAVA_TIMEOUT_MARGIN_S
+            lines = self.runner.run_job(job, job_file, timeout)
+            (directory / "lava-log.yaml").write_text("".join(line + "\n" for line in lines))
+            log = parse_log(lines)
+            seen.workload = workload_result(log, cell.scenario)
+            seen.boot_seconds = log.boot_seconds
+            if seen.workload.stress is not None and seen.workload.stress.error:
+                seen.error = seen.workload.stress.error
+        except HarnessError as e:
+            seen.error = str(e)
+        (directory / "console.log").write_text(log.console_text)
+        return finish(spec, seen, directory, write_ktap=False)
 
 
 def _job_seconds(job: dict[str, object]) -> float:
@@ -264,13 +232,14 @@ def run_cells(plan: Plan, cells: Sequence[Cell], jobs: int, target: LavaTarget,
     lock = threading.Lock()
 
     def one(cell: Cell) -> None:
-        record = run_lava_cell(cell, plan, runner, target)
+        record = run_cell(cell, plan, engine)
         with lock:
             records.append(record)
             if on_done is not None:
                 on_done(record)
 
     with _runner(target, plan.out) as runner, ThreadPoolExecutor(max_workers=jobs) as pool:
+        engine = LavaEngine(runner, target, plan.out)
         for future in [pool.submit(one, c) for c in cells]:
             future.result()
     return records

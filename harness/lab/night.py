@@ -27,7 +27,9 @@ from .record import (
 )
 
 KIND = "oomrace-lab-night"
-JUNIT_CLASS = "tests.lab.lab_cells"
+JUNIT_CLASS = "harness.lab.pytest_cells"  # as pytest names the cells module
+# Why a cell that did not run did not, when its night recorded no reason (an older night).
+NO_REASON = "no reason recorded (a night from an older oomrace)"
 # A night's rate shifts are tested at this family-wise level: the chance that a night
 # flags any rate shift when no cell's rate moved is at most 5% (Holm's correction over
 # the cells tested, see rate_shifts).
@@ -125,10 +127,14 @@ class NightSummary:
     host: Mapping[str, Any] = field(default_factory=host_record)
     comparison: Comparison | None = None
     shards: tuple[Mapping[str, Any], ...] = ()  # the shards a merged night came from
+    not_run_reasons: Mapping[str, str] = field(default_factory=dict)  # by cell id
 
     @property
     def not_run(self) -> list[str]:
         return sorted(set(self.planned) - {c.id for c in self.cells})
+
+    def why_not_run(self, cid: str) -> str:
+        return self.not_run_reasons.get(cid) or NO_REASON
 
     @property
     def totals(self) -> Totals:
@@ -149,6 +155,7 @@ class NightSummary:
             "seconds": self.seconds, "jobs": self.jobs, "shard": self.shard,
             "interrupted": self.interrupted, "host": dict(self.host),
             "planned": list(self.planned), "totals": self.totals.to_dict(),
+            "not_run": {cid: self.why_not_run(cid) for cid in self.not_run},
             "cells": [c.to_dict(full=False) for c in self.cells],
             "comparison": self.comparison.to_dict() if self.comparison else None}
         if self.shards:
@@ -172,20 +179,33 @@ class NightSummary:
                 shard=data.get("shard"), interrupted=bool(data.get("interrupted")),
                 host=dict(data.get("host") or {}),
                 comparison=Comparison.from_dict(comparison) if comparison else None,
-                shards=tuple(data.get("shards") or ()))
+                shards=tuple(data.get("shards") or ()),
+                not_run_reasons=_reasons(data.get("not_run")))
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise UsageError(f"{source} is not an oomrace lab summary ({e})") from None
+
+
+def _reasons(data: object) -> dict[str, str]:
+    """summary.json's `not_run` (cell id -> why); anything else (an older night's
+    summary has none) reads as no reasons."""
+    if not isinstance(data, Mapping):
+        return {}
+    return {str(cid): str(why) for cid, why in data.items()}
 
 
 def make_summary(records: Sequence[CellRecord], planned: Sequence[str], *, name: str,
                  matrix: str, matrix_sha256: str, started_at: str, seconds: float,
                  jobs: int | None = None, shard: str | None = None,
-                 interrupted: bool = False, night: str = "") -> NightSummary:
+                 interrupted: bool = False, night: str = "",
+                 not_run_reasons: Mapping[str, str] | None = None) -> NightSummary:
+    done = {r.id for r in records}
     return NightSummary(
     name=name, matrix=matrix, matrix_sha256=matrix_sha256, started_at=started_at,
         seconds=round(seconds, 1), cells=tuple(sorted(records, key=lambda c: c.id)),
         planned=tuple(sorted(planned)), night=night, jobs=jobs, shard=shard,
-        interrupted=interrupted)
+        interrupted=interrupted,
+        not_run_reasons={cid: why for cid, why in (not_run_reasons or {}).items()
+                         if cid in planned and cid not in done})
 
 
 def read_summary_json(path: Path) -> tuple[dict[str, Any], Path]:
@@ -361,7 +381,7 @@ def junit_xml(summary: NightSummary) -> ET.ElementTree:
     for cid in not_run:
         case = ET.SubElement(suite, "testcase", {"classname": JUNIT_CLASS,
                                                  "name": f"test_cell[{cid}]", "time": "0"})
-        ET.SubElement(case, "skipped", {"message": "not run (interrupted or deselected)"})
+        ET.SubElement(case, "skipped", {"message": f"not run: {summary.why_not_run(cid)}"})
     ET.indent(suites)
     return ET.ElementTree(suites)
 
@@ -408,17 +428,31 @@ def print_night(summary: NightSummary, out: Path) -> None:
                     f"({c.detections}/{c.trials} batches, {c.iterations} iterations)")
         print(f"  {'PASS' if c.passed else 'FAIL'} {c.id}: {c.verdict} "
               f"(expected {c.expected}){rate} {c.seconds:.0f} s")
+    for cid in summary.not_run:
+        print(f"  NOT RUN {cid}: {summary.why_not_run(cid)}")
     comparison = summary.comparison
     for r in summary.regressions:
         print(f"  REGRESSION {r.id}: {r.kind}: {r.detail}")
     for f in comparison.fixes if comparison else ():
         print(f"  FIXED {f.id}: {f.detail}")
-    print(f"lab: {t.passed} passed, {t.failed} failed, {t.not_run} not run of "
-          f"{t.planned} cells"
+    print(f"lab: {t.passed} passed, {t.failed} failed, {t.not_run} not run"
+          f"{not_run_note(summary)} of {t.planned} cells"
           + (f"; {len(comparison.regressions)} regression(s) against "
              f"{comparison.previous.get('night')}" if comparison else "")
           + f"\n  summary: {out / 'summary.json'}\n  junit:   {out / 'junit.xml'}"
           f"\n  report:  {out / 'report.html'}", flush=True)
+
+
+def not_run_note(summary: NightSummary) -> str:
+    """Why cells did not run, for the night's one-line total: the reason when they share
+    one, else the commonest and how many others the NOT RUN lines give."""
+    reasons = Counter(summary.why_not_run(cid) for cid in summary.not_run)
+    if not reasons:
+        return ""
+    (first, count), others = reasons.most_common(1)[0], len(reasons) - 1
+    if not others:
+        return f" ({first})"
+    return f" ({count} of them: {first}; {others} other reason(s) in the NOT RUN lines)"
 
 
 # --- merging shards ------------------------------------------------------------------------------
@@ -483,15 +517,18 @@ def merge(dirs: Sequence[Path], out: Path) -> NightSummary:
     records: dict[str, CellRecord] = {}
     origin: dict[str, Path] = {}
     planned: set[str] = set()
+    reasons: dict[str, str] = {}
     for directory, summary in zip(dirs, summaries, strict=True):
         planned |= _merge_shard(directory, summary, out, records, origin)
+        reasons.update(_reasons(summary.get("not_run")))
     first = summaries[0]
     merged = make_summary(
     list(records.values()), sorted(planned), name=first.get("name", ""),
         matrix=first.get("matrix", ""), matrix_sha256=first.get("matrix_sha256", ""),
         started_at=min(str(s.get("started_at", "")) for s in summaries),
         seconds=max(float(s.get("seconds") or 0) for s in summaries),
-        interrupted=any(s.get("interrupted") for s in summaries), night=out.name)
+        interrupted=any(s.get("interrupted") for s in summaries), night=out.name,
+        not_run_reasons=reasons)
     shards = tuple({"dir": str(d), "shard": s.get("shard"), "host": s.get("host"),
                     "cells": len(s["cells"])} for d, s in zip(dirs, summaries, strict=True))
     finished = max(str(s.get("finished_at", "")) for s in summaries)

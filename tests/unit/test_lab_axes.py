@@ -149,8 +149,8 @@ def test_each_kernel_is_resolved_once_per_night(monkeypatch: pytest.MonkeyPatch,
 
 
 def _fake_run(booted: list[kernels.ResolvedKernel]
-              ) -> Callable[[run.RunSpec, Path], run.RunResult]:
-    def run_one(spec: run.RunSpec, workdir: Path) -> run.RunResult:
+              ) -> Callable[[run.RunSpec, Path, bool], run.RunResult]:
+    def run_one(spec: run.RunSpec, workdir: Path, write_ktap: bool = True) -> run.RunResult:
         booted.append(spec.kernel)
         return run.RunResult(arch=spec.arch.name, kernel=spec.kernel.requested, verdict="clean",
                              reason="ok", workdir=str(workdir), console_log="c", dmesg="d")

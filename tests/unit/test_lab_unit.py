@@ -7,13 +7,14 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
 
 from harness import cli, ktap, lab
-from harness.arches import Arch
+from harness.arches import Arch, get_arch
 from harness.errors import HarnessError
 from harness.kernel_log import Event
 from harness.kernels import KernelImage, ResolvedKernel
@@ -487,7 +488,8 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from harness import run
 
-    def fake_run_one(spec: run.RunSpec, workdir: Path) -> run.RunResult:
+    def fake_run_one(spec: run.RunSpec, workdir: Path, write_ktap: bool = True) -> run.RunResult:
+        assert not write_ktap  # the cell's ktap is the skeleton's to write
         (workdir / "console.log").write_text("log\n")
         return run.RunResult(
             arch=spec.arch.name, kernel=spec.kernel.requested, verdict="corrupted",
@@ -533,7 +535,7 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
     assert "tuxmake failed" in not_built.subtests[0].reason
     assert "expected clean, got error" in lab.failure_message(failed)
 
-    def timed_out(spec: run.RunSpec, workdir: Path) -> run.RunResult:
+    def timed_out(spec: run.RunSpec, workdir: Path, write_ktap: bool = True) -> run.RunResult:
         pytest.fail("Timeout >900.0s")
 
     monkeypatch.setattr(run, "run_one", timed_out)
@@ -541,3 +543,129 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
     assert late.verdict == "error" and "did not finish within its timeout" in (late.reason or "")
     assert json.loads((tmp_path / "cells" / bug.id / "cell.json").read_text())["verdict"] == \
         "error"
+
+
+def _count_ktap_writes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every ktap file written from now on, in order (the writes still happen)."""
+    from harness.ktap import write as ktap_write
+
+    written: list[Path] = []
+    real = ktap_write.write
+
+    def write(path: Path, text: str) -> None:
+        written.append(path)
+        real(path, text)
+
+    monkeypatch.setattr(ktap_write, "write", write)
+    return written
+
+
+def test_a_local_cell_writes_its_ktap_once(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guest part ends in the real run.finish (result.json from the console log); the
+    cell's folder gets one ktap, the cell's, judged by its expectation."""
+    from harness import run
+
+    def guest_part(spec: run.RunSpec, workdir: Path, write_ktap: bool = True) -> run.RunResult:
+        (workdir / "console.log").write_text("[    0.000000] Linux version 6.1.0\n")
+        seen = run.Seen.now(image=spec.kernel.image)
+        seen.workload = stress_workload(trials=2, detections=0, iterations=50)
+        return run.finish(spec, seen, workdir, write_ktap)
+
+    monkeypatch.setattr(run, "run_one", guest_part)
+    monkeypatch.setattr(lab.cells.rootfs, "build", lambda arch: SimpleNamespace(key="initramfs"))
+    written = _count_ktap_writes(monkeypatch)
+    cell = lab.Cell(*CONTROL, expected="clean")
+    arch = get_arch(cell.arch)
+    kernel = ResolvedKernel(cell.kernel, arch, KernelImage(tmp_path / "Image", arch.name, "k"))
+    plan = lab.Plan(out=tmp_path, matrix="m.toml", matrix_name="t", matrix_sha256="x",
+                    cells=[cell], kernels={lab.build_key(cell.arch, cell.kernel): kernel})
+    record = lab.run_cell(cell, plan)
+    folder = lab.cell_dir(tmp_path, cell.id)
+    assert written == [folder / "ktap"]
+    assert (record.verdict, record.outcome, record.trials) == ("clean", "pass", 2)
+    assert json.loads((folder / "result.json").read_text())["verdict"] == "clean"
+    (test,) = ktap.parse((folder / "ktap").read_text()).tests
+    assert (test.name, test.ok) == (cell.id, True)
+    assert record.started_at.endswith("+00:00") and "lava_job" not in record.repro
+
+
+# --- cells that did not run say why -------------------------------------------------------------
+
+
+def test_a_cell_not_run_says_why_in_summary_junit_and_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ran = record(*CONTROL, "clean")
+    planned = [ran.id, "x86_64-debian-oom-r0", "aarch64-debian-oom-r0"]
+    summary = lab.make_summary(
+        [ran], planned, name="t", matrix="m", matrix_sha256="x", started_at="t0", seconds=1,
+        not_run_reasons={"x86_64-debian-oom-r0": "pytest: worker 'gw0' crashed",
+                         ran.id: "not a reason: it ran"})
+    assert summary.not_run_reasons == {"x86_64-debian-oom-r0": "pytest: worker 'gw0' crashed"}
+    assert summary.why_not_run("aarch64-debian-oom-r0") == lab.night.NO_REASON
+    data = summary.to_dict()
+    assert data["not_run"] == {"aarch64-debian-oom-r0": lab.night.NO_REASON,
+                               "x86_64-debian-oom-r0": "pytest: worker 'gw0' crashed"}
+    back = lab.NightSummary.from_dict(json.loads(json.dumps(data)), tmp_path / "summary.json")
+    assert back.not_run_reasons == data["not_run"]
+    skipped = {c.get("name"): c.find("skipped") for c in lab.junit_xml(summary).iter("testcase")}
+    crashed = skipped["test_cell[x86_64-debian-oom-r0]"]
+    assert crashed is not None and "worker 'gw0' crashed" in (crashed.get("message") or "")
+    lab.night.print_night(summary, tmp_path)
+    out = capsys.readouterr().out
+    assert "NOT RUN x86_64-debian-oom-r0: pytest: worker 'gw0' crashed" in out
+    assert "2 not run (1 of them: " in out and "1 other reason(s)" in out
+
+
+def test_pytest_that_runs_no_cell_is_the_reason_given(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A real pytest that cannot collect the cells (their module fails to import): the
+    cell not run carries pytest's own error line, and the night is not "interrupted"."""
+    matrix = tmp_path / "tiny.toml"
+    matrix.write_text('name = "tiny"\n[[cell]]\narch = "x86_64"\nkernel = "debian"\n'
+                      'scenario = "smoke"\n')
+    broken = tmp_path / "cells" / "pytest_cells.py"
+    broken.parent.mkdir()
+    broken.write_text('raise RuntimeError("the cells cannot be imported")\n')
+    monkeypatch.setattr(lab.launch, "prepare", lambda cells: lab.cells.Prepared())
+    monkeypatch.setattr(lab.launch, "CELLS_MODULE", broken)
+    code = cli.main(["lab", str(matrix), "--out", str(tmp_path / "night"), "-j", "1"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    summary = json.loads((tmp_path / "night" / "summary.json").read_text())
+    assert not summary["interrupted"]
+    (why,) = summary["not_run"].values()
+    # (exit 2 without xdist, 1 with it: the code is pytest's, the line its own error)
+    assert re.match(r"pytest exited with code \d \(.+\) before running it: E\S* .*"
+                    r"RuntimeError: the cells cannot be imported \(its output: ", why), why
+    assert "1 not run (pytest exited with code" in out and "NOT RUN x86_64-debian-smoke" in out
+    assert "the cells cannot be imported" in (tmp_path / "night" / "pytest.log").read_text()
+    # A missing module is refused before pytest starts.
+    monkeypatch.setattr(lab.launch, "CELLS_MODULE", tmp_path / "gone.py")
+    assert cli.main(["lab", str(matrix), "--out", str(tmp_path / "again"), "-j", "1"]) != 0
+    assert "cells module" in capsys.readouterr().err
+
+
+def test_pytests_word_on_a_cell_is_read_from_its_junit(tmp_path: Path) -> None:
+    junit = tmp_path / "pytest-junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="harness.lab.pytest_cells" name="test_cell[a-r0]">'
+        '<failure message="worker \'gw0\' crashed while running test_cell[a-r0]">'
+        'crash</failure></testcase>'
+        '<testcase classname="harness.lab.pytest_cells" name="test_cell[b-r0]"/>'
+        '</testsuite></testsuites>')
+    assert lab.launch._junit_messages(junit) == {
+        "a-r0": "worker 'gw0' crashed while running test_cell[a-r0]"}
+    assert lab.launch._junit_messages(tmp_path / "none.xml") == {}
+
+
+def test_merge_keeps_the_shards_reasons(tmp_path: Path) -> None:
+    ran = record(*CONTROL, "clean")
+    write_night(tmp_path / "s1", [ran], planned=[ran.id, "x86_64-debian-oom-r0"])
+    summary = json.loads((tmp_path / "s1" / "summary.json").read_text())
+    summary["not_run"] = {"x86_64-debian-oom-r0": "the night was interrupted (SIGTERM)"}
+    (tmp_path / "s1" / "summary.json").write_text(json.dumps(summary))
+    merged = lab.merge([tmp_path / "s1"], tmp_path / "m")
+    assert merged.not_run_reasons == {"x86_64-debian-oom-r0": "the night was interrupted (SIGTERM)"}

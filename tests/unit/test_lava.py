@@ -152,3 +152,67 @@ def test_server_options_need_a_token_and_never_show_it(monkeypatch: pytest.Monke
     assert "s3cr3t" not in repr(got) and "s3cr3t" not in str(got)
     with pytest.raises(UsageError, match="this machine"):
         target_from_args("lava-run", "https://lava.test", None, None, None, None)
+
+
+class FakeDispatcher:
+    """In place of lava-run: hands back a job log (the lines test_log_into_batches... reads
+    come from a real one) and keeps the job it was given."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.jobs: list[dict[str, object]] = []
+
+    def run_job(self, job: dict[str, object], job_file: Path, timeout: float) -> list[str]:
+        assert job_file.is_file() and timeout > 0
+        self.jobs.append(job)
+        return self.lines
+
+
+def test_a_lava_cell_takes_the_same_skeleton_and_writes_its_ktap_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from harness import ktap, lab
+    from harness.arches import get_arch
+    from harness.kernels import ResolvedKernel
+    from harness.ktap import write as ktap_write
+    from harness.lab import lava
+
+    initramfs = tmp_path / "initramfs.cpio"
+    initramfs.write_bytes(b"")
+    monkeypatch.setattr(lava.rootfs, "build",  # the module lab.cells reads too
+                        lambda arch: SimpleNamespace(key="initramfs", path=initramfs))
+    written: list[Path] = []
+    real_write = ktap_write.write
+    monkeypatch.setattr(ktap_write, "write",
+                        lambda path, text: (written.append(path), real_write(path, text)))
+    lines = [entry("info", "start: 2 boot-qemu-image (timeout 00:06:00) [common]"),
+             target("OOMRACE-READY ssh=0"),
+             entry("info", "end: 2 boot-qemu-image (duration 00:00:12) [common]"),
+             *batch(0, 25), *batch(1, 25), target("OOMRACE-LAVA-DONE"),
+             entry("results", {"definition": "lava", "case": "job", "result": "pass"})]
+    dispatcher = FakeDispatcher(lines)
+    cell = Cell(arch="aarch64", kernel="debian", scenario="mrelease", iterations=50,
+                duration_s=20, seed=1, expected="clean")
+    kernel = ResolvedKernel("debian", get_arch("aarch64"), image())
+    plan = lab.Plan(out=tmp_path, matrix="m.toml", matrix_name="t", matrix_sha256="x",
+                    cells=[cell], kernels={lab.build_key(cell.arch, cell.kernel): kernel})
+    engine = lava.LavaEngine(dispatcher, lava.LavaTarget(), tmp_path)  # type: ignore[arg-type]
+    record = lab.run_cell(cell, plan, engine)
+    folder = lab.cell_dir(tmp_path, cell.id)
+    assert len(dispatcher.jobs) == 1 and written == [folder / "ktap"], record.reason
+    assert (record.verdict, record.outcome, record.trials, record.iterations) == (
+        "clean", "pass", 2, 50)
+    assert record.repro["lava_job"] == str(folder / "lava-job.yaml")
+    assert record.repro["qemu"]["argv"] == []  # LAVA started QEMU itself
+    for name in ("lava-job.yaml", "lava-log.yaml", "console.log", "result.json", "cell.json"):
+        assert (folder / name).is_file(), name
+    (test,) = ktap.parse((folder / "ktap").read_text()).tests
+    assert (test.name, test.ok, len(test.subtests)) == (cell.id, True, 2)
+    # No kernel for the cell: the same failure record as a local cell's, and no job.
+    failed = lab.run_cell(cell, lab.Plan(out=tmp_path, matrix="m.toml", matrix_name="t",
+                                         matrix_sha256="x", cells=[cell],
+                                         build_errors={"aarch64:debian": "no such package"}),
+                          engine)
+    assert failed.reason == "build failed: no such package" and len(dispatcher.jobs) == 1
+    assert "lava_job" not in failed.repro and not (folder / "lava-job.yaml").exists()

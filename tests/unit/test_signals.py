@@ -149,7 +149,7 @@ def test_an_interrupted_build_ends_its_whole_process_group(tmp_path: Path) -> No
 def test_the_lab_forwards_the_signal_to_pytest_and_its_workers(tmp_path: Path) -> None:
     # The shell stands for pytest and the sleep for a worker: both get the lab's signal.
     proc, worker = _group_with_grandchild(tmp_path, trap="trap 'exit 3' HUP;")
-    lab.launch._stop(proc, signal.SIGHUP)  # type: ignore[arg-type]
+    lab.launch._stop(proc, signal.SIGHUP)
     assert proc.returncode == 3  # pytest got the signal itself and ended as it chose
     for _ in range(200):
         if not _alive(worker):

@@ -1,7 +1,8 @@
 """The cells of a lab night as pytest tests: `oomrace lab` writes the night's plan.json and
-runs this module with $OOMRACE_LAB_PLAN pointing at it (not collected by a plain `pytest
-tests`: the name does not start with test_). Each cell is one test id, e.g.
-test_cell[aarch64-v6.1-reaper-fullmm-mrelease-r0], so -k, --lf and --junitxml work."""
+runs this file (launch.CELLS_MODULE, by its path inside the installed package, so a wheel
+has it too) with $OOMRACE_LAB_PLAN pointing at it; no `pytest tests` collects it. Each
+cell is one test id, e.g. test_cell[aarch64-v6.1-reaper-fullmm-mrelease-r0], so -k,
+--lf and --junitxml work."""
 
 from __future__ import annotations
 
