@@ -1,6 +1,8 @@
-"""A built wheel works outside the checkout (issue 11): installed into a fresh venv, its
-`oomrace run` boots an aarch64 guest from a folder that is not the source tree, and its
-kernel recipes, patches and guest sources come from the wheel."""
+"""A built wheel works outside the checkout (issues 11 and 20): installed into a fresh
+venv, its `oomrace run` boots an aarch64 guest from a folder that is not the source tree,
+its kernel recipes, patches and guest sources come from the wheel, and so does the rest:
+a one-cell smoke night (`oomrace lab`, whose cells module is in the package),
+`parse-log` on a real console log, `doctor`, and every subcommand's --help."""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ import subprocess
 import sys
 import sysconfig
 import venv
+from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import pytest
 
-from tests.conftest import REPO
+from harness import cli, ktap
+from tests.conftest import REPO, qemu_processes_with
 
 pytestmark = [pytest.mark.guest, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -37,10 +42,12 @@ def _build_wheel(tmp_path: Path) -> Path:
     dist = tmp_path / "dist"
     # pip builds in an isolated environment with the setuptools pyproject.toml asks for,
     # from the configured index (PyPI, or a local mirror offline); `--no-deps`: only ours.
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w",
                         str(dist), str(src)], capture_output=True, text=True, timeout=600,
                        check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+    # pyproject.toml's package data is laid out as setuptools wants it (issue 22)
+    assert "Package would be ignored" not in r.stdout + r.stderr, r.stdout + r.stderr
     (wheel,) = dist.glob("oomrace-*.whl")
     return wheel
 
@@ -74,11 +81,31 @@ def _env_without_checkout() -> dict[str, str]:
     return env
 
 
-def test_wheel_runs_oomrace_outside_the_checkout(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Installed:
+    """The wheel in a fresh venv, and a folder outside the checkout to run it from."""
+
+    venv: Path
+    elsewhere: Path
+    env: dict[str, str]
+
+    def oomrace(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.venv / "bin" / "oomrace"), *argv], cwd=self.elsewhere,
+                              env=self.env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    tmp_path = tmp_path_factory.mktemp("wheel")
     env_dir = _fresh_venv(tmp_path, _build_wheel(tmp_path))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = _env_without_checkout()
+    return Installed(env_dir, elsewhere, _env_without_checkout())
+
+
+def test_wheel_runs_oomrace_outside_the_checkout(installed: Installed) -> None:
+    env_dir, elsewhere, env = installed.venv, installed.elsewhere, installed.env
     # The package, its data folders and the recipes all come from the venv.
     probe = ("import json, harness, harness.kbuild as k, harness.paths as p; "
              "print(json.dumps({'package': harness.__file__, "
@@ -93,12 +120,81 @@ def test_wheel_runs_oomrace_outside_the_checkout(tmp_path: Path) -> None:
         assert Path(found[key]).is_relative_to(env_dir), found
     assert "v6.1" in found["recipes"] and found["patches"], found
 
-    out = tmp_path / "result.json"
-    r = subprocess.run(
-        [str(env_dir / "bin" / "oomrace"), "run", "--arch", "aarch64", "--scenario", "smoke",
-         "--json", str(out), "--artifacts", str(elsewhere / "art")],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=800, check=False)
+    out = elsewhere / "result.json"
+    r = installed.oomrace("run", "--arch", "aarch64", "--scenario", "smoke", "--json", str(out),
+                          "--artifacts", str(elsewhere / "art"), timeout=800)
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(out.read_text())
     assert result["arch"] == "aarch64" and result["verdict"] == "clean", result
     assert "aarch64: CLEAN" in r.stdout
+
+
+SMOKE_NIGHT = """\
+name = "wheel"
+[[cell]]
+arch = "aarch64"
+kernel = "debian"
+scenario = "smoke"
+cpus = 2
+memory = 512
+boot_timeout = 240
+"""
+
+
+def test_wheel_runs_a_smoke_night_outside_the_checkout(installed: Installed) -> None:
+    """The lab from the wheel: its pytest runs the package's cells module (a checkout's
+    tests/ is nowhere near), the cell boots Debian's kernel (the one `run` above boots,
+    cached by then) and passes."""
+    matrix = installed.elsewhere / "night.toml"
+    matrix.write_text(SMOKE_NIGHT)
+    out = installed.elsewhere / "night"
+    r = installed.oomrace("lab", str(matrix), "--out", str(out), "-j", "1", timeout=800)
+    log = r.stdout[-4000:] + r.stderr[-3000:]
+    assert r.returncode == 0, log
+    assert "lab: 1 passed, 0 failed, 0 not run of 1 cells" in r.stdout, log
+    summary = json.loads((out / "summary.json").read_text())
+    (cell,) = summary["cells"]
+    assert (cell["id"], cell["verdict"], cell["outcome"]) == (
+        "aarch64-debian-smoke-r0", "clean", "pass")
+    assert summary["not_run"] == {} and summary["host"]["commit"] is None  # not a checkout
+    (test,) = ktap.parse((out / cell["paths"]["ktap"]).read_text()).tests
+    assert (test.name, test.ok) == ("aarch64-debian-smoke-r0", True)  # the cell's, not the run's
+    (case,) = ET.parse(out / "pytest-junit.xml").getroot().iter("testcase")
+    assert case.get("classname") == "harness.lab.pytest_cells"  # the package's module
+    assert qemu_processes_with(str(out)) == []
+
+
+def test_wheel_runs_every_subcommand_outside_the_checkout(installed: Installed) -> None:
+    """parse-log on a real console log (the bug's reports found, exit 1), doctor, and
+    the --help of every subcommand (each builds its options from the wheel's data)."""
+    log = installed.elsewhere / "console.log"
+    shutil.copy2(REPO / "tests" / "data" / "kernel_logs" /
+                 "aarch64-v6.1-reaper-fullmm-mrelease.log", log)
+    r = installed.oomrace("parse-log", str(log), "--json")
+    assert r.returncode == 1, r.stderr  # reports that gate: exit 1
+    titles = [report["title"] for report in json.loads(r.stdout)["reports"]]
+    assert "pagealloc: memory corruption in post_alloc_hook" in titles
+    r = installed.oomrace("doctor", "--json")  # configs/host-packages.txt from the wheel
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    assert "qemu-system-arm" in json.loads(r.stdout)["checked"]
+
+    for name in ("evaluate", "bisect"):
+        r = installed.oomrace(name, "--help")
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: oomrace {name}"), r.stderr
+    # Every other --help in one interpreter of the venv (a process each costs seconds).
+    names = [c.name for c in cli.command_table()] + ["kernel build"]
+    assert {"evaluate", "bisect", "lab", "parse-log"} <= set(names)
+    probe = ("import contextlib, io, json, sys, harness.cli as c\n"
+             "done = {}\n"
+             "for name in json.loads(sys.argv[1]):\n"
+             "    out = io.StringIO()\n"
+             "    with contextlib.redirect_stdout(out):\n"
+             "        code = c.main([*name.split(), '--help'])\n"
+             "    done[name] = [code, out.getvalue()[:200]]\n"
+             "print(json.dumps(done))\n")
+    r = subprocess.run([str(installed.venv / "bin" / "python"), "-c", probe, json.dumps(names)],
+                       cwd=installed.elsewhere, env=installed.env, capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    for name, (code, text) in json.loads(r.stdout).items():
+        assert code == 0 and text.startswith(f"usage: oomrace {name}"), (name, code, text)

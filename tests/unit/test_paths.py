@@ -42,3 +42,20 @@ def test_the_wheel_lists_every_subpackage() -> None:
     found = {".".join(p.parent.relative_to(root).parts)
              for p in (root / "harness").rglob("__init__.py") if "_project" not in p.parts}
     assert found <= listed, f"add to pyproject.toml's packages: {sorted(found - listed)}"
+
+
+def test_the_wheel_lists_every_importable_data_folder() -> None:
+    """A data folder (rootfs/, configs/, kernels/ and below) named like a Python package
+    but not listed makes setuptools warn "Package would be ignored" on every build."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    wanted = set()
+    for package, folder in config["package-dir"].items():
+        for sub in (root / folder).rglob("*"):
+            parts = sub.relative_to(root / folder).parts
+            if sub.is_dir() and all(part.isidentifier() for part in parts):
+                wanted.add(".".join((package, *parts)))
+    assert wanted <= listed, f"add to pyproject.toml's packages: {sorted(wanted - listed)}"
