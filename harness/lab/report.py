@@ -214,7 +214,9 @@ def _totals(summary: NightSummary) -> str:
         f'<span class="{"bad" if t.failed else ""}">{_e(t.failed)} failed</span>'
         f'<span>{_e(t.not_run)} not run</span>'
         f'<span class="{"bad" if regressions else ""}">{regressions} regression(s)</span>'
-        + ('<span class="bad">interrupted</span>' if summary.interrupted else ""))
+        + ('<span class="bad">interrupted</span>' if summary.interrupted else "")
+        + "".join(f'<p class="not-run"><small>not run: {_e(cid)}: '
+                  f'{_e(summary.why_not_run(cid))}</small></p>' for cid in summary.not_run))
 
 
 def render_report(summary: NightSummary, nights: Sequence[NightSummary]) -> str:

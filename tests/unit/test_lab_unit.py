@@ -611,6 +611,8 @@ def test_a_cell_not_run_says_why_in_summary_junit_and_output(
     skipped = {c.get("name"): c.find("skipped") for c in lab.junit_xml(summary).iter("testcase")}
     crashed = skipped["test_cell[x86_64-debian-oom-r0]"]
     assert crashed is not None and "worker 'gw0' crashed" in (crashed.get("message") or "")
+    assert "not run: x86_64-debian-oom-r0: pytest: worker &#x27;gw0&#x27; crashed" in \
+        lab_report.render_report(summary, [])
     lab.night.print_night(summary, tmp_path)
     out = capsys.readouterr().out
     assert "NOT RUN x86_64-debian-oom-r0: pytest: worker 'gw0' crashed" in out
