@@ -15,7 +15,7 @@ from . import accel, rootfs
 from .arches import Arch, GuestSpec, base_cmdline
 from .console import SerialRunner
 from .errors import GuestCommandError, HarnessError
-from .kernels import KernelImage
+from .kernel.image import KernelImage
 from .machine import Machine, MachineOptions
 from .runner import Command, CommandResult, Runner
 from .ssh import RunKey, SSHRunner

@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from . import kbuild, kernel_log, kernels, symbolize
+from . import kernel_log, symbolize
 from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
+from .kernel import resolve
+from .kernel.build import recipes
+from .kernel.image import KernelImage
 from .kernel_log.symbols import location_of
-from .kernels import KernelImage
 from .machine import MachineOptions
 
 GUEST_FIXTURES = {"guest", "guest_factory", "guest_arch"}
@@ -110,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _apply_deprecated_aliases(config)
     try:
         config.stash[_ARCHES_KEY] = parse_arch_list(config.getoption("oomrace_arch") or ["all"])
-        kbuild.kconfig_change(config.getoption("oomrace_kconfig"),
+        recipes.kconfig_change(config.getoption("oomrace_kconfig"),
                               config.getoption("oomrace_kconfig_add"))  # refused at once
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from e
@@ -155,19 +157,19 @@ def kernel_for(pytestconfig: pytest.Config) -> Callable[[str, str], KernelImage]
     --oomrace-kconfig/--oomrace-kconfig-add change the --oomrace-kernel recipe's build."""
     default = pytestconfig.getoption("oomrace_kernel")
     try:
-        change = kbuild.kconfig_change(pytestconfig.getoption("oomrace_kconfig"),
+        change = recipes.kconfig_change(pytestconfig.getoption("oomrace_kconfig"),
                                        pytestconfig.getoption("oomrace_kconfig_add"))
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from e
 
-    def resolve(spec: str, arch: str) -> KernelImage:
+    def resolved(spec: str, arch: str) -> KernelImage:
         key = (spec, arch)
         if key not in _KERNELS:
-            _KERNELS[key] = kernels.resolve(spec, get_arch(arch),
+            _KERNELS[key] = resolve.resolve(spec, get_arch(arch),
                                             change if spec == default else None)
         return _KERNELS[key]
 
-    return resolve
+    return resolved
 
 
 def _test_dir(item: pytest.Item, root: Path) -> Path:

@@ -15,7 +15,7 @@ from . import atomicio, kernel_log, schema, signals, symbolize, verdict
 from .arches import Arch
 from .errors import HarnessError, UsageError
 from .guest import Guest
-from .kernels import KernelImage, ResolvedKernel
+from .kernel.image import KernelImage, ResolvedKernel
 from .ktap import write as ktap
 from .machine import MachineOptions
 from .repro import Reproducer

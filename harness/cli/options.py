@@ -10,7 +10,7 @@ from pathlib import Path
 from ..arches import arch_help
 from ..errors import UsageError
 from ..inputs import positive_number
-from ..kbuild import DEFAULT_CONFIG_RECIPE
+from ..kernel.build.recipes import DEFAULT_CONFIG_RECIPE
 from ..stress import Scenario
 from ..workload import WORKLOADS
 from .output import add_json_option

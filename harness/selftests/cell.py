@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import ktap, rootfs
 from ..arches import get_arch
 from ..guest import Guest
-from ..kernels import KernelImage
+from ..kernel.image import KernelImage
 from ..machine import MachineOptions
 from . import build, layer, run, suite
 

@@ -12,7 +12,7 @@ from harness import lab
 from harness.arches import get_arch, qemu_argv
 from harness.cli import commands
 from harness.guest import guest_spec
-from harness.kernels import KernelImage
+from harness.kernel.image import KernelImage
 from harness.machine import MachineOptions
 from harness.ssh import RunKey
 

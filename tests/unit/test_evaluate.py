@@ -11,7 +11,7 @@ import pytest
 from harness import evaluate
 from harness.arches import get_arch
 from harness.errors import UsageError
-from harness.kernels import KernelImage
+from harness.kernel.image import KernelImage
 from harness.machine import MachineOptions
 from harness.run import RunResult, RunSpec
 from harness.schema import SCHEMA_VERSION

@@ -6,7 +6,8 @@ import pytest
 from harness.arches import get_arch
 from harness.cpio import CpioWriter
 from harness.errors import KernelError, UsageError
-from harness.kernels import detect_arch, image_from_path, module_load_order, resolve
+from harness.kernel.image import detect_arch, image_from_path
+from harness.kernel.resolve import module_load_order, resolve
 
 
 def bzimage(path: Path) -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 from harness import cli, ktap, run
 from harness.arches import get_arch
-from harness.kernels import KernelImage, ResolvedKernel
+from harness.kernel.image import KernelImage, ResolvedKernel
 from harness.ktap import write
 from harness.workload import SmokeCheck, WorkloadResult
 from tests.conftest import kernel_report, stress_workload

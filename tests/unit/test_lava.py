@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.kernels import KernelImage
+from harness.kernel.image import KernelImage
 from harness.lab import lava_job, lava_log
 from harness.lab.lava import TOKEN_ENV, target_from_args
 from harness.lab.matrix import Cell
