@@ -26,8 +26,8 @@ GUEST_TEST_TIMEOUT = 600  # seconds; a test can ask for its own with @pytest.mar
 GUESTS_KEY = pytest.StashKey[list[Guest]]()
 
 
-# Our options, as --oomrace-NAME (dest oomrace_NAME). The plain --NAME of an older release
-# stays one release as a deprecated alias, registered only where no one else owns it.
+# Our options, as --oomrace-NAME (dest oomrace_NAME): prefixed, so that another plugin's
+# --arch or --kernel never clashes with ours.
 OPTIONS: dict[str, dict[str, Any]] = {
     "arch": {"action": "append", "default": None,
              "help": f"guest arch for guest tests: {arch_help()} (repeatable; default all)"},
@@ -42,13 +42,6 @@ OPTIONS: dict[str, dict[str, Any]] = {
                "help": "extra kernel command-line argument for every guest (repeatable)"},
     "cpu": {"default": None,
             "help": "QEMU CPU model under TCG (default: by arch and kernel version)"},
-}
-_ALIAS_DEST = "oomrace_deprecated_{}"
-_OLD_NAMES = ("arch", "kernel", "artifacts", "accel")  # the options that had a plain name
-
-
-# Options new in this release: no old name to keep.
-NEW_OPTIONS: dict[str, dict[str, Any]] = {
     "kconfig": {"default": None, "metavar": "FILE",
                 "help": "a full .config as the base of the --oomrace-kernel recipe's build"},
     "kconfig-add": {"action": "append", "default": [], "metavar": "CONFIG_X=y",
@@ -58,46 +51,8 @@ NEW_OPTIONS: dict[str, dict[str, Any]] = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("oomrace", "oomrace guests")
-    for name, spec in {**OPTIONS, **NEW_OPTIONS}.items():
+    for name, spec in OPTIONS.items():
         group.addoption(f"--oomrace-{name}", dest=f"oomrace_{name.replace('-', '_')}", **spec)
-
-
-def _taken_options(parser: pytest.Parser) -> set[str]:
-    """Every option name registered so far, by any plugin or conftest."""
-    groups = [parser._anonymous, *parser._groups]  # pytest has no public listing
-    return {n for group in groups for option in group.options for n in option.names()}
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
-                                  args: list[str]) -> Iterator[None]:
-    """After the conftests have added their options, the old names of ours that nobody
-    took (another plugin's --arch wins)."""
-    yield
-    taken = _taken_options(parser)
-    group = parser.getgroup("oomrace", "oomrace guests")
-    for name in _OLD_NAMES:
-        spec = OPTIONS[name]
-        if f"--{name}" not in taken:
-            alias = {k: v for k, v in spec.items() if k != "help"}
-            group.addoption(f"--{name}", dest=_ALIAS_DEST.format(name),
-                            **{**alias, "default": None},
-                            help=f"deprecated: use --oomrace-{name}")
-
-
-def _apply_deprecated_aliases(config: pytest.Config) -> None:
-    """A value given with an old option name counts, with a warning naming the new one."""
-    for name in _OLD_NAMES:
-        value = getattr(config.option, _ALIAS_DEST.format(name), None)
-        if value is None:
-            continue
-        config.issue_config_time_warning(pytest.PytestDeprecationWarning(
-            f"--{name} is deprecated and will be removed in the next release: use "
-            f"--oomrace-{name}"), stacklevel=2)
-        dest = f"oomrace_{name}"
-        if OPTIONS[name].get("action") == "append":
-            value = [*(getattr(config.option, dest) or []), *value]
-        setattr(config.option, dest, value)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -109,7 +64,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "regexes are expected; any other report fails the test",
     ):
         config.addinivalue_line("markers", line)
-    _apply_deprecated_aliases(config)
     try:
         config.stash[_ARCHES_KEY] = parse_arch_list(config.getoption("oomrace_arch") or ["all"])
         recipes.kconfig_change(config.getoption("oomrace_kconfig"),

@@ -212,10 +212,6 @@ def finish(spec: RunSpec, seen: Seen, workdir: Path) -> RunResult:
     return result
 
 
-# The names before they were shared with the LAVA engine.
-_Seen, _finish = Seen, finish
-
-
 def _analyse(workdir: Path) -> kernel_log.LogAnalysis:
     """Read the console log: it holds every kernel message dmesg has at the default log
     level, and also what the kernel printed after the guest stopped answering."""

@@ -214,12 +214,6 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
 
 def cmd_parse_log(args: argparse.Namespace) -> int:
     path, destination = args.file, args.json
-    if path is None and destination not in (None, STDOUT):
-        # `parse-log --json LOG`, the form from before --json took a FILE: LOG is the log
-        # to read (never a file to overwrite), and the JSON goes to stdout.
-        path, destination = destination, STDOUT
-    if path is None:
-        raise UsageError("parse-log needs the log FILE to read ('-' for stdin)")
     if args.arch is not None and args.vmlinux is None:
         raise UsageError("parse-log --arch names the arch of --vmlinux; give --vmlinux FILE")
     # The patterns and the vmlinux are checked before the log is read: a typo or a wrong

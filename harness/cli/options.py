@@ -118,9 +118,7 @@ def add_doctor_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parse_log_options(p: argparse.ArgumentParser) -> None:
-    # Optional only so that the old `parse-log --json LOG` still reads LOG (see cmd_parse_log)
-    p.add_argument("file", nargs="?",
-                   help="the console log or dmesg to read; '-' reads stdin (a pipe)")
+    p.add_argument("file", help="the console log or dmesg to read; '-' reads stdin (a pipe)")
     p.add_argument("--allow", action="append", default=[], metavar="REGEX",
                    help="reports whose title this regex matches (re.search) are expected: "
                         "listed, marked allowed, and do not fail (exit 1); repeatable")

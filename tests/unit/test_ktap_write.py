@@ -83,8 +83,8 @@ def test_a_run_writes_ktap_beside_result_json(tmp_path: Path) -> None:
     image = KernelImage(path=tmp_path / "Image", arch="aarch64", description="fake")
     spec = run.RunSpec(kernel=ResolvedKernel("fake", get_arch("aarch64"), image),
                        scenario="mrelease")
-    seen = run._Seen(0.0, "2026-01-01T00:00:00+00:00", image=image, error="no guest")
-    result = run._finish(spec, seen, tmp_path)
+    seen = run.Seen(0.0, "2026-01-01T00:00:00+00:00", image=image, error="no guest")
+    result = run.finish(spec, seen, tmp_path)
     doc = ktap.parse((tmp_path / write.FILE_NAME).read_text())
     assert (tmp_path / "result.json").is_file() and result.verdict == "error"
     assert [(t.name, t.result.value) for t in doc.tests] == [("aarch64", "fail")]

@@ -384,8 +384,8 @@ def test_a_run_of_a_kernel_with_a_vmlinux_writes_located_frames(
     image = KernelImage(path=tmp_path / "bzImage", arch="x86_64", description="fake",
                         vmlinux=small_vmlinux)
     spec = run.RunSpec(kernel=ResolvedKernel("fake", get_arch("x86_64"), image))
-    seen = run._Seen(0.0, "2026-01-01T00:00:00+00:00", image=image)
-    result = run._finish(spec, seen, tmp_path)
+    seen = run.Seen(0.0, "2026-01-01T00:00:00+00:00", image=image)
+    result = run.finish(spec, seen, tmp_path)
     assert result.symbolization == f"5 of 6 frames located in {small_vmlinux}"
     written = run.RunResult.from_json(json.loads((tmp_path / "result.json").read_text()))
     assert written.reports == result.reports
