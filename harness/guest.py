@@ -61,8 +61,8 @@ class Guest:
                  options: MachineOptions | None = None,
                  initramfs: rootfs.Initramfs | None = None,
                  extra_initrd: tuple[Path, ...] = ()) -> None:
-        if kernel.arch != arch.name:
-            raise HarnessError(f"kernel {kernel.description} is for {kernel.arch}, "
+        if kernel.arch != arch:
+            raise HarnessError(f"kernel {kernel.description} is for {kernel.arch.name}, "
                                f"not {arch.name}")
         self.arch = arch
         self.kernel = kernel

@@ -205,7 +205,7 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
         return EXIT_VERDICT
     for r in results:
         if args.json != STDOUT:  # the image path last on stdout, for `$(oomrace kernel build)`
-            print(f"{r.recipe} {r.arch} ({r.kernel_version}): "
+            print(f"{r.recipe} {r.arch.name} ({r.kernel_version}): "
                   f"{'cached' if r.cached else 'built'}", file=sys.stderr)
             print(r.image)
     write_json(args.json, [r.to_dict() for r in results])

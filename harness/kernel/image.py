@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..arches import ARCHES, Arch
+from ..arches import ARCHES, Arch, get_arch
 from ..errors import KernelError
 from .kconfig import parse_kconfig
 from .version import image_release
@@ -95,7 +95,7 @@ class KernelSource:
 @dataclass(frozen=True)
 class KernelImage:
     path: Path
-    arch: str
+    arch: Arch
     description: str
     release: str | None = None
     config: Path | None = None
@@ -119,6 +119,7 @@ class KernelImage:
         for f in fields(self):
             value = getattr(self, f.name)
             d[f.name] = str(value) if isinstance(value, Path) else value
+        d["arch"] = self.arch.name
         d["cmdline_extra"] = list(self.cmdline_extra)
         d["source"] = self.source.to_dict()
         return d
@@ -129,7 +130,7 @@ class KernelImage:
         def path(key: str) -> Path | None:
             return Path(data[key]) if data.get(key) else None
 
-        return cls(path=Path(data["path"]), arch=str(data["arch"]),
+        return cls(path=Path(data["path"]), arch=get_arch(str(data["arch"])),
                    description=str(data["description"]), release=data.get("release"),
                    config=path("config"), modules_cpio=path("modules_cpio"),
                    cmdline_extra=tuple(data.get("cmdline_extra") or ()),
@@ -229,7 +230,7 @@ def image_from_path(path: Path, arch: Arch) -> KernelImage:
             f"kernel image {path} is for {found}, but the guest arch is {arch.name}; "
             f"pass --arch {found} or an {arch.name} kernel"
         )
-    return KernelImage(path=path.resolve(), arch=arch.name, description=str(path),
+    return KernelImage(path=path.resolve(), arch=arch, description=str(path),
                        release=image_release(path), config=config_beside(path),
                        source=KernelSource(SourceKind.PATH, path=str(path.resolve())),
                        vmlinux=_beside(path, ("vmlinux",)))

@@ -78,7 +78,7 @@ def debian_kernel(arch: Arch) -> KernelImage:
         raise KernelError(f"Debian package {package} unpacked to a {found} kernel")
     return KernelImage(
         path=image,
-        arch=arch.name,
+        arch=arch,
         description=f"debian {package} {version}",
         release=meta["release"],
         config=out / "config",

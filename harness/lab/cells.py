@@ -77,7 +77,7 @@ class Plan:
 
 def _resolved_from_dict(data: Mapping[str, Any]) -> ResolvedKernel:
     image = KernelImage.from_dict(data["image"])
-    return ResolvedKernel(str(data["requested"]), get_arch(image.arch), image)
+    return ResolvedKernel(str(data["requested"]), image.arch, image)
 
 
 def plan_from_env() -> Plan | None:

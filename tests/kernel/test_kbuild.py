@@ -23,7 +23,7 @@ ARCHES = ["aarch64", "x86_64"]
 
 def _check(k: builder.BuiltKernel, recipe: str, arch: str) -> None:
     assert k.image.is_file() and k.image.stat().st_size > 1_000_000
-    assert k.arch == arch and k.recipe == recipe
+    assert k.arch.name == arch and k.recipe == recipe
     assert k.build_log.is_file()
     r = recipes.load_recipe(recipe)
     wanted = kconfig.requested_options(r.fragment_paths(arch))

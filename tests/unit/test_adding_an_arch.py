@@ -120,7 +120,7 @@ def test_image_detection(riscv64: Arch, tmp_path: Path) -> None:
     assert detect_arch(image_for(riscv64, tmp_path / "Image")) == "riscv64"
     assert detect_arch(image_for(riscv64, tmp_path / "vmlinuz", compress=True)) == "riscv64"
     image = image_from_path(image_for(riscv64, tmp_path / "Image"), riscv64)
-    assert image.arch == "riscv64"
+    assert image.arch is riscv64
     elf = bytearray(0x400)
     elf[:4] = b"\x7fELF"
     elf[18:20] = (243).to_bytes(2, "little")

@@ -24,7 +24,7 @@ KEY = RunKey.generate()
 def _argv(options: MachineOptions, release: str | None = "6.1.0",
           recipe_cmdline: tuple[str, ...] = ()) -> list[str]:
     arch = get_arch("aarch64")
-    image = KernelImage(Path("/k/Image"), "aarch64", "test", release=release,
+    image = KernelImage(Path("/k/Image"), arch, "test", release=release,
                         cmdline_extra=recipe_cmdline)
     return qemu_argv(arch, guest_spec(arch, image, Path("/i.cpio"), KEY, options,
                                       Path("/c.log")))

@@ -80,8 +80,8 @@ class FakeRunner:
 
 
 def _image(recipe: str, arch: object) -> KernelImage:
-    name = get_arch(str(getattr(arch, "name", arch))).name
-    return KernelImage(path=Path(f"/k/{recipe}"), arch=name, description=recipe,
+    found = get_arch(str(getattr(arch, "name", arch)))
+    return KernelImage(path=Path(f"/k/{recipe}"), arch=found, description=recipe,
                        release="4.14.2")
 
 

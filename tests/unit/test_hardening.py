@@ -511,7 +511,7 @@ def test_a_guest_in_a_reused_folder_replaces_the_old_key(tmp_path: Path,
     monkeypatch.setattr(guest_module.Guest, "_machine", stop)
     old = tmp_path / "id_ed25519"
     old.write_text("an earlier run's key")
-    image = KernelImage(path=tmp_path / "k", arch="x86_64", description="k")
+    image = KernelImage(path=tmp_path / "k", arch=get_arch("x86_64"), description="k")
     with pytest.raises(Stop):
         guest_module.Guest(get_arch("x86_64"), image, tmp_path).__enter__()
     assert "OPENSSH PRIVATE KEY" in old.read_text()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.arches import get_arch
 from harness.errors import KernelError, UsageError
 from harness.kernel import kconfig
 from harness.kernel.build import builder, progress, recipes
@@ -125,7 +126,7 @@ def test_has_option(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text('CONFIG_A=y\nCONFIG_M=m\n# CONFIG_B is not set\nCONFIG_S="s"\n')
     k = builder.BuiltKernel(
-        arch="aarch64",
+        arch=get_arch("aarch64"),
         image=tmp_path / "Image",
         config=config,
         source_identity="x",

@@ -80,7 +80,7 @@ def test_smoke_checks_are_the_subtests_and_names_lose_their_hash() -> None:
 
 
 def test_a_run_writes_ktap_beside_result_json(tmp_path: Path) -> None:
-    image = KernelImage(path=tmp_path / "Image", arch="aarch64", description="fake")
+    image = KernelImage(path=tmp_path / "Image", arch=get_arch("aarch64"), description="fake")
     spec = run.RunSpec(kernel=ResolvedKernel("fake", get_arch("aarch64"), image),
                        scenario="mrelease")
     seen = run.Seen(0.0, "2026-01-01T00:00:00+00:00", image=image, error="no guest")

@@ -124,7 +124,7 @@ def test_each_kernel_is_resolved_once_per_night(monkeypatch: pytest.MonkeyPatch,
         resolved.append((spec, arch.name))
         if spec == "broken":
             raise HarnessError("no such kernel")
-        image = KernelImage(path=tmp_path / f"{spec}-{arch.name}", arch=arch.name,
+        image = KernelImage(path=tmp_path / f"{spec}-{arch.name}", arch=arch,
                             description=spec, source=KernelSource(identity=spec))
         return ResolvedKernel(spec, arch, image)
 

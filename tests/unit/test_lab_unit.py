@@ -501,7 +501,7 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
         raise HarnessError("no kernel here")
 
     def fake_kernel(requested: str, arch: Arch) -> ResolvedKernel:
-        return ResolvedKernel(requested, arch, KernelImage(Path("/k"), arch.name, "fake"))
+        return ResolvedKernel(requested, arch, KernelImage(Path("/k"), arch, "fake"))
 
     monkeypatch.setattr(run, "run_one", fake_run_one)
     monkeypatch.setattr(lab.cells.resolve, "resolve_kernel", fake_kernel)

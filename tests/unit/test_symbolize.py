@@ -381,7 +381,7 @@ def test_a_run_of_a_kernel_with_a_vmlinux_writes_located_frames(
     from harness.kernel.image import ResolvedKernel
 
     (tmp_path / "console.log").write_text(_report_for(small_vmlinux))
-    image = KernelImage(path=tmp_path / "bzImage", arch="x86_64", description="fake",
+    image = KernelImage(path=tmp_path / "bzImage", arch=get_arch("x86_64"), description="fake",
                         vmlinux=small_vmlinux)
     spec = run.RunSpec(kernel=ResolvedKernel("fake", get_arch("x86_64"), image))
     seen = run.Seen(0.0, "2026-01-01T00:00:00+00:00", image=image)

@@ -44,7 +44,7 @@ BUILD_SCHEME = 2
 class BuiltKernel:
     """A kernel built from a recipe, with everything needed to boot and describe it."""
 
-    arch: str  # an arches.ARCHES name
+    arch: Arch
     image: Path
     config: Path
     source_identity: str
@@ -75,6 +75,8 @@ class BuiltKernel:
         for key, value in self.__dict__.items():
             if isinstance(value, Path):
                 d[key] = str(value)
+            elif isinstance(value, Arch):
+                d[key] = value.name
             elif isinstance(value, tuple):
                 d[key] = list(value)
             else:
@@ -182,7 +184,7 @@ def _built_kernel(job: BuildJob, entry: Path, cached: bool) -> BuiltKernel:
     vmlinux = entry / "vmlinux"
     system_map = entry / "System.map"
     return BuiltKernel(
-        arch=job.arch.name,
+        arch=job.arch,
         image=entry / job.arch.image_name,
         config=entry / "config",
         source_identity=job.source.identity,
