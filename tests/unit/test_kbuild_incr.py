@@ -174,7 +174,6 @@ def test_kconfig_options(tmp_path: Path) -> None:
 
 def test_kconfig_needs_a_recipe_kernel() -> None:
     from harness.arches import get_arch
-    from harness.kernel.build import recipes
 
     with pytest.raises(UsageError, match="--kernel debian is not a recipe"):
         resolve.resolve("debian", get_arch("aarch64"),
