@@ -17,9 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from .. import kernels, signals
+from .. import signals
 from ..arches import get_arch
-from ..kernels import ResolvedKernel
+from ..kernel import resolve
+from ..kernel.image import ResolvedKernel
 from ..selftests.suite import LAB_SCENARIO
 from .cells import Plan, build_key, cell_spec, repro_record
 from .matrix import Cell
@@ -75,7 +76,7 @@ def run_cell(cell: Cell, plan: Plan, engine: Engine | None = None) -> CellRecord
                              error=f"build failed: {failure}")
         else:
             if kernel is None:  # a plan made without prepare(): resolve it here
-                kernel = kernels.resolve_kernel(cell.kernel, get_arch(cell.arch))
+                kernel = resolve.resolve_kernel(cell.kernel, get_arch(cell.arch))
             result = engine.run_guest(cell, kernel, directory)
             record = record_from_result(record, result)
     except (KeyboardInterrupt, SystemExit):

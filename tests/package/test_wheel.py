@@ -107,7 +107,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 def test_wheel_runs_oomrace_outside_the_checkout(installed: Installed) -> None:
     env_dir, elsewhere, env = installed.venv, installed.elsewhere, installed.env
     # The package, its data folders and the recipes all come from the venv.
-    probe = ("import json, harness, harness.kbuild as k, harness.paths as p; "
+    probe = ("import json, harness, harness.kernel.build.recipes as k, harness.paths as p; "
              "print(json.dumps({'package': harness.__file__, "
              "'kernels': str(p.project_dir('kernels')), 'rootfs': str(p.project_dir('rootfs')), "
              "'recipes': k.recipe_names(), 'patches': sorted(x.name for x in "

@@ -16,8 +16,8 @@ import pytest
 from harness import cli, ktap, lab
 from harness.arches import Arch, get_arch
 from harness.errors import HarnessError
+from harness.kernel.image import KernelImage, ResolvedKernel
 from harness.kernel_log import Event
-from harness.kernels import KernelImage, ResolvedKernel
 from harness.lab import report as lab_report
 from harness.verdict import wilson_interval
 from tests.conftest import kernel_report, stress_workload
@@ -503,11 +503,11 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
         raise HarnessError("no kernel here")
 
     def fake_kernel(requested: str, arch: Arch) -> ResolvedKernel:
-        return ResolvedKernel(requested, arch, KernelImage(Path("/k"), arch.name, "fake"))
+        return ResolvedKernel(requested, arch, KernelImage(Path("/k"), arch, "fake"))
 
     monkeypatch.setattr(run, "run_one", fake_run_one)
-    monkeypatch.setattr(lab.cells.kernels, "resolve_kernel", fake_kernel)
-    monkeypatch.setattr(lab.cells.kernels, "resolve", no_kernel)
+    monkeypatch.setattr(lab.cells.resolve, "resolve_kernel", fake_kernel)
+    monkeypatch.setattr(lab.cells.resolve, "resolve", no_kernel)
     monkeypatch.setattr(lab.cells.rootfs, "build", no_kernel)
     bug, control = (lab.Cell(*BUG, expected="corrupted", seed=3),
                     lab.Cell(*CONTROL, expected="clean"))
@@ -577,7 +577,7 @@ def test_a_local_cell_writes_its_ktap_once(tmp_path: Path,
     written = _count_ktap_writes(monkeypatch)
     cell = lab.Cell(*CONTROL, expected="clean")
     arch = get_arch(cell.arch)
-    kernel = ResolvedKernel(cell.kernel, arch, KernelImage(tmp_path / "Image", arch.name, "k"))
+    kernel = ResolvedKernel(cell.kernel, arch, KernelImage(tmp_path / "Image", arch, "k"))
     plan = lab.Plan(out=tmp_path, matrix="m.toml", matrix_name="t", matrix_sha256="x",
                     cells=[cell], kernels={lab.build_key(cell.arch, cell.kernel): kernel})
     record = lab.run_cell(cell, plan)
