@@ -15,7 +15,8 @@ import sysconfig
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..errors import HarnessError, UsageError
 from ..proc import end_group, run
 from . import lava
 from .cells import PLAN_ENV, TOTAL_ENV, Plan, prepare
+from .engine import run_cell
 from .lava import LavaTarget, target_from_args
 from .matrix import Cell, Matrix, load_matrix
 from .night import (
@@ -305,7 +307,7 @@ class _Night:
                   flush=True)
 
         try:
-            lava.run_cells(self.plan, selected, jobs, target, progress)
+            _run_lava_cells(self.plan, selected, jobs, target, progress)
         except KeyboardInterrupt as e:
             self.interrupted = True
             self.stopped_by = signals.exit_status(e) - 128
@@ -327,6 +329,22 @@ class _Night:
             else:
                 reasons[cid] = self.engine_said.get(cid) or self.ended
         return reasons
+
+
+def _run_lava_cells(plan: Plan, cells: Sequence[Cell], jobs: int, target: LavaTarget,
+                    on_done: Callable[[CellRecord], None]) -> None:
+    """Every cell through the cell skeleton on the LAVA engine, `jobs` at once; each
+    record is written as its job ends, and `on_done` told."""
+    lock = threading.Lock()
+    with lava.engine(target, plan.out) as engine, ThreadPoolExecutor(max_workers=jobs) as pool:
+
+        def one(cell: Cell) -> None:
+            record = run_cell(cell, plan, engine)
+            with lock:
+                on_done(record)
+
+        for future in [pool.submit(one, c) for c in cells]:
+            future.result()
 
 
 def _lava_target(args: argparse.Namespace) -> LavaTarget | None:

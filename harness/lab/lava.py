@@ -1,7 +1,8 @@
-"""`oomrace lab --engine lava`: each cell of the night as a LAVA job, on a LAVA server
-(submitted, followed and fetched with lavacli) or on this machine's dispatcher alone
-(`--engine lava-run`, what the CI test uses); each finished job's log into the same
-cells/<id>/ folder and record a local night writes.
+"""`oomrace lab --engine lava`: the LAVA engine, which runs a cell's guest part as a LAVA
+job on a LAVA server (submitted, followed and fetched with lavacli) or on this machine's
+dispatcher alone (`--engine lava-run`, what the CI test uses), and reads the job's log
+back into the run's result; engine.run_cell makes the same cells/<id>/ folder and record
+of it that a local night writes.
 
 The token never appears on a command line or in a log: lavacli reads it from a config
 file of its own (mode 0600, in a private temporary folder) or from the user's identity.
@@ -14,10 +15,8 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +27,10 @@ from ..errors import HarnessError, UsageError
 from ..kernel.image import ResolvedKernel
 from ..proc import run
 from ..run import RunResult, Seen, finish
-from .cells import Plan, build_key, cell_spec
-from .engine import run_cell
+from .cells import build_key, cell_spec
 from .lava_job import JobImages, device_dictionary, image_url, job_definition, stress_workload
 from .lava_log import LavaLog, parse_log, workload_result
 from .matrix import Cell
-from .record import CellRecord
 
 ENGINES = ("local", "lava", "lava-run")
 TOKEN_ENV = "OOMRACE_LAVA_TOKEN"
@@ -155,13 +152,15 @@ class LavaServer:
 
 
 @contextmanager
-def _runner(target: LavaTarget, out: Path) -> Iterator[LavaRun | LavaServer]:
+def engine(target: LavaTarget, out: Path) -> Iterator[LavaEngine]:
+    """The LAVA engine of a night in `out`: its runner's private folder (0700, where a
+    server's lavacli config with the token lives) lasts as long as the night."""
     with tempfile.TemporaryDirectory(prefix="oomrace-lava-") as private:
         os.chmod(private, 0o700)
-        if target.url is None and target.identity is None:
-            yield LavaRun(Path(private))
-        else:
-            yield LavaServer(target, Path(private))
+        runner: LavaRun | LavaServer = (
+            LavaRun(Path(private)) if target.url is None and target.identity is None
+            else LavaServer(target, Path(private)))
+        yield LavaEngine(runner, target, out)
 
 
 # --- a cell ---------------------------------------------------------------------------
@@ -223,23 +222,3 @@ def _job_seconds(job: dict[str, object]) -> float:
     timeouts = job["timeouts"]
     assert isinstance(timeouts, dict)
     return float(timeouts["job"]["minutes"]) * 60
-
-
-def run_cells(plan: Plan, cells: Sequence[Cell], jobs: int, target: LavaTarget,
-              on_done: Callable[[CellRecord], None] | None = None) -> list[CellRecord]:
-    """Every cell as a LAVA job, `jobs` at once; each record is written as its job ends."""
-    records: list[CellRecord] = []
-    lock = threading.Lock()
-
-    def one(cell: Cell) -> None:
-        record = run_cell(cell, plan, engine)
-        with lock:
-            records.append(record)
-            if on_done is not None:
-                on_done(record)
-
-    with _runner(target, plan.out) as runner, ThreadPoolExecutor(max_workers=jobs) as pool:
-        engine = LavaEngine(runner, target, plan.out)
-        for future in [pool.submit(one, c) for c in cells]:
-            future.result()
-    return records

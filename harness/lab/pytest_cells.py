@@ -10,9 +10,12 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import lab
+from harness.lab.cells import plan_from_env
+from harness.lab.engine import run_cell
+from harness.lab.matrix import Cell
+from harness.lab.record import failure_message, junit_properties
 
-PLAN = lab.plan_from_env()
+PLAN = plan_from_env()
 CELLS = PLAN.cells if PLAN is not None else []
 
 
@@ -20,10 +23,10 @@ CELLS = PLAN.cells if PLAN is not None else []
     pytest.param(c, id=c.id, marks=[pytest.mark.timeout(c.timeout), pytest.mark.guest])
     for c in CELLS
 ])
-def test_cell(cell: lab.Cell, record_property: Callable[[str, object], None]) -> None:
+def test_cell(cell: Cell, record_property: Callable[[str, object], None]) -> None:
     assert PLAN is not None
-    record = lab.run_cell(cell, PLAN)
-    for name, value in lab.junit_properties(record):
+    record = run_cell(cell, PLAN)
+    for name, value in junit_properties(record):
         record_property(name, value)
     if not record.passed:
-        pytest.fail(lab.failure_message(record), pytrace=False)
+        pytest.fail(failure_message(record), pytrace=False)
