@@ -29,14 +29,22 @@ pytestmark = [pytest.mark.guest, pytest.mark.slow, pytest.mark.timeout(900)]
 SOURCES = ("pyproject.toml", "README.md", "harness", "rootfs", "configs", "kernels")
 
 
+def _not_packaged(folder: str, names: list[str]) -> set[str]:
+    """What a checkout holds that is no source: caches, egg-info, and the guest programs'
+    build output (rootfs/guest/build, gitignored; harness/kernel/build is a package)."""
+    skip = {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".egg-info"))}
+    if Path(folder).resolve() == (REPO / "rootfs" / "guest").resolve():
+        skip |= {"build"} & set(names)
+    return skip
+
+
 def _build_wheel(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     src.mkdir()
     for name in SOURCES:
         path = REPO / name
         if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns(
-                "__pycache__", "*.pyc", "build", "*.egg-info"))
+            shutil.copytree(path, src / name, ignore=_not_packaged)
         else:
             shutil.copy2(path, src / name)
     dist = tmp_path / "dist"
