@@ -145,9 +145,9 @@ struct shared {
 	uint64_t dropped_passes; /* mremap: passes whose round changed under them */
 	uint64_t zero_reads;   /* mremap: zero words read (unproven: see the scenario) */
 	uint64_t move_ns;      /* mremap: total time inside mremap() */
-	uint64_t exposed_passes; /* mremap: passes after a punch, during the move */
-	uint64_t blocked_passes; /* mremap: passes that faulted during the move */
-	uint64_t move_passes;    /* mremap: passes begun and ended during a move */
+	uint64_t exposed_passes; /* mremap: passes begun after a punch and ended in the same move:
+				  * the race window was open to the readers */
+
 	int child_errno;       /* a child's setup failure, for the controller to report */
 	char child_what[96];
 };
@@ -1390,9 +1390,7 @@ static struct {
 	pid_t sensor_tid;
 	uint64_t sensor_page[PAGE_WORDS_MAX] __attribute__((aligned(65536)));
 	uint64_t passes[MAX_WRITERS];
-	uint32_t own_punch[MAX_WRITERS]; /* debug: move_seq when this reader's page was punched */
 } mv;
-static uint64_t g_own_survived, g_own_blocked, g_dbg_passes_before;
 
 static char *mremap_slot(uint32_t round) { return mv.slot0 + (size_t)(round % MREMAP_SLOTS) * mv.stride; }
 
@@ -1531,17 +1529,11 @@ static void *reader_main(void *arg)
 	struct suspect sus[SUSPECTS_MAX];
 	if (n_other_cpus > 1)
 		pin_to(other_cpus[1 + idx % (n_other_cpus - 1)]);
-	static __thread volatile bool pass_in_move;
 	static __thread volatile uint32_t pass_seq;
-	static __thread volatile bool pass_own;
 	if (sigsetjmp(t_jmp, 0) != 0) {
 		/* The old address faulted: its vma is gone. Wait for the base the pass began
 		 * with to be replaced (it may be already). */
 		ADD(sh->faults, 1);
-		if (pass_in_move)
-			ADD(sh->blocked_passes, 1);
-		if (pass_own)
-			ADD(g_own_blocked, 1);
 		while (LOAD(mv.seq) == pass_seq && !LOAD(sh->stop))
 			sleep_us(20);
 	}
@@ -1555,17 +1547,9 @@ static void *reader_main(void *arg)
 		uint32_t round = LOAD(mv.round);
 		bool moving = LOAD(mv.moving);
 		bool exposed = moving && LOAD(mv.punch_seq) == LOAD(mv.move_seq);
-		pass_in_move = moving;
-		pass_own = moving && LOAD(mv.own_punch[idx]) == LOAD(mv.move_seq);
 		int n = read_pass(base, first, sus);
-		if (pass_own && LOAD(mv.moving))
-			ADD(g_own_survived, 1);
-		pass_in_move = false;
-		pass_own = false;
 		if (exposed && LOAD(mv.moving))
 			ADD(sh->exposed_passes, 1);
-		if (moving && LOAD(mv.moving))
-			ADD(sh->move_passes, 1);
 		if (LOAD(mv.seq) != s1) {
 			ADD(sh->dropped_passes, 1); /* the base moved on: no read of it can be judged */
 			continue;
@@ -1639,32 +1623,19 @@ static void *puncher_main(void *arg)
 		seen = m;
 		bool locked = false;
 		while (LOAD(mv.moving) && mv.n_punched < PUNCHES_PER_MOVE) {
-			int64_t q0 = now_ns();
 			locked = locked || sensor_blocked();
-			int64_t q1 = now_ns();
 			size_t pg = pick_punch_page(&rng);
 			if (pg == SIZE_MAX)
 				break;
 			if (fallocate(mv.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				      (off_t)(pg * (size_t)page_size), (off_t)page_size) != 0)
 				child_fail("fallocate(FALLOC_FL_PUNCH_HOLE)", errno);
-			if (getenv("OOMRACE_DEBUG") && m < 6) {
-				struct line l;
-				line_begin(&l, "punch");
-				line_f64(&l, "at", (double)(q0 - LOAD(mv.move_start_ns)) / 1e9);
-				line_f64(&l, "sense", (double)(q1 - q0) / 1e9);
-				line_f64(&l, "took", (double)(now_ns() - q1) / 1e9);
-				line_bool(&l, "locked", locked);
-				line_bool(&l, "moving", LOAD(mv.moving));
-				line_emit(&l);
-			}
 			mv.punched[mv.n_punched++] = pg;
 			if (locked) {
 				uint32_t i = LOAD(mv.n_locked_punches);
 				mv.locked_punched[i] = pg;
 				STORE(mv.n_locked_punches, i + 1);
 			}
-			STORE(mv.own_punch[pg / mv.reader_pages], m);
 			STORE(mv.punch_seq, m);
 			ADD(sh->punches, 1);
 			announce_reap(); /* the checker allocates: the freed page may become its own */
@@ -1751,7 +1722,6 @@ static void mremap_round(uint32_t round)
 	wait_reader_passes(2); /* every reader's entries for `cur` are in its TLB */
 	mv.n_punched = 0;
 	STORE(mv.n_locked_punches, 0u);
-	g_dbg_passes_before = LOAD(sh->reader_passes);
 	STORE(mv.move_start_ns, now_ns());
 	STORE(mv.moving, 1u);
 	uint32_t m = ADD(mv.move_seq, 1);
@@ -1760,16 +1730,6 @@ static void mremap_round(uint32_t round)
 	int e = errno;
 	int64_t took = now_ns() - LOAD(mv.move_start_ns);
 	STORE(mv.moving, 0u);
-	if (getenv("OOMRACE_DEBUG") && round < 40) {
-		struct line l;
-		line_begin(&l, "move");
-		line_u64(&l, "round", round);
-		line_f64(&l, "took", (double)took / 1e9);
-		line_u64(&l, "passes_before", g_dbg_passes_before);
-		line_u64(&l, "passes_after", LOAD(sh->reader_passes));
-		line_u64(&l, "faults_after", LOAD(sh->faults));
-		line_emit(&l);
-	}
 	if (p == MAP_FAILED)
 		child_fail("mremap", e);
 	STORE(mv.move_est_ns, took);
@@ -1823,13 +1783,6 @@ static void mover_main(void)
 	}
 	STORE(sh->stop, 1);
 	futex_wake_all(&mv.move_seq);
-	if (getenv("OOMRACE_DEBUG")) {
-		struct line l;
-		line_begin(&l, "own");
-		line_u64(&l, "survived", LOAD(g_own_survived));
-		line_u64(&l, "blocked", LOAD(g_own_blocked));
-		line_emit(&l);
-	}
 	pthread_join(punch, NULL);
 	pthread_join(sensor, NULL);
 	for (int i = 0; i < mv.readers; i++)
@@ -2108,8 +2061,7 @@ static int emit_summary(void)
 		line_u64(&l, "dropped_passes", LOAD(sh->dropped_passes));
 		line_u64(&l, "zero_reads", LOAD(sh->zero_reads));
 		line_u64(&l, "exposed_passes", LOAD(sh->exposed_passes));
-		line_u64(&l, "blocked_passes", LOAD(sh->blocked_passes));
-		line_u64(&l, "move_passes", LOAD(sh->move_passes));
+
 		line_f64(&l, "move_seconds", (double)LOAD(sh->move_ns) / 1e9);
 	}
 	line_u64(&l, "corruption_reports", LOAD(sh->reports) < MAX_REPORTS ? LOAD(sh->reports) : MAX_REPORTS);
