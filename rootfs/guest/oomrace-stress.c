@@ -1405,6 +1405,8 @@ static void fill_file_page(size_t page)
 
 static const char *stale_evidence(uint64_t w)
 {
+	if (w == 0) /* only reported when zero_is_proof(): a freed page reused zeroed */
+		return "zero_after_punch";
 	if (w == POISON_WORD)
 		return "page_poison";
 	if (w >> 48 == CHECK_MAGIC)
