@@ -1358,6 +1358,12 @@ static void run_mutate(void) { run_in_child(mutator_main, "mutator"); }
 #define READ_STRIDE 8          /* one word per 64-byte line: every line keeps the entry hot */
 #define MAX_PUNCHED PUNCHES_PER_MOVE
 #define SUSPECTS_MAX 8
+/* Pages each reader also touches per pass. QEMU's TCG sizes each vCPU's TLB by its use and
+ * turns a one-page flush into a flush of the whole TLB when the page is larger than the
+ * TLB's index mask (arm64's TLBI by address takes that path: it ignores the top byte):
+ * a reader of a few pages keeps a 64-entry TLB, and the punch's own flush of the NEW
+ * address would wipe its stale entry for the old one. 1024 more pages keep it big. */
+#define READER_BALLAST_PAGES 1024
 
 static inline uint64_t file_word(size_t page, size_t word)
 {
@@ -1390,6 +1396,7 @@ static struct {
 	pid_t sensor_tid;
 	uint64_t sensor_page[PAGE_WORDS_MAX] __attribute__((aligned(65536)));
 	uint64_t passes[MAX_WRITERS];
+	char *ballast;            /* READER_BALLAST_PAGES pages per reader */
 } mv;
 
 static char *mremap_slot(uint32_t round) { return mv.slot0 + (size_t)(round % MREMAP_SLOTS) * mv.stride; }
@@ -1524,6 +1531,15 @@ static int read_pass(const char *base, size_t first, struct suspect *sus)
 	return n;
 }
 
+static void touch_ballast(int idx)
+{
+	const char *b = mv.ballast + (size_t)idx * READER_BALLAST_PAGES * (size_t)page_size;
+	uint64_t sink = 0;
+	for (size_t pg = 0; pg < READER_BALLAST_PAGES; pg++)
+		sink += *(const volatile uint64_t *)(b + pg * (size_t)page_size);
+	(void)sink;
+}
+
 static void *reader_main(void *arg)
 {
 	int idx = (int)(intptr_t)arg;
@@ -1550,6 +1566,7 @@ static void *reader_main(void *arg)
 		bool moving = LOAD(mv.moving);
 		bool exposed = moving && LOAD(mv.punch_seq) == LOAD(mv.move_seq);
 		int n = read_pass(base, first, sus);
+		touch_ballast(idx);
 		if (exposed && LOAD(mv.moving))
 			ADD(sh->exposed_passes, 1);
 		if (LOAD(mv.seq) != s1) {
@@ -1715,6 +1732,11 @@ static void mremap_setup(void)
 		sink += *(volatile uint64_t *)(mv.slot0 + pg * (size_t)page_size);
 	(void)sink;
 	mv.base = mv.slot0;
+	size_t ballast = (size_t)mv.readers * READER_BALLAST_PAGES * (size_t)page_size;
+	mv.ballast = mmap(NULL, ballast, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (mv.ballast == MAP_FAILED)
+		child_fail("mmap reader ballast", errno);
 }
 
 /* One round: move the mapping to the next slot while the puncher frees pages under it. */
