@@ -41,6 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import UsageError
+from .inputs import regular_file
 from .kbuild_recipes import (
     FRAGMENTS_DIR,
     KERNELS_DIR,
@@ -129,10 +130,8 @@ def recipe_for_cli(name: str | None, source: str | None, config_from: str,
             + ", ".join(recipe_names())
         )
     base = load_recipe(name or config_from)
-    extra = tuple(str(p.expanduser().resolve()) for p in patches)
-    for p in patches:
-        if not p.is_file():
-            raise UsageError(f"patch {p} does not exist")
+    extra = tuple(str(regular_file(p.expanduser(), "--patch", "give a patch file"))
+                  for p in patches)
     if source is None:
         return replace(base, patches=base.patches + extra)
     label = name or f"{Path(urllib.parse.urlparse(source).path).name or source}"

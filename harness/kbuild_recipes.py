@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .arches import get_arch
 from .errors import UsageError
+from .inputs import regular_file
 from .paths import data_path
 
 KERNELS_DIR = data_path("kernels")
@@ -175,9 +176,7 @@ def kconfig_change(base: str | Path | None, add: Sequence[str] = ()) -> KconfigC
     """The checked options; a one-line UsageError names a bad one and the form expected."""
     path = None
     if base is not None:
-        path = Path(base).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"--kconfig {base}: no such file; give a full .config")
+        path = regular_file(Path(base).expanduser(), "--kconfig", "give a full .config")
     for option in add:
         if not _KCONFIG_ADD.match(option.strip()):
             raise UsageError(f"--kconfig-add {option!r}: expected CONFIG_NAME=VALUE, the "

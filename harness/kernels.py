@@ -6,6 +6,7 @@ from, and (when the kernel needs them) the modules the guest must load at boot.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from . import atomicio, cache, debian, kbuild, schema
 from .arches import ARCHES, Arch
 from .cpio import CpioWriter
 from .errors import KernelError, UsageError
+from .inputs import regular_file, shown
 from .kversion import image_release
 
 # Modules the guest needs from a modular kernel: the virtio NIC for SSH. Their
@@ -141,21 +143,29 @@ def _gunzip_head(path: Path, size: int) -> bytes:
     return out
 
 
+def _lexists(path: Path) -> bool:
+    """Whether anything (a dangling link too) is at `path`; False for a path the system
+    cannot even look up (too long, a NUL byte)."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
 def image_from_path(path: Path, arch: Arch) -> KernelImage:
-    if not path.exists():
-        raise KernelError(f"kernel image {path} does not exist")
-    if not path.is_file():
-        raise KernelError(f"kernel image {path} is not a file")
+    if not _lexists(path):
+        raise KernelError(f"kernel image {shown(path)} does not exist")
+    given, path = path, regular_file(path, "--kernel", "give a bzImage or Image file")
     found = detect_arch(path)
     if found != arch.name:
         raise KernelError(
             f"kernel image {path} is for {found}, but the guest arch is {arch.name}; "
             f"pass --arch {found} or an {arch.name} kernel"
         )
-    return KernelImage(path=path.resolve(), arch=arch.name, description=str(path),
-                       release=image_release(path), config=config_beside(path),
-                       source={"kind": "path", "path": str(path.resolve())},
-                       vmlinux=_beside(path, ("vmlinux",)))
+    return KernelImage(path=path, arch=arch.name, description=str(given),
+                       release=image_release(path), config=config_beside(given),
+                       source={"kind": "path", "path": str(path)},
+                       vmlinux=_beside(given, ("vmlinux",)))
 
 
 def config_beside(image: Path) -> Path | None:
@@ -315,7 +325,7 @@ def resolve(spec: str, arch: Arch, kconfig: kbuild.KconfigChange | None = None) 
     if spec == "debian":
         return debian_kernel(arch)
     path = Path(spec).expanduser()
-    if path.exists() or "/" in spec or spec.startswith("."):
+    if "/" in spec or spec.startswith(".") or _lexists(path):
         return image_from_path(path, arch)
     recipes = kbuild.recipe_names()
     if spec in recipes:
@@ -324,7 +334,7 @@ def resolve(spec: str, arch: Arch, kconfig: kbuild.KconfigChange | None = None) 
     valid = ", ".join(["debian", *recipes])
     images = "/".join(a.image_name for a in ARCHES.values())
     raise UsageError(
-        f"kernel {spec!r} is neither an existing file nor a known kernel; "
+        f"kernel {shown(spec)!r} is neither an existing file nor a known kernel; "
         f"valid names: {valid}, or a path to a {images}"
     )
 

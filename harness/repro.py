@@ -15,6 +15,7 @@ from . import cache, proc
 from .arches import Arch
 from .cpio import CpioWriter
 from .errors import UsageError
+from .inputs import regular_file
 from .tools import arch_tools, require
 
 GUEST_PATH = "/bin/oomrace-repro"
@@ -43,9 +44,8 @@ class Reproducer:
             return cls(exec_command=exec_command)
         if source is None:
             return None
-        path = Path(source).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"--repro {source}: no such file; give the reproducer's C source")
+        path = regular_file(Path(source).expanduser(), "--repro",
+                            "give the reproducer's C source")
         if path.suffix != ".c":
             raise UsageError(f"--repro {source}: not a C file (the name must end in .c); "
                              "for a script or a command use --exec")

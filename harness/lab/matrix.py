@@ -24,13 +24,14 @@ from typing import Any
 from .. import kbuild, stress
 from ..arches import ALIASES, ARCHES
 from ..errors import UsageError
-from ..inputs import positive_number
+from ..inputs import positive_number, read_regular
 from ..machine import MachineOptions
 from ..selftests.suite import CELL_BUDGET_S, LAB_SCENARIO
 
 EXPECTED = ("clean", "corrupted")
 ACCELS = ("tcg", "kvm", "auto")
 TOP_KEYS = ("name", "description", "defaults", "cell")
+MAX_MATRIX_BYTES = 4 << 20  # a matrix is a page of TOML; more is a wrong file
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
 
 
@@ -574,10 +575,10 @@ def _expected_for(value: Any, arch: str, where: _Where, arches: Sequence[str],
 
 
 def load_matrix(path: Path) -> Matrix:
+    data = read_regular(path, "matrix", MAX_MATRIX_BYTES,
+                        "give the matrix's .toml file (see configs/nightly.toml)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise MatrixError(path, None, f"cannot read the matrix: {e.strerror}") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MatrixError(path, None, f"not UTF-8 text (byte {e.start}); save the matrix "
                                       "as UTF-8") from None
