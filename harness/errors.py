@@ -93,7 +93,7 @@ def save_traceback(exc: BaseException) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             return path
-        except OSError:
+        except (OSError, HarnessError):  # HarnessError: $OOMRACE_CACHE is not a folder
             continue
     return Path("/dev/null")  # nowhere writable: the message still names the exception
 

@@ -18,7 +18,7 @@ import tomllib
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import kbuild, stress
@@ -267,10 +267,14 @@ class Cell:
     cpu: str | None = None  # QEMU CPU model (`--cpu`); None: by arch and kernel version
     line: int = 0  # the matrix entry this cell came from
     description: str = ""
+    # The kernel's part of the id when its image's file name is shared with another
+    # image of the matrix (see image_labels); "" for the usual label.
+    kernel_label: str = ""
 
     @property
     def id(self) -> str:
-        return cell_id(self.axis_values(), self.repeat)
+        labels = {"kernel": self.kernel_label} if self.kernel_label else {}
+        return cell_id(self.axis_values(), self.repeat, labels)
 
     def axis_values(self) -> dict[str, Any]:
         """The cell's value of each axis, by the axis's key."""
@@ -296,10 +300,36 @@ class Cell:
         return cls(**values)
 
 
-def cell_id(axis_values: Mapping[str, Any], repeat: int) -> str:
-    """arch-kernel-scenario-rN: each axis's label in AXES order, then the repeat."""
-    labels = [a.label(axis_values[a.key]) for a in AXES]
-    return "-".join([*labels, f"r{repeat}"])
+def cell_id(axis_values: Mapping[str, Any], repeat: int,
+            labels: Mapping[str, str] | None = None) -> str:
+    """arch-kernel-scenario-rN: each axis's label in AXES order (or the one `labels`
+    gives for its key), then the repeat."""
+    given = labels or {}
+    parts = [given.get(a.key) or a.label(axis_values[a.key]) for a in AXES]
+    return "-".join([*parts, f"r{repeat}"])
+
+
+def image_labels(kernels: Sequence[str]) -> dict[str, str]:
+    """Labels for images whose file names clash: two different images called bzImage
+    become a_bzImage and b_bzImage (the fewest trailing path parts that tell them
+    apart). An image whose file name is its own keeps the plain label (not listed)."""
+    paths = sorted({k for k in kernels if "/" in k})
+    by_label: dict[str, list[str]] = {}
+    for path in paths:
+        by_label.setdefault(kernel_label(path), []).append(path)
+    labels: dict[str, str] = {}
+    for clash in (group for group in by_label.values() if len(group) > 1):
+        parts = [PurePosixPath(p).parts for p in clash]
+        for depth in range(2, max(len(p) for p in parts) + 1):
+            tails = [_tail_label(p, depth) for p in parts]
+            if len(set(tails)) == len(tails):
+                labels.update(zip(clash, tails, strict=True))
+                break
+    return labels
+
+
+def _tail_label(parts: Sequence[str], depth: int) -> str:
+    return "_".join(kernel_label(part) for part in parts[-depth:] if part != "/")
 
 
 # The `oomrace run` options of a cell's settings, for its repro command: (field, flag,
@@ -387,12 +417,18 @@ def _expand_all(entries: list[Any], defaults: Mapping[str, Any], lines: _Lines, 
                 dwhere: _Where, recipes: Sequence[str]) -> list[Cell]:
     cells: list[Cell] = []
     seen: dict[str, int] = {}
+    checked: list[_Entry] = []
     for index, entry in enumerate(entries):
         where = _Where(lines, path, "cell", index)
         if not isinstance(entry, dict):  # `cell = [1, 2]` instead of [[cell]] tables
             raise where.error(None, "each cell must be a table: write [[cell]] entries")
         _check_keys(entry, cell_keys(), where, _describe("cell", index))
-        for cell in _expand(_Entry(entry, defaults, where, dwhere), recipes):
+        checked.append(_Entry(entry, defaults, where, dwhere))
+    labels = image_labels([k for e in checked
+                           for k in _axis_values(e, recipes).get("kernel", [])])
+    for entry_ in checked:
+        where = entry_.where
+        for cell in _expand(entry_, recipes, labels):
             if cell.id in seen:
                 raise where.error(None, f"cell {cell.id} is already in the matrix "
                                         f"(line {seen[cell.id]}); each cell may appear once")
@@ -496,8 +532,10 @@ def _axis_values(entry: _Entry, recipes: Sequence[str]) -> dict[str, list[Any]]:
     return values
 
 
-def _expand(entry: _Entry, recipes: Sequence[str]) -> list[Cell]:
-    """The product of the entry's axes, each combination `repeats` times."""
+def _expand(entry: _Entry, recipes: Sequence[str],
+            labels: Mapping[str, str] | None = None) -> list[Cell]:
+    """The product of the entry's axes, each combination `repeats` times (`labels`: the
+    kernel labels of image_labels)."""
     axes = _axis_values(entry, recipes)
     settings = _settings(entry)
     expected_value, expected_where = entry.get("expected") or ("clean", entry.where)
@@ -508,8 +546,10 @@ def _expand(entry: _Entry, recipes: Sequence[str]) -> list[Cell]:
         values["expected"] = _expected_for(expected_value, values["arch"], expected_where,
                                            axes["arch"], strict=expected_where is entry.where)
         values.update(_dependent(entry, values))
+        label = (labels or {}).get(values["kernel"], "")
         for repeat in range(settings.repeats):
-            cell = Cell(**values, repeat=repeat, line=entry.where.line() or 0)
+            cell = Cell(**values, repeat=repeat, line=entry.where.line() or 0,
+                        kernel_label=label)
             seed = (settings.seed + repeat if settings.seed is not None
                     else zlib.crc32(cell.id.encode()) % (1 << 31))  # the same every night
             cells.append(replace(cell, seed=seed))
