@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def write_output(path: Path, text: str, option: str = "--json") -> None:
     name = str(path)
     try:
         if name in IN_PLACE_STREAMS:
-            _write_fd(IN_PLACE_STREAMS[name], text)
+            fd = IN_PLACE_STREAMS[name]
+            (sys.stdout if fd == 1 else sys.stderr).flush()  # what was printed comes first
+            _write_fd(fd, text)
             return
         real = Path(os.path.realpath(path))  # a symlink's target is what gets written
         try:

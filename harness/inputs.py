@@ -43,11 +43,18 @@ def positive_number(value: object, what: str) -> float:
     return number
 
 
+# A file name may be 255 bytes; an id is a folder name with room for a suffix.
+MAX_COMPONENT_CHARS = 200
+
+
 def safe_component(name: object, what: str) -> str:
-    """`name` if it is one harmless path component (letters, digits, . _ + -)."""
-    if not isinstance(name, str) or _SAFE_COMPONENT.fullmatch(name) is None:
-        raise UsageError(f"{what} {name!r} is not a plain name (letters, digits, '.', '_', "
-                         "'+', '-'; no '/' or '..'); the input is corrupt or hostile")
+    """`name` if it is one harmless path component (letters, digits, . _ + -) short
+    enough to be a file name."""
+    if not isinstance(name, str) or len(name) > MAX_COMPONENT_CHARS \
+            or _SAFE_COMPONENT.fullmatch(name) is None:
+        raise UsageError(f"{what} {shown(repr(name))} is not a plain name (letters, digits, "
+                         f"'.', '_', '+', '-'; no '/' or '..'; at most {MAX_COMPONENT_CHARS} "
+                         "characters); the input is corrupt or hostile")
     return name
 
 

@@ -46,8 +46,14 @@ def closing_fd(fd: int) -> Iterator[int]:
 
 
 def open_dir(name: str | Path, dir_fd: int | None = None) -> int:
-    """A directory's fd; OSError (ELOOP, ENOTDIR) when it is a symlink or not a folder."""
-    return os.open(name, _DIR, dir_fd=dir_fd)
+    """A directory's fd; OSError ELOOP when it is a symlink (which O_DIRECTORY reports
+    as ENOTDIR), ENOTDIR when it is something else."""
+    try:
+        return os.open(name, _DIR, dir_fd=dir_fd)
+    except NotADirectoryError:
+        if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            raise OSError(errno.ELOOP, "a symbolic link", str(name)) from None
+        raise
 
 
 def read_json(name: str | Path, what: str, dir_fd: int | None = None) -> Any:
@@ -56,9 +62,12 @@ def read_json(name: str | Path, what: str, dir_fd: int | None = None) -> Any:
         with closing_fd(os.open(name, _FILE, dir_fd=dir_fd)) as fd:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise UsageError(f"{what}: not a regular file; the shard is corrupt")
-            data = os.read(fd, MAX_JSON_BYTES + 1)
-            while len(data) <= MAX_JSON_BYTES and (more := os.read(fd, _CHUNK)):
-                data += more
+            chunks: list[bytes] = []
+            size = 0
+            while size <= MAX_JSON_BYTES and (chunk := os.read(fd, _CHUNK)):
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
     except FileNotFoundError:
         raise MissingFile(f"{what}: no such file") from None
     except OSError as e:
