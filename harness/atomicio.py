@@ -91,6 +91,8 @@ def write_output(path: Path, text: str, option: str = "--json") -> None:
     except OSError as exc:
         raise UsageError(f"{option} {shown(path)}: cannot write it "
                          f"({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the name
+        raise UsageError(f"{option} {shown(path)}: not a valid path") from None
 
 
 def _write_fd(fd: int, text: str) -> None:
