@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.lab import launch
 
 GOOD_MATRIX = '[[cell]]\narch = "x86_64"\nkernel = "debian"\nscenario = "smoke"\n'
 BAD_MATRICES = {
@@ -258,6 +259,7 @@ def test_bad_input_is_exit_2_with_one_line(name: str, probe_argv: dict[str, list
     monkeypatch.setenv("OOMRACE_CACHE", str(tmp_path / "cache"))
     guard: Callable[..., object] = _no_guests
     monkeypatch.setattr(cli.commands, "run_one", guard)
+    monkeypatch.setattr(launch, "prepare", guard)  # nor a night's builds and guests
     code = cli.main(probe_argv[name])
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

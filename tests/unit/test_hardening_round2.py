@@ -19,7 +19,7 @@ from harness.arches import get_arch
 from harness.bisect.state import STATE_NAME, BisectConfig, BisectState
 from harness.errors import UsageError
 from harness.kernel_log import gate
-from harness.lab import night
+from harness.lab import launch, night
 
 from ..conftest import REPO
 from ._devices import char_device
@@ -331,7 +331,12 @@ def test_an_image_with_a_file_name_of_its_own_keeps_its_label(tmp_path: Path) ->
 
 
 def test_lab_out_refuses_an_unrelated_folder(capsys: pytest.CaptureFixture[str],
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_night(*args: object) -> None:
+        raise AssertionError("a night started in an unrelated folder")
+
+    monkeypatch.setattr(launch, "prepare", no_night)
     matrix = tmp_path / "m.toml"
     matrix.write_text('[[cell]]\narch = "x86_64"\nkernel = "debian"\nscenario = "smoke"\n')
     site = tmp_path / "site"
