@@ -21,8 +21,9 @@ hypothesis = pytest.importorskip("hypothesis")  # in the dev extras (pip install
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from harness import cli, kbuild, lab  # noqa: E402
+from harness import cli, lab  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
+from harness.kernel.build import recipes  # noqa: E402
 
 from ._devices import char_device  # noqa: E402
 
@@ -236,5 +237,5 @@ def test_kconfig_refuses_what_is_not_a_regular_file(kind: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = make_path(Path(tmp), kind)
         with bounded(), pytest.raises(UsageError) as info:
-            kbuild.kconfig_change(path)
+            recipes.kconfig_change(path)
         assert "\n" not in str(info.value) and "--kconfig" in str(info.value)
