@@ -19,7 +19,7 @@ from xml.etree import ElementTree as ET
 from .. import schema
 from ..binomial import fisher_exact
 from ..errors import UsageError
-from ..inputs import safe_component, shown
+from ..inputs import read_regular, safe_component, shown
 from . import safecopy
 from .cells import host_record
 from .record import (
@@ -196,12 +196,12 @@ def make_summary(records: Sequence[CellRecord], planned: Sequence[str], *, name:
 def read_summary_json(path: Path) -> tuple[dict[str, Any], Path]:
     """The JSON of a night's summary.json (given the night's folder or the file)."""
     file = path / "summary.json" if path.is_dir() else path
+    raw = read_regular(file, "summary", safecopy.MAX_JSON_BYTES,
+                       "give a night's folder or its summary.json")
     try:
-        data = json.loads(file.read_text())
-    except OSError as e:
-        raise UsageError(f"cannot read {file}: {e.strerror}") from None
-    except ValueError as e:
-        raise UsageError(f"{file} is not JSON: {e}") from None
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise UsageError(f"{file} is not JSON: {str(e)[:100]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise UsageError(f"{file} is not an oomrace lab summary (no cells)")
     schema.check_version(data, str(file))
