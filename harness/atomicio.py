@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .inputs import shown
+from .errors import UsageError, shown
 
 IN_PLACE_STREAMS = {"/dev/stdout": 1, "/dev/stderr": 2, "/dev/fd/1": 1, "/dev/fd/2": 2,
                     "/proc/self/fd/1": 1, "/proc/self/fd/2": 2}

@@ -30,8 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import atomicio
-from .errors import UsageError
-from .inputs import shown
+from .errors import UsageError, shown
 
 log = logging.getLogger(__name__)
 

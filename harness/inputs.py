@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
-from .errors import UsageError
+from .errors import UsageError, shown
 
 # A cell id or similar name: one path component, no separators, not "." or "..".
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
@@ -56,19 +56,6 @@ def safe_component(name: object, what: str) -> str:
                          f"'.', '_', '+', '-'; no '/' or '..'; at most {MAX_COMPONENT_CHARS} "
                          "characters); the input is corrupt or hostile")
     return name
-
-
-# A path longer than this is shortened in messages (the message stays one readable line).
-_SHOWN_PATH_CHARS = 160
-
-
-def shown(path: object) -> str:
-    """`path` as an error message shows it: whole, or its ends around '...' when long."""
-    text = str(path)
-    if len(text) <= _SHOWN_PATH_CHARS:
-        return text
-    half = _SHOWN_PATH_CHARS // 2
-    return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
 
 
 def _open_problem(exc: OSError) -> str:

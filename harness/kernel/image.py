@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..arches import ARCHES, Arch, get_arch
-from ..errors import KernelError
-from ..inputs import regular_file, shown
+from ..errors import KernelError, shown
+from ..inputs import regular_file
 from .kconfig import parse_kconfig
 from .version import image_release
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from .. import atomicio, cache, debian, schema
 from ..arches import ARCHES, Arch
 from ..cpio import CpioWriter
-from ..errors import KernelError, UsageError
-from ..inputs import shown
+from ..errors import KernelError, UsageError, shown
 from .build import builder, recipes
 from .image import (
     KernelImage,

@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import signals
-from ..errors import HarnessError, UsageError
-from ..inputs import shown
+from ..errors import HarnessError, UsageError, shown
 from ..paths import PROJECT_ROOT
 from ..proc import end_group, run
 from . import lava

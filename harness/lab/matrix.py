@@ -18,7 +18,7 @@ import tomllib
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from .. import stress
@@ -28,6 +28,7 @@ from ..inputs import positive_number, read_regular
 from ..kernel.build.recipes import recipe_names
 from ..machine import MachineOptions
 from ..selftests.suite import CELL_BUDGET_S, LAB_SCENARIO
+from .labels import image_labels, kernel_label
 
 EXPECTED = ("clean", "corrupted")
 ACCELS = ("tcg", "kvm", "auto")
@@ -202,13 +203,6 @@ def _scenario_name(name: str, where: _Where, recipes: Sequence[str]) -> str:
     return name
 
 
-def kernel_label(kernel: str) -> str:
-    """A kernel's part of a cell id: its name, or an image's file name."""
-    if "/" not in kernel:
-        return kernel
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", kernel.rstrip("/").rsplit("/", 1)[-1])
-
-
 # --- the axes ----------------------------------------------------------------------------
 
 
@@ -308,29 +302,6 @@ def cell_id(axis_values: Mapping[str, Any], repeat: int,
     given = labels or {}
     parts = [given.get(a.key) or a.label(axis_values[a.key]) for a in AXES]
     return "-".join([*parts, f"r{repeat}"])
-
-
-def image_labels(kernels: Sequence[str]) -> dict[str, str]:
-    """Labels for images whose file names clash: two different images called bzImage
-    become a_bzImage and b_bzImage (the fewest trailing path parts that tell them
-    apart). An image whose file name is its own keeps the plain label (not listed)."""
-    paths = sorted({k for k in kernels if "/" in k})
-    by_label: dict[str, list[str]] = {}
-    for path in paths:
-        by_label.setdefault(kernel_label(path), []).append(path)
-    labels: dict[str, str] = {}
-    for clash in (group for group in by_label.values() if len(group) > 1):
-        parts = [PurePosixPath(p).parts for p in clash]
-        for depth in range(2, max(len(p) for p in parts) + 1):
-            tails = [_tail_label(p, depth) for p in parts]
-            if len(set(tails)) == len(tails):
-                labels.update(zip(clash, tails, strict=True))
-                break
-    return labels
-
-
-def _tail_label(parts: Sequence[str], depth: int) -> str:
-    return "_".join(kernel_label(part) for part in parts[-depth:] if part != "/")
 
 
 # The `oomrace run` options of a cell's settings, for its repro command: (field, flag,

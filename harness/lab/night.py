@@ -18,8 +18,8 @@ from xml.etree import ElementTree as ET
 
 from .. import schema
 from ..binomial import fisher_exact
-from ..errors import UsageError
-from ..inputs import read_regular, safe_component, shown
+from ..errors import UsageError, shown
+from ..inputs import read_regular, safe_component
 from . import safecopy
 from .cells import host_record
 from .record import (

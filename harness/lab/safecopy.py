@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-from ..inputs import shown
+from ..errors import UsageError, shown
 
 log = logging.getLogger(__name__)
 
