@@ -32,7 +32,14 @@ from .commands import (
     cmd_run,
 )
 from .exits import help_epilog
-from .output import STDOUT, configure_logging, json_on_stdout
+from .output import (
+    STDOUT,
+    StdoutError,
+    configure_logging,
+    guarded_stdout,
+    json_on_stdout,
+    silence_stdout,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -148,8 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result_on_stdout = getattr(args, "json", None) == STDOUT or \
             getattr(args, "format", "text") == "ktap"
-        with json_on_stdout(result_on_stdout):
-            return int(handler(args))
+        with guarded_stdout():
+            with json_on_stdout(result_on_stdout):
+                code = int(handler(args))
+            sys.stdout.flush()  # here, where a full stdout is caught, not at the exit
+        return code
+    except StdoutError as e:
+        return _stdout_error(e)
     except HarnessError as e:
         print(f"oomrace: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -162,6 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except Exception as e:  # a harness bug: one line here, the traceback in a file
         return harness_bug("oomrace", e)
+
+
+def _stdout_error(e: StdoutError) -> int:
+    print(f"oomrace: error: {e}", file=sys.stderr)
+    silence_stdout()
+    return EXIT_BAD_INPUT
 
 
 __all__ = ["Command", "build_parser", "command_table", "main"]

@@ -288,6 +288,10 @@ def _bisect_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
+MAX_PRUNE_GIB = 1e9
+"""The largest --max-size (an exabyte): beyond it GiB do not convert to a byte count."""
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from ..kernel.build import prune
 
@@ -304,6 +308,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
             raise UsageError("--max-dirs must be >= 0")
         max_dirs = prune.max_build_dirs() if args.max_dirs is None and \
             args.max_size is None else args.max_dirs
+        if args.max_size is not None and args.max_size > MAX_PRUNE_GIB:
+            raise UsageError(f"--max-size must be at most {MAX_PRUNE_GIB:g} GiB, not "
+                             f"{args.max_size:g}")
         max_bytes = None if args.max_size is None else int(args.max_size * (1 << 30))
         data = prune.prune(max_dirs, max_bytes, args.kernels_unused_for)
         if args.json != STDOUT:
