@@ -20,16 +20,17 @@ JUnit properties and the report's cell column are derived; ``labels`` the kernel
 an id), ``record`` (a cell's record and JSON; ``checked`` its fields' types), ``cells``
 (the plan, what the cells need, their repro records), ``engine`` (one cell's skeleton
 around its guest part, and the local engine; ``lava`` is the other), ``night`` (summary,
-comparison, history, JUnit, merge; ``safecopy`` the merge's copy of a shard, which follows
-no link), ``report`` (report.html), ``launch`` (running a night under pytest),
-``pytest_cells`` (the cells as pytest tests) and ``plugin`` (the progress lines of that
-pytest run).
+comparison, history, merge; ``safecopy`` the merge's copy of a shard, which follows no
+link), ``junit`` (junit.xml), ``report`` (report.html), ``launch`` (running a night under
+pytest), ``pytest_cells`` (the cells as pytest tests) and ``plugin`` (the progress lines
+of that pytest run).
 """
 
 from __future__ import annotations
 
 from .cells import Plan, build_key, plan_from_env, prepare, repro_record
 from .engine import Engine, LocalEngine, run_cell
+from .junit import junit_xml
 from .launch import default_jobs, main, parse_shard, shard_cells
 
 # AXES is not re-exported: it is read from harness.lab.matrix at call time.
@@ -54,7 +55,6 @@ from .night import (
     finish_night,
     history_nights,
     holm_rejections,
-    junit_xml,
     make_summary,
     merge,
     rate_shift_p,

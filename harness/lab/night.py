@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree as ET
 
 from .. import schema
 from ..binomial import fisher_exact
@@ -22,17 +21,12 @@ from ..errors import UsageError, shown
 from ..inputs import read_regular, safe_component
 from . import safecopy
 from .cells import host_record
-from .record import (
-    CellRecord,
-    failure_message,
-    junit_properties,
-    write_json,
-)
+from .junit import junit_xml
+from .record import CellRecord, write_json
 
 log = logging.getLogger(__name__)
 
 KIND = "oomrace-lab-night"
-JUNIT_CLASS = "harness.lab.pytest_cells"  # as pytest names the cells module
 # Why a cell that did not run did not, when its night recorded no reason (an older night).
 NO_REASON = "no reason recorded (a night from an older oomrace)"
 # A night's rate shifts are tested at this family-wise level: the chance that a night
@@ -356,39 +350,6 @@ def history_nights(history: Path | None, exclude: Path | None = None) -> list[Ni
             continue
     nights.sort(key=lambda s: (s.finished_at, s.night))
     return nights
-
-
-# --- JUnit ------------------------------------------------------------------------------------
-
-
-def junit_xml(summary: NightSummary) -> ET.ElementTree:
-    """One <testcase> per cell (named as pytest names the cell), its figures as properties."""
-    cells = summary.cells
-    failed = [c for c in cells if not c.passed]
-    not_run = summary.not_run
-    suites = ET.Element("testsuites")
-    suite = ET.SubElement(suites, "testsuite", {
-        "name": f"oomrace-lab.{summary.name or 'lab'}",
-        "tests": str(len(cells) + len(not_run)), "failures": str(len(failed)), "errors": "0",
-        "skipped": str(len(not_run)), "time": f"{sum(c.seconds for c in cells):.3f}",
-        "timestamp": summary.started_at, "hostname": str(summary.host.get("hostname", "")),
-    })
-    for cell in cells:
-        case = ET.SubElement(suite, "testcase", {
-            "classname": JUNIT_CLASS, "name": f"test_cell[{cell.id}]",
-            "time": f"{cell.seconds:.3f}"})
-        props = ET.SubElement(case, "properties")
-        for name, value in junit_properties(cell):
-            ET.SubElement(props, "property", {"name": name, "value": value})
-        if not cell.passed:
-            failure = ET.SubElement(case, "failure", {"message": failure_message(cell)})
-            failure.text = failure_message(cell)
-    for cid in not_run:
-        case = ET.SubElement(suite, "testcase", {"classname": JUNIT_CLASS,
-                                                 "name": f"test_cell[{cid}]", "time": "0"})
-        ET.SubElement(case, "skipped", {"message": f"not run: {summary.why_not_run(cid)}"})
-    ET.indent(suites)
-    return ET.ElementTree(suites)
 
 
 # --- writing a night ----------------------------------------------------------------------------
