@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from . import accel, rootfs
+from . import accel, kernel_log, rootfs
 from .arches import Arch, GuestSpec, base_cmdline
 from .console import SerialRunner
 from .errors import GuestCommandError, HarnessError
@@ -76,6 +76,9 @@ class Guest:
         self.dmesg_text: str | None = None
         self.accel = self.options.accel
         self.artifacts = GuestArtifacts(workdir, workdir / "console.log", workdir / "dmesg.txt")
+        # The one parse of this guest's console: workloads, the run's end and the pytest
+        # plugin all ask it, and it reads each byte of the log once.
+        self.console_reader = kernel_log.ConsoleFile(self.artifacts.console_log)
 
     # --- boot -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from . import kbuild, kernel_log, kernels, symbolize
+from . import kbuild, kernels, symbolize
 from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
@@ -226,11 +226,7 @@ def unexpected_reports(item: pytest.Item, guests: list[Guest]) -> list[str]:
     allowed = [re.compile(p) for m in item.iter_markers("kernel_reports") for p in m.args]
     titles = []
     for g in guests:
-        try:
-            text = g.artifacts.console_log.read_text(errors="replace")
-        except OSError:
-            continue
-        reports = [r for r in kernel_log.parse(text).reports
+        reports = [r for r in g.console_reader.reports()
                    if not any(p.search(r.title) for p in allowed)]
         # With the kernel's vmlinux (our builds) each title says where its function is.
         located = symbolize.symbolize_reports(reports, g.kernel.vmlinux, g.arch).reports

@@ -10,6 +10,7 @@ by that window, not by the size of the log.
 
 from __future__ import annotations
 
+import copy
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
@@ -89,6 +90,29 @@ class Scanner:
         self._events = EventReader()
         self._reports: list[Report] = []
         self._open_until = -1  # a continuation line before this index belongs to the open report
+
+    @property
+    def reports(self) -> list[Report]:
+        """The reports assembled so far: final, as every line they may span is in."""
+        return self._reports
+
+    @property
+    def held_lines(self) -> int:
+        """How many lines of the log it holds (a report's span at most, and a block)."""
+        return len(self._log.raw)
+
+    def fork(self, with_events: bool) -> Scanner:
+        """A scanner that reads on from here apart from this one, so that it can be
+        finished (what a parse of the log so far gives) while this one waits for more.
+        It holds none of the reports assembled so far (`reports` has them) and, unless
+        `with_events`, none of the events. What it copies is the window: bounded."""
+        twin = copy.copy(self)
+        twin._log = self._log.copy()
+        twin._starts, twin._stoppers = self._starts.copy(), self._stoppers.copy()
+        twin._banners, twin._event_lines = self._banners.copy(), self._event_lines.copy()
+        twin._events = self._events.copy(with_events)
+        twin._reports = []
+        return twin
 
     def feed(self, lines: list[str]) -> None:
         first = self._log.end

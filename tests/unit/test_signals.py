@@ -211,6 +211,7 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
     from harness import run
     from harness.arches import get_arch
     from harness.guest import GuestArtifacts
+    from harness.kernel_log import ConsoleFile
     from harness.kernels import ResolvedKernel
 
     class BootCut:
@@ -220,6 +221,7 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
                      extra_initrd: tuple[Path, ...] = ()) -> None:
             self.artifacts = GuestArtifacts(workdir, workdir / "console.log",
                                             workdir / "dmesg.txt")
+            self.console_reader = ConsoleFile(self.artifacts.console_log)
 
         def __enter__(self) -> BootCut:
             self.artifacts.console_log.write_text("Booting Linux on physical CPU 0x0\n")
