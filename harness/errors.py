@@ -6,6 +6,7 @@ Each carries a message that names the problem and, where there is one, the fix.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 import traceback
@@ -19,6 +20,18 @@ EXIT_BAD_INPUT = 2
 EXIT_REGRESSION = 3  # lab: a regression against the previous night
 EXIT_HARNESS_BUG = 70  # EX_SOFTWARE: an exception the harness did not expect
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
+
+
+def first_line(text: str | None) -> str:
+    """An error's first line, for a one-line message ("unknown error" when it is empty)."""
+    return text.strip().splitlines()[0] if text and text.strip() else "unknown error"
+
+
+def error_key(text: str | None) -> str:
+    """An error's first line with its paths and numbers masked: the same failure at two
+    places (two bisect steps' folders, pids, addresses) gives the same key."""
+    line = re.sub(r"/\S+", "PATH", first_line(text))
+    return re.sub(r"\b(0x)?[0-9a-f]*[0-9][0-9a-f]*\b", "N", line)
 
 
 class HarnessError(Exception):

@@ -251,7 +251,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         raise
     print(bisect.report_text(state), flush=True)
     write_json(args.json, bisect.report_json(state))
-    return _exit_for(bool((state.result or {}).get("commit")))
+    return _exit_for(state.result is not None and bool(state.result.commit))
 
 
 def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:

@@ -281,7 +281,7 @@ def test_sigterm_mid_bisect_keeps_a_clean_resumable_repository(tmp_path: Path) -
     assert not (repo / ".git" / "index.lock").exists()
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     state = bisect.resume(repo, lambda c: FakeKernel(repo, seed=8), quiet)
-    assert state.result is not None and state.result["commit"] == shas[11]
+    assert state.result is not None and state.result.commit == shas[11]
 
 
 def test_sigint_interrupts_even_when_inherited_as_ignored() -> None:
