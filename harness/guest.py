@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -16,7 +16,7 @@ from .arches import Arch, GuestSpec, base_cmdline
 from .console import SerialRunner
 from .errors import GuestCommandError, HarnessError
 from .kernels import KernelImage
-from .machine import Machine, MachineOptions
+from .machine import Machine, MachineOptions, machine_options
 from .runner import Command, CommandResult, Runner
 from .ssh import RunKey, SSHRunner
 
@@ -92,15 +92,15 @@ class Guest:
         return Machine(self.arch, spec, options, self.workdir)
 
     def _probe_kvm(self, timeout: float) -> None:
-        probe = MachineOptions(cpus=1, memory_mb=512, accel="kvm", boot_timeout=timeout,
-                               idle_timeout=timeout, ssh=False)
+        probe = machine_options(cpus=1, memory_mb=512, accel="kvm", boot_timeout=timeout,
+                                idle_timeout=timeout, ssh=False)
         with self._machine(probe, RunKey.generate(), tag="-kvm-probe"):
             pass
 
     def __enter__(self) -> Guest:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.accel = accel.resolve(self.options.accel, self.arch, self._probe_kvm)
-        options = MachineOptions(**{**self.options.__dict__, "accel": self.accel})
+        options = replace(self.options, accel=self.accel)
         key = RunKey.generate()
         key_path = self.workdir / "id_ed25519"
         key_path.unlink(missing_ok=True)  # an earlier boot's key here (a resumed bisect step)

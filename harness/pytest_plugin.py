@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from . import kbuild, kernels, symbolize
+from .accel import ACCELS
 from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
 from .kernel_log.symbols import location_of
 from .kernels import KernelImage
-from .machine import MachineOptions
+from .machine import machine_options
 
 GUEST_FIXTURES = {"guest", "guest_factory", "guest_arch"}
 GUEST_TEST_TIMEOUT = 600  # seconds; a test can ask for its own with @pytest.mark.timeout
@@ -34,7 +35,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "artifacts": {"default": None,
                   "help": "folder for guest console logs and results "
                           "(default oomrace-artifacts/pytest-<time>)"},
-    "accel": {"default": "tcg", "choices": ("tcg", "kvm", "auto"),
+    "accel": {"default": "tcg", "choices": ACCELS,
               "help": "QEMU accelerator (default tcg)"},
     "append": {"action": "append", "default": None,
                "help": "extra kernel command-line argument for every guest (repeatable)"},
@@ -199,7 +200,7 @@ def guest_factory(
         if cpu is not None:
             options.setdefault("cpu", cpu)
         workdir = base / f"{arch}-{len(booted)}"
-        guest = Guest(get_arch(arch), image, workdir, MachineOptions(**options))  # type: ignore[arg-type]
+        guest = Guest(get_arch(arch), image, workdir, machine_options(**options))  # type: ignore[arg-type]
         booted.append(guest)
         request.node.user_properties.append((f"console_log[{len(booted) - 1}]",
                                              str(guest.artifacts.console_log)))

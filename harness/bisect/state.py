@@ -10,7 +10,9 @@ from typing import Any
 
 from .. import atomicio, schema
 from ..errors import UsageError
+from ..kbuild import DEFAULT_CONFIG_RECIPE
 from ..repro import Reproducer
+from ..stress import STRESS_CPUS
 from .git import Git
 from .stats import RateBounds
 from .steps import Signature, StepOutcome
@@ -26,14 +28,14 @@ class BisectConfig:
     bad: str  # the end where the bug shows (for --find-fix the older end)
     arch: str
     scenario: str = "mrelease"
-    recipe_config: str = "v6.1"
+    recipe_config: str = DEFAULT_CONFIG_RECIPE
     confidence: float = 0.95
     max_iterations_per_step: int | None = None
     calibration_batches: int | None = None  # trials on the bad end; None: by workload
     trial_iterations: int | None = None  # a scenario's iterations per trial; None: 5
     find_fix: bool = False
     artifacts: Path = Path("oomrace-artifacts")
-    cpus: int = 8
+    cpus: int = STRESS_CPUS
     memory_mb: int = 1024
     seed: int | None = 1
     # The user's own reproducer instead of the scenario (repro.Reproducer): a C file or a
