@@ -157,7 +157,7 @@ class Scanner:
         hi = self._log.end
         done = 0
         for start, _fam in self._starts:
-            if not eof and start + MAX_REPORT_LINES > hi:
+            if not eof and start + MAX_REPORT_LINES > hi and not self._cut_before(done, hi):
                 break
             self._assemble(done, hi)
             done += 1
@@ -181,12 +181,11 @@ class Scanner:
     def _text_after(self, i: int, hi: int) -> str:
         return self._log.get(i + 1).text if i + 1 < hi else ""
 
-    def _assemble(self, n: int, hi: int) -> None:
-        """The report starting at pending start `n` (all lines before `hi` are in)."""
-        start, fam = self._starts[n]
+    def _bounds(self, n: int, hi: int) -> tuple[int, int, bool]:
+        """(end, limit, tagged) of the report at pending start `n`, with the lines before
+        `hi` in: its own lines end at `end`, its window at `limit`."""
+        start = self._starts[n][0]
         first = self._log.get(start)
-        if start < self._open_until and families.CONTINUATIONS.search(first.text):
-            return
         tagged = first.ctx not in ("", CONSOLE)
         limit = min(hi, start + MAX_REPORT_LINES)
         k = bisect_right(self._banners, start)
@@ -196,6 +195,23 @@ class Scanner:
         k = bisect_right(self._stoppers, start)
         if k < len(self._stoppers) and self._stoppers[k] < end:
             end = self._stoppers[k]
+        return end, limit, tagged
+
+    def _cut_before(self, n: int, hi: int) -> bool:
+        """Whether the report at pending start `n` is final before all its window is in:
+        without caller tags it is, once the next report, a stopper or a banner has cut it
+        (more lines cannot move its end, and its title looks no further). A stream reader
+        then holds back only the last report, not every one of the last window."""
+        end, _limit, tagged = self._bounds(n, hi)
+        return not tagged and end < hi
+
+    def _assemble(self, n: int, hi: int) -> None:
+        """The report starting at pending start `n` (all lines before `hi` are in)."""
+        start, fam = self._starts[n]
+        first = self._log.get(start)
+        if start < self._open_until and families.CONTINUATIONS.search(first.text):
+            return
+        end, limit, tagged = self._bounds(n, hi)
         # With caller tags the task's own lines stay apart from other reports, so the
         # title may look past a later report of the same task (as syzkaller does).
         title_end = limit if tagged else end
