@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import atomicio, schema
 from ..errors import UsageError
-from ..kbuild import DEFAULT_CONFIG_RECIPE
+from ..kernel.build.recipes import DEFAULT_CONFIG_RECIPE
 from ..repro import Reproducer
 from ..stress import STRESS_CPUS
 from .git import Git

@@ -7,8 +7,8 @@ import copy
 import re
 from collections.abc import Callable
 
+from .lines import CPU_LINE
 from .model import Event
-from .reports import CPU_LINE
 
 # Literal words of every event line (the scanner's prefilter looks for them).
 EVENT_KEYS = (

@@ -25,8 +25,8 @@ from pathlib import Path
 from .. import rootfs, signals
 from ..arches import get_arch
 from ..errors import HarnessError, UsageError
+from ..kernel.image import ResolvedKernel
 from ..kernel_log import LogReader
-from ..kernels import ResolvedKernel
 from ..proc import run
 from ..run import RunResult, Seen, finish
 from .cells import (
