@@ -11,11 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
-from . import accel, kernel_log, rootfs
+from . import accel, rootfs
 from .arches import Arch, GuestSpec, base_cmdline
 from .console import SerialRunner
 from .errors import GuestCommandError, HarnessError
 from .kernel.image import KernelImage
+from .kernel_log.stream import ConsoleFile
 from .machine import Machine, MachineOptions, machine_options
 from .runner import Command, CommandResult, Runner
 from .ssh import RunKey, SSHRunner
@@ -78,7 +79,7 @@ class Guest:
         self.artifacts = GuestArtifacts(workdir, workdir / "console.log", workdir / "dmesg.txt")
         # The one parse of this guest's console: workloads, the run's end and the pytest
         # plugin all ask it, and it reads each byte of the log once.
-        self.console_reader = kernel_log.ConsoleFile(self.artifacts.console_log)
+        self.console_reader = ConsoleFile(self.artifacts.console_log)
 
     # --- boot -------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ Modules: `spec` (the table's vocabulary), `families` (the table), `skips` (the
 generic frames and files a title never blames, each with its reason), `taxonomy`
 (what a title means), `scanner` (where reports start and end), `titles`, `frames`
 (guilty-frame selection), `reports` (one report's assembly), `events`, `lines`
-(console prefixes, the window), `logfile` (`oomrace parse-log`), `gate` (its
+(console prefixes, the window, bytes into lines), `stream` (a guest's one console reader,
+fed as the log grows: `LogReader`, `ConsoleFile`), `logfile` (`oomrace parse-log`), `gate` (its
 `--allow`/`--fail-on` patterns: which reports fail a CI), `symbols` (frames as file:line,
 filled in by `harness.symbolize` from a vmlinux).
 

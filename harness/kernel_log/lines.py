@@ -9,6 +9,8 @@ from typing import NamedTuple
 # A line longer than this is cut (its rest skipped): far above a console line's < 1 KiB,
 # it bounds what one line of random bytes can hold in memory.
 MAX_LINE_BYTES = 64 << 10
+# A log file is read (and its lines handed to the scanner) this many bytes at a time.
+BLOCK_BYTES = 1 << 20
 
 
 class LineSplitter:

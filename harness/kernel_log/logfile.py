@@ -16,7 +16,7 @@ from harness.errors import UsageError
 from harness.schema import versioned
 
 from .gate import NO_GATE, Gate, GatedAnalysis
-from .lines import LineSplitter
+from .lines import BLOCK_BYTES, LineSplitter
 from .model import LogAnalysis
 from .scanner import scan
 from .symbols import location_of, stack_lines
@@ -24,8 +24,6 @@ from .symbols import location_of, stack_lines
 STDIN = "-"
 """The log name that reads stdin (a pipe: `dmesg | oomrace parse-log -`)."""
 
-# The file is read (and its lines handed to the scanner) this many bytes at a time.
-BLOCK_BYTES = 1 << 20
 
 
 def parse_file(path: str | Path) -> LogAnalysis:

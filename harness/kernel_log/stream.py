@@ -21,8 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .lines import LineSplitter
-from .logfile import BLOCK_BYTES
+from .lines import BLOCK_BYTES, LineSplitter
 from .model import LogAnalysis, Report
 from .scanner import Scanner
 
