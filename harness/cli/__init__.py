@@ -21,6 +21,7 @@ from . import options
 from .commands import (
     cmd_bisect,
     cmd_boot,
+    cmd_bugs,
     cmd_cache,
     cmd_doctor,
     cmd_evaluate,
@@ -90,6 +91,14 @@ def command_table() -> tuple[Command, ...]:
                 "batch with a 95% interval, the evidence, and whether the fix's interval lies "
                 "below the bug's. Exit 0 when the bug shows on some arch and every fix is "
                 "judged to fix it there."),
+        Command("bugs", "what `clean` is worth: the known bugs of the class, caught and fixed",
+                options.add_bugs_options, cmd_bugs,
+                "Run each known bug of the corpus (configs/bugs.toml) on its bug kernel and "
+                "then its fix kernel, on every arch where it lived (and as a control where "
+                "it cannot show), and print the detection table: detected/trials with an "
+                "exact 95% interval, the median time to the first detection, the fix's clean "
+                "batches with the upper bound on its rate, and the evidence. --list prints "
+                "the corpus. Exit 0 when every bug is caught and every fix is clean."),
         Command("record-lkdtm", "(development) record LKDTM crash logs as parser test data",
                 options.add_record_lkdtm_options, cmd_record_lkdtm,
                 "Boot the v6.1-lkdtm recipe, provoke each LKDTM crash type and save the "

@@ -350,6 +350,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return _exit_for(bug_shows and fixes_hold)
 
 
+def cmd_bugs(args: argparse.Namespace) -> int:
+    from dataclasses import replace as with_fields
+
+    from .. import bugs, evaluate
+
+    corpus = bugs.load_bugs()
+    if args.list:
+        for entry in corpus:
+            print(entry.line())
+        return 0
+    if args.runs < 1 or args.cpus < 1 or args.memory < 128:
+        raise UsageError("--runs and --cpus must be at least 1 and --memory at least 128 (MiB)")
+    chosen = bugs.select(corpus, args.ids)
+    planned = [b.id for b in chosen if not b.ready]
+    if planned:
+        raise UsageError(f"bug {planned[0]} is planned, not ready: `oomrace bugs --list` says "
+                         "what it still needs")
+    out = new_run_dir(args.artifacts)
+    resolve = evaluate.recipe_resolver(None)
+    rows: list[bugs.Row] = []
+    try:
+        for entry in chosen:
+            entry = with_fields(entry, bug_seconds=args.bug_seconds or entry.bug_seconds,
+                                fix_seconds=args.fix_seconds or entry.fix_seconds)
+            for arch in parse_arch_list(args.arch or list(entry.arches())):
+                options = MachineOptions(cpus=args.cpus, memory_mb=args.memory,
+                                         host_cpus=_host_cpus(args, stress=True))
+                rows.append(bugs.run_bug(entry, arch, out, options, resolve, runs=args.runs,
+                                         seed=args.seed, progress=log.info))
+    finally:  # interrupted or failed: the rows finished so far are kept
+        bugs.write_json(out / "bugs.json", rows)
+    write_json(args.json, bugs.to_json(rows))
+    print(f"{bugs.table(rows)}\n\nresults: {out}", flush=True)
+    return _exit_for(bugs.all_hold(rows))
+
+
 def cmd_record_lkdtm(args: argparse.Namespace) -> int:
     from .. import lkdtm
 

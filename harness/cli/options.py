@@ -276,6 +276,29 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     add_json_option(p, "the table")
 
 
+def add_bugs_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ids", nargs="*", metavar="ID",
+                   help="corpus entries (configs/bugs.toml; default: every ready one)")
+    p.add_argument("--list", action="store_true", help="print one line per entry and exit")
+    p.add_argument("--arch", action="append", default=None,
+                   help=f"{arch_help()} (repeatable; default: the entry's arches)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="bug runs per arch, each to its first detection (default 1; 3 for "
+                        "a median time to detection)")
+    p.add_argument("--bug-seconds", type=seconds("--bug-seconds"), default=None,
+                   help="stress budget of each bug run (default: the entry's)")
+    p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
+                   help="stress budget of the fix run (default: the entry's)")
+    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
+                   help=f"guest vCPUs (default {STRESS_CPUS})")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    add_host_cpus(p)
+    p.add_argument("--seed", type=int, default=None, help="stress seed")
+    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
+                   help="folder for results; each run of the table gets its own subfolder")
+    add_json_option(p, "the detection table")
+
+
 def add_record_lkdtm_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", default=None,
                    help=f"{arch_help()} (repeatable; default all)")
