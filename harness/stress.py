@@ -29,6 +29,10 @@ EXIT_USAGE = 2
 EXIT_RUNTIME = 3
 
 TIMEOUT_GRACE_S = 60.0
+
+STRESS_CPUS = 8
+"""vCPUs of a stress guest (`run`, `bisect`, `evaluate`, a lab cell), unless given: the
+reaper's and the writers' threads race on vCPUs of their own."""
 """How much longer than --duration a run may take before the runner gives up.
 
 The program bounds its own waits to duration + 5 s and arms alarm() at

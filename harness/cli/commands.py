@@ -18,13 +18,13 @@ from ..kernel import resolve
 from ..kernel.build import builder, recipes
 from ..kernel_log.symbols import location_of
 from ..ktap import write as ktap
-from ..machine import MachineOptions
+from ..machine import MachineOptions, machine_options
 from ..repro import Reproducer
 from ..run import RunResult, RunSpec, new_run_dir, run_one
-from ..stress import Scenario
+from ..stress import STRESS_CPUS, Scenario
 from ..tools import doctor
 from ..workload import REPRO_NAME, get_workload
-from .options import DEFAULT_ARTIFACTS, STRESS_CPUS, STRESS_HOST_CPUS
+from .options import DEFAULT_ARTIFACTS, STRESS_HOST_CPUS
 from .output import STDOUT, write_json, write_result_text
 
 if TYPE_CHECKING:
@@ -42,8 +42,6 @@ def _exit_for(clean: bool) -> int:
 
 def _host_cpus(args: argparse.Namespace, stress: bool) -> int:
     if args.host_cpus is not None:
-        if args.host_cpus < 0:
-            raise UsageError("--host-cpus must be >= 0 (0: all host CPUs)")
         return int(args.host_cpus)
     return STRESS_HOST_CPUS if stress and getattr(args, "accel", "tcg") == "tcg" else 0
 
@@ -54,11 +52,9 @@ def _options(args: argparse.Namespace) -> MachineOptions:
     smoke = args.command != "run" or args.scenario == "smoke" or \
         bool(getattr(args, "repro", None) or getattr(args, "exec_command", None))
     cpus = args.cpus if args.cpus is not None else 2 if smoke else STRESS_CPUS
-    if cpus < 1 or args.memory < 128:
-        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
-    return MachineOptions(cpus=cpus, memory_mb=args.memory, accel=args.accel,
-                          boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append),
-                          cpu=args.cpu, host_cpus=_host_cpus(args, not smoke))
+    return machine_options(cpus=cpus, memory_mb=args.memory, accel=args.accel,
+                           boot_timeout=args.boot_timeout, cmdline_extra=args.append,
+                           cpu=args.cpu, host_cpus=_host_cpus(args, not smoke))
 
 
 def _summary(result: RunResult) -> str:
@@ -247,7 +243,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         raise
     print(bisect.report_text(state), flush=True)
     write_json(args.json, bisect.report_json(state))
-    return _exit_for(bool((state.result or {}).get("commit")))
+    return _exit_for(state.result is not None and bool(state.result.commit))
 
 
 def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
@@ -344,10 +340,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate.with_budget(evaluate.load_evaluation(args.evaluation), args.bug_seconds,
                               args.fix_seconds)
     arches = parse_arch_list(args.arch or list(ev.arches))
-    if args.cpus < 1 or args.memory < 128:
-        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
-    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
-                             host_cpus=_host_cpus(args, stress=True))
+    options = machine_options(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
+                              host_cpus=_host_cpus(args, stress=True))
     out = new_run_dir(args.artifacts)
     rows: list[evaluate.Row] = []
     try:
