@@ -21,10 +21,10 @@ from ..ktap import write as ktap
 from ..machine import MachineOptions, machine_options
 from ..repro import Reproducer
 from ..run import RunResult, RunSpec, new_run_dir, run_one
-from ..stress import STRESS_CPUS, Scenario
+from ..stress import STRESS_CPUS, Scenario, tcg_host_cpus
 from ..tools import doctor
 from ..workload import REPRO_NAME, get_workload
-from .options import DEFAULT_ARTIFACTS, STRESS_HOST_CPUS
+from .options import DEFAULT_ARTIFACTS
 from .output import STDOUT, write_json, write_result_text
 
 if TYPE_CHECKING:
@@ -40,10 +40,10 @@ def _exit_for(clean: bool) -> int:
     return 0 if clean else EXIT_VERDICT
 
 
-def _host_cpus(args: argparse.Namespace, stress: bool) -> int:
+def _host_cpus(args: argparse.Namespace, stress: bool, scenario: str | None = None) -> int:
     if args.host_cpus is not None:
         return int(args.host_cpus)
-    return STRESS_HOST_CPUS if stress and getattr(args, "accel", "tcg") == "tcg" else 0
+    return tcg_host_cpus(scenario) if stress and getattr(args, "accel", "tcg") == "tcg" else 0
 
 
 def _options(args: argparse.Namespace) -> MachineOptions:
@@ -54,7 +54,8 @@ def _options(args: argparse.Namespace) -> MachineOptions:
     cpus = args.cpus if args.cpus is not None else 2 if smoke else STRESS_CPUS
     return machine_options(cpus=cpus, memory_mb=args.memory, accel=args.accel,
                            boot_timeout=args.boot_timeout, cmdline_extra=args.append,
-                           cpu=args.cpu, host_cpus=_host_cpus(args, not smoke))
+                           cpu=args.cpu,
+                           host_cpus=_host_cpus(args, not smoke, getattr(args, "scenario", None)))
 
 
 def _summary(result: RunResult) -> str:
@@ -341,7 +342,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               args.fix_seconds)
     arches = parse_arch_list(args.arch or list(ev.arches))
     options = machine_options(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
-                              host_cpus=_host_cpus(args, stress=True))
+                              host_cpus=_host_cpus(args, True, ev.scenario))
     out = new_run_dir(args.artifacts)
     rows: list[evaluate.Row] = []
     try:
@@ -367,8 +368,8 @@ def cmd_bugs(args: argparse.Namespace) -> int:
         for entry in corpus:
             print(entry.line())
         return 0
-    if args.runs < 1 or args.cpus < 1 or args.memory < 128:
-        raise UsageError("--runs and --cpus must be at least 1 and --memory at least 128 (MiB)")
+    if args.runs < 1:
+        raise UsageError(f"--runs must be at least 1, not {args.runs}")
     chosen = bugs.select(corpus, args.ids)
     planned = [b.id for b in chosen if not b.ready]
     if planned:
@@ -382,8 +383,8 @@ def cmd_bugs(args: argparse.Namespace) -> int:
             entry = with_fields(entry, bug_seconds=args.bug_seconds or entry.bug_seconds,
                                 fix_seconds=args.fix_seconds or entry.fix_seconds)
             for arch in parse_arch_list(args.arch or list(entry.arches())):
-                options = MachineOptions(cpus=args.cpus, memory_mb=args.memory,
-                                         host_cpus=_host_cpus(args, stress=True))
+                options = machine_options(cpus=args.cpus, memory_mb=args.memory,
+                                          host_cpus=_host_cpus(args, True, entry.scenario))
                 rows.append(bugs.run_bug(entry, arch, out, options, resolve, runs=args.runs,
                                          seed=args.seed, progress=log.info))
     finally:  # interrupted or failed: the rows finished so far are kept

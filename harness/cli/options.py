@@ -13,13 +13,11 @@ from ..arches import arch_help
 from ..errors import UsageError
 from ..inputs import positive_number
 from ..kernel.build.recipes import DEFAULT_CONFIG_RECIPE
-from ..stress import STRESS_CPUS, Scenario
+from ..stress import STRESS_CPUS, STRESS_HOST_CPUS, Scenario
 from ..workload import WORKLOADS
 from .output import add_json_option
 
 DEFAULT_ARTIFACTS = Path("oomrace-artifacts")
-STRESS_HOST_CPUS = 1
-"""Host CPUs for a stress guest under TCG: see machine.host_cpu_set for why."""
 
 STRESS_SCENARIOS = ", ".join(s.value for s in Scenario)
 CHECK_WORKLOADS = " or ".join(sorted(WORKLOADS))
@@ -58,7 +56,8 @@ def add_host_cpus(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-cpus", type=int, default=None,
                    help="host CPUs QEMU may use, 0 for all (default: all for smoke, "
                         f"{STRESS_HOST_CPUS} for stress under TCG, where the race shows when "
-                        "the host pauses a writer's vCPU)")
+                        "the host pauses a writer's vCPU; all for mremap, whose readers "
+                        "must run during the move)")
 
 
 def add_kconfig_options(p: argparse.ArgumentParser, what: str) -> None:
