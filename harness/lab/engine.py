@@ -138,14 +138,12 @@ def write_cell_ktap(directory: Path, record: CellRecord, result: RunResult | Non
 def _run_selftests(cell: Cell, kernel: ResolvedKernel, directory: Path) -> RunResult:
     """A kselftest cell: the suite's verdict, with the kernel's reports and console
     events, as a RunResult (the suite's own results are in kselftest.json)."""
-    from .. import kernel_log
     from ..run import RunResult
     from ..selftests import cell as selftest_cell
     from ..workload import WorkloadResult
 
     done = selftest_cell.run_cell(kernel.image, cell.options(), directory)
-    console = directory / "console.log"
-    parsed = kernel_log.parse(console.read_text(errors="replace") if console.is_file() else "")
+    console, parsed = directory / "console.log", done.console
     status = done.verdict if done.verdict in ("clean", "failed") else "error"
     return RunResult(
         arch=cell.arch, kernel=cell.kernel, verdict=done.verdict, reason=done.reason,
