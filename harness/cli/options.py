@@ -285,15 +285,20 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
                    help="stress budget of the bug")
     p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
                    help="most a fix run may take")
+    add_stress_guest_options(p, "each evaluation")
+    p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
+    add_json_option(p, "the table")
+
+
+def add_stress_guest_options(p: argparse.ArgumentParser, folder_per: str) -> None:
+    """The guest and output options of the commands that run stress on recipes."""
     p.add_argument("--cpus", type=int, default=STRESS_CPUS,
                    help=f"guest vCPUs (default {STRESS_CPUS})")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
-    p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
     add_host_cpus(p)
     p.add_argument("--seed", type=int, default=None, help="stress seed")
     p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
-                   help="folder for results; each evaluation gets its own subfolder")
-    add_json_option(p, "the table")
+                   help=f"folder for results; {folder_per} gets its own subfolder")
 
 
 def add_bugs_options(p: argparse.ArgumentParser) -> None:
@@ -309,13 +314,7 @@ def add_bugs_options(p: argparse.ArgumentParser) -> None:
                    help="stress budget of each bug run (default: the entry's)")
     p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
                    help="stress budget of the fix run (default: the entry's)")
-    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
-                   help=f"guest vCPUs (default {STRESS_CPUS})")
-    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
-    add_host_cpus(p)
-    p.add_argument("--seed", type=int, default=None, help="stress seed")
-    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
-                   help="folder for results; each run of the table gets its own subfolder")
+    add_stress_guest_options(p, "each run of the table")
     add_json_option(p, "the detection table")
 
 
