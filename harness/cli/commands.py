@@ -338,13 +338,21 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .. import evaluate
 
-    ev = evaluate.with_budget(evaluate.load_evaluation(args.evaluation), args.bug_seconds,
-                              args.fix_seconds)
-    arches = parse_arch_list(args.arch or list(ev.arches))
     if args.cpus < 1 or args.memory < 128:
         raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
     options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
                              host_cpus=_host_cpus(args, stress=True))
+    if args.mbox is not None or args.msgid is not None:  # a thread's candidates: harness/mail
+        from ..mail.cli import cmd_evaluate_thread
+
+        return cmd_evaluate_thread(args, options, new_run_dir(args.artifacts))
+    if args.evaluation is None:
+        raise UsageError("give an evaluation NAME, or a thread with --mbox FILE / --msgid ID")
+    if args.base is not None or args.scenario is not None:
+        raise UsageError("--base and --scenario go with --mbox or --msgid")
+    ev = evaluate.with_budget(evaluate.load_evaluation(args.evaluation), args.bug_seconds,
+                              args.fix_seconds)
+    arches = parse_arch_list(args.arch or list(ev.arches))
     out = new_run_dir(args.artifacts)
     rows: list[evaluate.Row] = []
     try:

@@ -257,7 +257,18 @@ def add_lab_options(p: argparse.ArgumentParser) -> None:
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     from ..evaluate import evaluation_names
 
-    p.add_argument("evaluation", help=f"one of: {', '.join(evaluation_names())}")
+    p.add_argument("evaluation", nargs="?", default=None,
+                   help=f"one of: {', '.join(evaluation_names())} (with --mbox: its bug is "
+                        "the base, its fixes run beside the thread's)")
+    mail = p.add_mutually_exclusive_group()
+    mail.add_argument("--mbox", type=Path, default=None,
+                      help="judge every candidate fix in this thread (mbox or mboxrd)")
+    mail.add_argument("--msgid", default=None,
+                      help="the thread of this Message-ID, fetched with `b4 am`")
+    p.add_argument("--base", default=None,
+                   help="with --mbox: the recipe the candidates apply to (e.g. v4.14.2)")
+    p.add_argument("--scenario", default=None,
+                   help="with --mbox: the scenario (default: the known bug's on that base)")
     p.add_argument("--arch", action="append", default=None,
                    help=f"arches: {arch_help()} (repeatable; default: the evaluation's)")
     p.add_argument("--source", default=None,
