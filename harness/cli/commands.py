@@ -345,7 +345,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.mbox is not None or args.msgid is not None:  # a thread's candidates: harness/mail
         from ..mail.cli import cmd_evaluate_thread
 
-        return cmd_evaluate_thread(args, options, new_run_dir(args.artifacts))
+        return cmd_evaluate_thread(args, options)
     if args.evaluation is None:
         raise UsageError("give an evaluation NAME, or a thread with --mbox FILE / --msgid ID")
     if args.base is not None or args.scenario is not None:

@@ -103,8 +103,9 @@ def _failing_hunks(repo: Path, patches: Sequence[PatchMail]) -> tuple[str, ...]:
                 index = int(m.group(1)) - 1
                 header = hunks[index].header if index < len(hunks) else f"hunk #{index + 1}"
                 failures.append(f"{current}: {header}")
-            elif line.startswith("error:") and "patch does not apply" not in line:
-                failures.append(line[len("error:"):].strip())
+            elif line.startswith("error:") and re.search(
+                    r"does not exist|No such file|already exists|corrupt patch", line):
+                failures.append(line[len("error:"):].strip())  # a whole file, not a hunk
         _git(repo, "reset", "-q", "--hard", check=False)
     return tuple(dict.fromkeys(failures))
 

@@ -17,6 +17,7 @@ from ..cli.output import write_json
 from ..errors import EXIT_VERDICT, UsageError
 from ..kbuild_recipes import Recipe
 from ..machine import MachineOptions
+from ..run import new_run_dir
 from ..stress import Scenario
 from .judge import ThreadResult, evaluate_thread, table, to_json
 from .mbox import read_mbox
@@ -97,13 +98,18 @@ def resolver_for(base: Recipe, source: str | None) -> Callable[[str], Recipe]:
     return resolve
 
 
-def cmd_evaluate_thread(args: argparse.Namespace, options: MachineOptions, out: Path) -> int:
-    """Run it; evaluation.json in `out` keeps the rows finished so far, whatever happens."""
-    mbox = args.mbox.expanduser() if args.mbox is not None else fetch_thread(args.msgid, out)
-    messages = read_mbox(mbox)
+def cmd_evaluate_thread(args: argparse.Namespace, options: MachineOptions) -> int:
+    """Run it; evaluation.json in the run's folder keeps the rows finished so far,
+    whatever happens. Bad input is refused before that folder is made."""
     base, ev = base_and_evaluation(args)
     ev = evaluate.with_budget(ev, args.bug_seconds, args.fix_seconds)
     arches = parse_arch_list(args.arch or list(ev.arches))
+    if args.msgid is not None and shutil.which("b4") is None:
+        fetch_thread(args.msgid, Path())  # the one-line error, before anything is made
+    messages = read_mbox(args.mbox.expanduser()) if args.mbox is not None else None
+    out = new_run_dir(args.artifacts)
+    mbox = args.mbox.expanduser() if args.mbox is not None else fetch_thread(args.msgid, out)
+    messages = messages or read_mbox(mbox)
     result = ThreadResult([], [], [])
     try:
         evaluate_thread(messages, ev, base, arches, out, options,

@@ -72,11 +72,22 @@ def prepare(candidates: Sequence[Candidate], base: Recipe, tree: Path,
     return prepared
 
 
+_COMPILER_ERROR = re.compile(r"^(?:\.\./)?(\S+:\d+(?::\d+)?: (?:fatal )?error: .*)$", re.M)
+
+
 def first_build_error(error: str) -> str:
-    """The compiler's first error in a failed build's message (else its first line)."""
-    for line in error.splitlines():
-        if re.search(r"\berror\b:", line) or "Error " in line:
-            return line.strip()[:200]
+    """The compiler's first error: from the build log the message names (the message
+    itself has only the log's last lines), else from the message, else its first line."""
+    log_path = re.search(r"\(build log: ([^)]+)\)", error)
+    texts = [error]
+    if log_path is not None:
+        try:
+            texts.insert(0, Path(log_path.group(1)).read_text(errors="replace"))
+        except OSError:
+            pass
+    for text in texts:
+        if (m := _COMPILER_ERROR.search(text)) is not None:
+            return m.group(1).strip()[:200]
     return error.splitlines()[0][:200] if error else "the build failed"
 
 
