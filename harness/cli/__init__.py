@@ -22,6 +22,7 @@ from .commands import (
     cmd_bisect,
     cmd_boot,
     cmd_cache,
+    cmd_check_patch,
     cmd_doctor,
     cmd_evaluate,
     cmd_kernel_build,
@@ -90,6 +91,13 @@ def command_table() -> tuple[Command, ...]:
                 "batch with a 95% interval, the evidence, and whether the fix's interval lies "
                 "below the bug's. Exit 0 when the bug shows on some arch and every fix is "
                 "judged to fix it there."),
+        Command("check-patch", "judge one patch mail (stdin) as a CI check for b4 or patchwork",
+                options.add_check_patch_options, cmd_check_patch,
+                "Read one patch mail on stdin (as b4 review's check commands pipe it), apply "
+                "it to --base as git am would, build it and judge it beside the bug as "
+                "`evaluate --mbox` does; print b4's JSON list [{tool, status, summary, url, "
+                "details}] or, with --format patchwork, a patchwork check (state, context, "
+                "description, target_url). Exit 0 when the check was printed."),
         Command("record-lkdtm", "(development) record LKDTM crash logs as parser test data",
                 options.add_record_lkdtm_options, cmd_record_lkdtm,
                 "Boot the v6.1-lkdtm recipe, provoke each LKDTM crash type and save the "

@@ -368,6 +368,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return _exit_for(bug_shows and fixes_hold)
 
 
+def cmd_check_patch(args: argparse.Namespace) -> int:
+    from ..mail.cli import cmd_check_patch as check
+
+    if args.cpus < 1 or args.memory < 128:
+        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
+    if args.base is None and args.evaluation is None and args.source is None:
+        args.base = "v4.14.2"
+    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
+                             host_cpus=_host_cpus(args, stress=True))
+    return check(args, options)
+
+
 def cmd_record_lkdtm(args: argparse.Namespace) -> int:
     from .. import lkdtm
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,8 +20,9 @@ from ..kbuild_recipes import Recipe
 from ..machine import MachineOptions
 from ..run import new_run_dir
 from ..stress import Scenario
+from .check import TOOL, check_result, render
 from .judge import ThreadResult, evaluate_thread, table, to_json
-from .mbox import read_mbox
+from .mbox import Message, parse_message, read_mbox, split_mbox
 
 log = logging.getLogger(__name__)
 B4_TIMEOUT = 300.0
@@ -124,3 +126,36 @@ def cmd_evaluate_thread(args: argparse.Namespace, options: MachineOptions) -> in
     fixes_hold = all(r.judgement.startswith(("fixes it", "no judgement: the bug does not"))
                      for r in result.rows if r.role == "fix")
     return 0 if bug_shows and fixes_hold else EXIT_VERDICT
+
+
+def read_patch_mail(data: bytes) -> Message:
+    """The one mail check-patch reads: RFC 2822 bytes, or an mbox holding one message."""
+    if not data.strip():
+        raise UsageError("check-patch reads one patch mail on stdin (as b4's check commands "
+                         "pipe it); stdin was empty")
+    messages = list(split_mbox(data)) if data.startswith(b"From ") else [data]
+    if len(messages) != 1:
+        raise UsageError(f"check-patch reads one mail on stdin; got {len(messages)} (give "
+                         "a thread to `oomrace evaluate --mbox`)")
+    msg = parse_message(messages[0])
+    if not msg.ref.message_id:
+        raise UsageError("the mail on stdin has no Message-ID header; is it an email?")
+    return msg
+
+
+def cmd_check_patch(args: argparse.Namespace, options: MachineOptions) -> int:
+    """Judge the mail on stdin; print b4's JSON array or a patchwork check on stdout."""
+    msg = read_patch_mail(sys.stdin.buffer.read())
+    base, ev = base_and_evaluation(args)
+    ev = replace(evaluate.with_budget(ev, args.bug_seconds, args.fix_seconds), fixes=())
+    arches = parse_arch_list(args.arch or list(ev.arches))
+    out = new_run_dir(args.artifacts)
+    result = ThreadResult([], [], [])
+    try:
+        evaluate_thread([msg], ev, base, arches, out, options, resolver_for(base, args.source),
+                        result, seed=args.seed, progress=log.info)
+    finally:
+        atomicio.write_json(out / "evaluation.json", to_json(ev, base, Path("-"), result))
+    check = check_result(result.sorted_mail_rows(), base.name, ev.scenario, args.url)
+    print(render(check, args.format, args.context or f"{TOOL}-{base.name}"), flush=True)
+    return 0

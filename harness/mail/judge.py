@@ -8,6 +8,7 @@ diff as one more patch) and run as the evaluation's fixes do.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -81,10 +82,8 @@ def first_build_error(error: str) -> str:
     log_path = re.search(r"\(build log: ([^)]+)\)", error)
     texts = [error]
     if log_path is not None:
-        try:
+        with contextlib.suppress(OSError):
             texts.insert(0, Path(log_path.group(1)).read_text(errors="replace"))
-        except OSError:
-            pass
     for text in texts:
         if (m := _COMPILER_ERROR.search(text)) is not None:
             return m.group(1).strip()[:200]
@@ -138,7 +137,9 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
 
     candidates = find_candidates(messages)
     result.order[:] = [c.ref.message_id for c in candidates]
-    tree = ksource.resolve_source(base.source, base.sha256, base.ref).tree
+    # The base tree only when something may apply (a hit costs ~2 s, a first unpack more).
+    tree = ksource.resolve_source(base.source, base.sha256, base.ref).tree \
+        if any(c.appliable for c in candidates) else Path("/nonexistent")
     prepared = prepare(candidates, base, tree, out)
     result.mail_rows.extend(_not_run(p) for p in prepared if p.recipe is None)
     recipes = {p.recipe.name: p.recipe for p in prepared if p.recipe is not None}
@@ -158,6 +159,8 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
             except KernelError as e:
                 result.mail_rows.append(_not_run(p, arch.name, first_build_error(str(e))))
         arch_ev = replace(ev, fixes=ev.fixes + tuple(b.candidate.label for b in built))
+        if not arch_ev.fixes:  # nothing to judge on this arch: no bug run either
+            continue
         rows: list[evaluate.Row] = []
         try:
             evaluate.evaluate(arch_ev, [arch], out, options, resolve, seed=seed, runner=runner,

@@ -43,7 +43,7 @@ def _msgids(text: str | None) -> tuple[str, ...]:
     return tuple(re.findall(r"<([^<>\s]+)>", text or ""))
 
 
-def _split(raw: bytes) -> Iterator[bytes]:
+def split_mbox(raw: bytes) -> Iterator[bytes]:
     """Each message's bytes, its mbox From line dropped and mboxrd escapes undone."""
     current: list[bytes] | None = None
     previous_blank = True
@@ -98,7 +98,7 @@ def read_mbox(path: Path) -> list[Message]:
         raw = path.read_bytes()
     except OSError as e:
         raise UsageError(f"--mbox {path}: {e.strerror or e}") from None
-    messages = [parse_message(chunk) for chunk in _split(raw)]
+    messages = [parse_message(chunk) for chunk in split_mbox(raw)]
     if not messages:
         raise UsageError(f"--mbox {path}: no messages in it (an mbox starts each message "
                          "with a 'From ' line); get one with `b4 mbox MESSAGE-ID`")
