@@ -178,7 +178,8 @@ def _plan(recipe: Recipe, arch: Arch, source: Source | None = None) -> BuildJob:
             raise UsageError(f"recipe {recipe.name}: {p} does not exist")
     compiler = compiler_version(arch)
     if source is None:
-        source = resolve_source(recipe.source, recipe.sha256, recipe.ref)
+        source = resolve_source(recipe.source, recipe.sha256, recipe.ref, url=recipe.url,
+                                also_sha256=recipe.also_sha256)
     compat = tuple(compat_fixes(source.version))
     key = cache_key(
         source.identity, recipe.base_config, fragments, [*(f.patch for f in compat), *patches],
@@ -317,6 +318,7 @@ def _write_record(out: Path, job: BuildJob, checkout: kbuild_incr.Checkout,
         "recipe": job.recipe.name,
         "arch": job.arch.name,
         "source_identity": job.source.identity,
+        "source_origin": job.source.origin,  # a tarball's: its URL or "local file PATH"
         "kernel_version": job.source.version,
         "base_config": job.recipe.base_config,
         "fragments": [f.name for f in job.fragments],

@@ -138,7 +138,8 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
     candidates = find_candidates(messages)
     result.order[:] = [c.ref.message_id for c in candidates]
     # The base tree only when something may apply (a hit costs ~2 s, a first unpack more).
-    tree = ksource.resolve_source(base.source, base.sha256, base.ref).tree \
+    tree = ksource.resolve_source(base.source, base.sha256, base.ref, url=base.url,
+                                  also_sha256=base.also_sha256).tree \
         if any(c.appliable for c in candidates) else Path("/nonexistent")
     prepared = prepare(candidates, base, tree, out)
     result.mail_rows.extend(_not_run(p) for p in prepared if p.recipe is None)
