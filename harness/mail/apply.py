@@ -129,3 +129,22 @@ def apply_candidate(candidate: Candidate, base: Path, workdir: Path) -> ApplyRes
     patch = workdir / f"{candidate.label}.patch"
     patch.write_text(diff)
     return ApplyResult(True, "", (), patch)
+
+
+def applied_diff(base: Path, patches: Sequence[Path], workdir: Path) -> str | None:
+    """A recipe's patches (-p1 files) as `git diff` against the base's files, the form
+    apply_candidate gives: two changes are the same when these texts are equal. None
+    when they do not apply."""
+    from ..ksource import patched_paths
+
+    texts = [p.read_text(errors="replace") for p in patches]
+    paths = [rel for text in texts for rel in patched_paths(text)]
+    if any(Path(rel).is_absolute() or ".." in Path(rel).parts for rel in paths):
+        return None
+    repo = workdir / "git"
+    _base_repo(repo, base, list(dict.fromkeys(paths)))
+    for patch in patches:
+        if _git(repo, "apply", str(patch.resolve()), check=False).returncode != 0:
+            return None
+    _git(repo, "add", "-A")
+    return _git(repo, "diff", "--no-color", "--no-ext-diff", "--cached", "HEAD").stdout

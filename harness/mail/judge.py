@@ -21,7 +21,7 @@ from ..errors import KernelError
 from ..kbuild_recipes import Recipe
 from ..machine import MachineOptions
 from ..run import run_one
-from .apply import ApplyResult, apply_candidate
+from .apply import ApplyResult, applied_diff, apply_candidate
 from .candidates import Candidate, Kind
 from .mbox import Message, MessageRef
 
@@ -50,6 +50,7 @@ class Prepared:
     candidate: Candidate
     applied: ApplyResult
     recipe: Recipe | None  # the base with the applied diff, when it applied
+    same_as: str = ""  # the evaluation's own fix recipe that makes the same change
 
 
 Builder = Callable[[Recipe, str], kbuild.BuiltKernel]
@@ -59,17 +60,35 @@ def _build(recipe: Recipe, arch: str) -> kbuild.BuiltKernel:
     return kbuild.build(recipe, arch, progress=False)
 
 
-def prepare(candidates: Sequence[Candidate], base: Recipe, tree: Path,
-            out: Path) -> list[Prepared]:
-    """Apply each candidate to the base tree's files; the ones that apply get a recipe."""
+def same_changes(fixes: Sequence[Recipe], base: Recipe, tree: Path,
+                 out: Path) -> dict[str, str]:
+    """The evaluation's own fixes on the same base, by their change as `git diff` text: a
+    candidate making one of them is judged by that recipe's run, not built again."""
+    found: dict[str, str] = {}
+    for recipe in fixes:
+        if recipe.source != base.source or recipe.patches[:len(base.patches)] != base.patches:
+            continue
+        own = recipe.patch_paths()[len(base.patches):]
+        diff = applied_diff(tree, own, out / "candidates" / f"recipe-{recipe.name}")
+        if diff:
+            found.setdefault(diff, recipe.name)
+    return found
+
+
+def prepare(candidates: Sequence[Candidate], base: Recipe, tree: Path, out: Path,
+            known: dict[str, str] | None = None) -> list[Prepared]:
+    """Apply each candidate to the base tree's files; the ones that apply get a recipe,
+    or the name of the `known` recipe that makes the same change."""
     prepared = []
     for c in candidates:
         applied = apply_candidate(c, tree, out / "candidates" / c.label)
-        recipe = None
+        recipe, same = None, ""
         if applied.patch is not None:
-            recipe = replace(base, name=c.label, patches=(*base.patches, str(applied.patch)),
-                             description=f"{base.name} + {c.ref.subject} <{c.ref.message_id}>")
-        prepared.append(Prepared(c, applied, recipe))
+            same = (known or {}).get(applied.patch.read_text(), "")
+            recipe = None if same else replace(
+                base, name=c.label, patches=(*base.patches, str(applied.patch)),
+                description=f"{base.name} + {c.ref.subject} <{c.ref.message_id}>")
+        prepared.append(Prepared(c, applied, recipe, same))
     return prepared
 
 
@@ -108,8 +127,9 @@ def _not_run(p: Prepared, arch: str = "-", error: str = "") -> MailRow:
 
 def _ran(p: Prepared, row: evaluate.Row) -> MailRow:
     c = p.candidate
+    same = f" (the same change as recipe {p.same_as})" if p.same_as else ""
     return MailRow(c.kind.value, c.ref, tuple(m.message_id for m in c.messages[1:]),
-                   row.arch, row.judgement, "", row)
+                   row.arch, row.judgement + same, "", row)
 
 
 @dataclass
@@ -141,8 +161,11 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
     tree = ksource.resolve_source(base.source, base.sha256, base.ref, url=base.url,
                                   also_sha256=base.also_sha256).tree \
         if any(c.appliable for c in candidates) else Path("/nonexistent")
-    prepared = prepare(candidates, base, tree, out)
-    result.mail_rows.extend(_not_run(p) for p in prepared if p.recipe is None)
+    known = same_changes([resolve_recipe(f) for f in ev.fixes], base, tree, out) \
+        if any(c.appliable for c in candidates) else {}
+    prepared = prepare(candidates, base, tree, out, known)
+    result.mail_rows.extend(_not_run(p) for p in prepared
+                            if p.recipe is None and not p.same_as)
     recipes = {p.recipe.name: p.recipe for p in prepared if p.recipe is not None}
 
     def resolve(name: str, arch: Arch) -> kernels.KernelImage:
@@ -171,8 +194,10 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
             for row in rows:
                 if row.recipe in by_label:
                     result.mail_rows.append(_ran(by_label[row.recipe], row))
-                else:
-                    result.rows.append(row)
+                    continue
+                result.rows.append(row)
+                result.mail_rows.extend(_ran(p, row) for p in prepared
+                                        if p.same_as and p.same_as == row.recipe)
     return result
 
 

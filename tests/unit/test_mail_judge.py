@@ -93,6 +93,28 @@ def test_each_candidate_is_judged_or_says_why(tmp_path: Path) -> None:
     assert len(lines) == 2 + 6 and "good@x" in lines[2]
 
 
+def test_a_candidate_that_is_an_evaluation_fix_takes_its_run(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    base = replace(kbuild.load_recipe("v4.14.2"), source=str(tree), sha256=None)
+    own = tmp_path / "own.patch"  # the evaluation's own fix: good@x's change, its own words
+    own.write_text("Our own copy.\n---\n" + _patch("mm/a.c", "bug();", "fixed();")
+                   .split("\n\n", 2)[2].replace("-- \n2.39\n", ""))
+    recipes = {"own-fix": replace(base, name="own-fix", patches=(str(own),))}
+    ev = replace(evaluate.load_evaluation("v4.14.2"), fixes=("own-fix",))
+    runner = FakeRunner({("v4.14.2", "aarch64"): 0.9})
+    result = evaluate_thread(read_mbox(_thread(tmp_path)), ev, base, [get_arch("aarch64")],
+                             tmp_path / "out", MachineOptions(cpus=8),
+                             lambda name: recipes.get(name) or kbuild.load_recipe(name),
+                             ThreadResult([], [], []), runner=runner, build=_fake_build,
+                             progress=lambda _: None)
+    assert [r.recipe for r in result.rows] == ["v4.14.2", "own-fix"]
+    good = next(r for r in result.mail_rows if r.message.message_id == "good@x")
+    assert good.run is result.rows[1] and good.judgement.startswith("fixes it")
+    assert good.judgement.endswith("(the same change as recipe own-fix)")
+    ran = [s.kernel.requested for s in runner.specs]
+    assert "mail-good_x" not in ran and "mail-bad_x" in ran  # run once, as the recipe
+
+
 def _oomrace(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness", *argv], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
