@@ -373,6 +373,26 @@ def locate_tarball(name: str, sha256: str | None, url: str | None) -> tuple[Path
     return path, f"local file {path}"
 
 
+def missing_tarball(name: str, sha256: str | None, url: str | None) -> str | None:
+    """None when the tarball is here or its URL answers (a 10 s HEAD request); else
+    where to get it: the URL, the sha256 and the folder to put it in."""
+    try:
+        find_source_file(name)
+        return None
+    except UsageError as e:
+        if url is None:
+            return str(e)
+    if (cache.cache_root() / "downloads" / (sha256 or "").lower()).is_dir():
+        return None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
+            return None
+    except OSError:
+        folder = source_search_path()[0]
+        return (f"{name} is not here and {url} does not answer: download it from {url} "
+                f"(sha256 {sha256}) into {folder}")
+
+
 class DownloadError(KernelError):
     """A URL did not answer (no network, no such file): not a damaged download."""
 

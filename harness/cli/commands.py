@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import atomicio, kbuild, kernel_log, kernels, schema, symbolize
+from .. import atomicio, kbuild, kernel_log, kernels, ksource, schema, symbolize
 from ..arches import parse_arch_list, qemu_argv
 from ..errors import EXIT_VERDICT, HarnessError, MissingToolError, UsageError
 from ..guest import guest_spec
@@ -134,9 +134,12 @@ def _run_guests(args: argparse.Namespace) -> tuple[list[RunResult], Path]:
         print(_summary(result), flush=True)
         results.append(result)
     if args.scenario is None and reproducer is None:
+        seed = kbuild.load_recipe("v4.14.2")
+        missing = ksource.missing_tarball(seed.source, seed.sha256, seed.url)
+        then = f"{missing}; then run:" if missing else ""
         print(f"\nThe seed bug (CVE-2017-18202) caught on Linux 4.14.2 through the OOM "
-              f"killer, and the fixes from its thread judged side by side:\n  {SEED_BUG_COMMAND}",
-              flush=True)
+              f"killer, and the fixes from its thread judged side by side: {then}\n"
+              f"  {SEED_BUG_COMMAND}", flush=True)
     return results, run_dir
 
 

@@ -102,3 +102,16 @@ def test_a_url_without_its_sha256_is_a_recipe_error(tmp_path: Path) -> None:
     bad.write_text(f'[recipe.x]\nsource = "{NAME}"\nurl = "https://example.org/{NAME}"\n')
     with pytest.raises(UsageError, match="url needs the sha256"):
         kbuild.load_recipe("x", bad)
+
+
+def test_bootstraps_last_line_knows_whether_the_seed_tarball_can_be_had(
+        http_folder: tuple[str, Path], _no_shared: Path) -> None:  # noqa: F811
+    base, www = http_folder
+    url = f"{base}/{NAME}"
+    missing = ksource.missing_tarball(NAME, "3" * 64, url)
+    assert missing is not None and url in missing and "3" * 64 in missing
+    assert str(_no_shared) in missing
+    _tarball(www / NAME)
+    assert ksource.missing_tarball(NAME, "3" * 64, url) is None  # the URL answers
+    (www / NAME).rename(_no_shared / NAME)
+    assert ksource.missing_tarball(NAME, "3" * 64, None) is None  # a local copy
