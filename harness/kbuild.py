@@ -71,6 +71,7 @@ from .ksource import (
     link_tree,
     makefile_version,
     patched_paths,
+    recipe_source,
     resolve_source,
     unshare,
 )
@@ -105,6 +106,7 @@ __all__ = [  # the parts live in their own modules; kept importable from here fo
     "patched_paths",
     "recipe_for_cli",
     "recipe_names",
+    "recipe_source",
     "requested_options",
     "resolve_source",
     "tuxmake_command",

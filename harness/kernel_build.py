@@ -39,7 +39,7 @@ from .ksource import (
     compat_fixes,
     git_commit_source,
     link_tree,
-    resolve_source,
+    recipe_source,
 )
 
 LAST_USED = ".last-used"
@@ -178,8 +178,7 @@ def _plan(recipe: Recipe, arch: Arch, source: Source | None = None) -> BuildJob:
             raise UsageError(f"recipe {recipe.name}: {p} does not exist")
     compiler = compiler_version(arch)
     if source is None:
-        source = resolve_source(recipe.source, recipe.sha256, recipe.ref, url=recipe.url,
-                                also_sha256=recipe.also_sha256)
+        source = recipe_source(recipe)
     compat = tuple(compat_fixes(source.version))
     key = cache_key(
         source.identity, recipe.base_config, fragments, [*(f.patch for f in compat), *patches],

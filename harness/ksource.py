@@ -22,12 +22,15 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from . import cache, proc
 from .errors import KernelError, MissingToolError, UsageError
 from .kversion import version_tuple
 from .paths import PROJECT_ROOT, data_path
+
+if TYPE_CHECKING:
+    from .kbuild_recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +313,12 @@ def resolve_source(spec: str | Path, sha256: str | None = None, ref: str | None 
         return git_source(tree)
     refuse_built_in_place(tree)
     return plain_source(tree)
+
+
+def recipe_source(recipe: Recipe) -> Source:
+    """A recipe's source with all its known-good origins (sha256, url, also_sha256)."""
+    return resolve_source(recipe.source, recipe.sha256, recipe.ref, url=recipe.url,
+                          also_sha256=recipe.also_sha256)
 
 
 IN_TREE_BUILD_LEFTOVERS = (".config", "include/config", "include/generated")

@@ -158,8 +158,7 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
     candidates = find_candidates(messages)
     result.order[:] = [c.ref.message_id for c in candidates]
     # The base tree only when something may apply (a hit costs ~2 s, a first unpack more).
-    tree = ksource.resolve_source(base.source, base.sha256, base.ref, url=base.url,
-                                  also_sha256=base.also_sha256).tree \
+    tree = ksource.recipe_source(base).tree \
         if any(c.appliable for c in candidates) else Path("/nonexistent")
     known = same_changes([resolve_recipe(f) for f in ev.fixes], base, tree, out) \
         if any(c.appliable for c in candidates) else {}

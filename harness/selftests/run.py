@@ -40,8 +40,7 @@ def selftest_source(kernel: KernelImage) -> ksource.Source:
     """The tree the selftests of `kernel` are built from: its recipe's source, Debian's
     linux-source for Debian's kernel and for an image given by path (the v6.1 recipe's)."""
     recipe = kbuild.load_recipe(kernel.source.get("recipe") or kbuild.DEFAULT_CONFIG_RECIPE)
-    return ksource.resolve_source(recipe.source, recipe.sha256, recipe.ref, url=recipe.url,
-                                  also_sha256=recipe.also_sha256)
+    return ksource.recipe_source(recipe)
 
 
 @dataclass(frozen=True)

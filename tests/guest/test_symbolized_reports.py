@@ -45,7 +45,7 @@ def test_a_report_of_our_build_names_file_and_line(tmp_path: Path) -> None:
     assert f" at {where} " in report.lines[0], (report.lines[0], where)
     # The line is in the kernel the build compiled, and it is the WARN_ON itself.
     recipe = kbuild.load_recipe(lkdtm.RECIPE)
-    tree = kbuild.resolve_source(recipe.source, recipe.sha256, recipe.ref).tree
+    tree = kbuild.recipe_source(recipe).tree
     source = (tree / where.file).read_text().splitlines()
     assert 0 < where.line <= len(source)
     assert "WARN_ON" in source[where.line - 1], source[where.line - 1]

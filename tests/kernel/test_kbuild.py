@@ -27,7 +27,7 @@ def _check(k: kbuild.BuiltKernel, recipe: str, arch: str) -> None:
     wanted = kbuild.requested_options(r.fragment_paths(arch))
     mismatches = kbuild.check_config(k.config.read_text(), r.fragment_paths(arch))
     if mismatches:  # only options this kernel version does not have at all
-        known = kbuild.kconfig_symbols(kbuild.resolve_source(r.source, r.sha256).tree)
+        known = kbuild.kconfig_symbols(kbuild.recipe_source(r).tree)
         assert [m for m in mismatches if m.option.removeprefix("CONFIG_") in known] == []
     for option in ("PAGE_POISONING", "MEMCG", "SMP", "VIRTIO_NET", "DEBUG_VM", "KALLSYMS"):
         assert k.has_option(option), option

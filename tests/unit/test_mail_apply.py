@@ -27,7 +27,7 @@ def tree() -> Path:
         ksource.find_source_file(recipe.source)
     except UsageError as e:
         missing_shared(f"the Linux 4.14.2 tarball is not here: {e}")
-    return ksource.resolve_source(recipe.source, recipe.sha256).tree
+    return ksource.recipe_source(recipe).tree
 
 
 @pytest.fixture(scope="module")
