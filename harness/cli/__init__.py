@@ -89,8 +89,10 @@ def command_table() -> tuple[Command, ...]:
                 "Run the bug's kernel and each candidate fix (configs/evaluations.toml) on "
                 "every arch and print one row per recipe and arch: verdict, detections per "
                 "batch with a 95% interval, the evidence, and whether the fix's interval lies "
-                "below the bug's. Exit 0 when the bug shows on some arch and every fix is "
-                "judged to fix it there."),
+                "below the bug's. With --mbox FILE (or --msgid ID, through b4), every "
+                "candidate fix of a mail thread too: applied as git am would, built and "
+                "judged, one row per candidate naming its message. Exit 0 when the bug shows "
+                "on some arch and every recipe fix is judged to fix it there."),
         Command("check-patch", "judge one patch mail (stdin) as a CI check for b4 or patchwork",
                 options.add_check_patch_options, cmd_check_patch,
                 "Read one patch mail on stdin (as b4 review's check commands pipe it), apply "
