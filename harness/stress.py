@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from .errors import GuestCommandError, UsageError
-from .kversion import older_than
+from .kernel.version import older_than
 from .runner import Runner
 
 DEFAULT_BINARY = "/bin/oomrace-stress"

@@ -135,7 +135,7 @@ def applied_diff(base: Path, patches: Sequence[Path], workdir: Path) -> str | No
     """A recipe's patches (-p1 files) as `git diff` against the base's files, the form
     apply_candidate gives: two changes are the same when these texts are equal. None
     when they do not apply."""
-    from ..ksource import patched_paths
+    from ..kernel.build.tree import patched_paths
 
     texts = [p.read_text(errors="replace") for p in patches]
     paths = [rel for text in texts for rel in patched_paths(text)]

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .. import atomicio, evaluate, kbuild, proc
+from .. import atomicio, evaluate, proc
 from ..arches import parse_arch_list
 from ..cli.output import write_json
 from ..errors import EXIT_VERDICT, UsageError
-from ..kbuild_recipes import Recipe
+from ..kernel.build import recipes
+from ..kernel.build.recipes import Recipe
 from ..machine import MachineOptions
 from ..run import new_run_dir
 from ..stress import Scenario
@@ -64,12 +65,12 @@ def base_and_evaluation(args: argparse.Namespace) -> tuple[Recipe, evaluate.Eval
         if args.base is not None and args.base != ev.bug:
             raise UsageError(f"--base {args.base}: evaluation {ev.name} runs on {ev.bug}; "
                              "give one of them")
-        base = kbuild.load_recipe(ev.bug)
+        base = recipes.load_recipe(ev.bug)
     else:
         if args.base is None and args.source is None:
             raise UsageError("--mbox/--msgid needs a base: --base RECIPE (e.g. v4.14.2), "
                              "--source DIR, or an evaluation NAME")
-        base = kbuild.load_recipe(args.base or kbuild.DEFAULT_CONFIG_RECIPE)
+        base = recipes.load_recipe(args.base or recipes.DEFAULT_CONFIG_RECIPE)
         entry = _corpus_entry(base.name)
         if entry is None and args.scenario is None:
             raise UsageError(f"no known bug runs on {base.name}: give --scenario "
@@ -94,7 +95,7 @@ def resolver_for(base: Recipe, source: str | None) -> Callable[[str], Recipe]:
     def resolve(name: str) -> Recipe:
         if name == base.name:
             return base
-        recipe = kbuild.load_recipe(name)
+        recipe = recipes.load_recipe(name)
         return replace(recipe, source=source, sha256=None, ref=None) if source else recipe
 
     return resolve

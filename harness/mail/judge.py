@@ -15,10 +15,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import evaluate, kbuild, kernels, ksource, schema
+from .. import evaluate, schema
 from ..arches import Arch
 from ..errors import KernelError
-from ..kbuild_recipes import Recipe
+from ..kernel.build import builder
+from ..kernel.build.recipes import Recipe
+from ..kernel.build.source import recipe_source
+from ..kernel.image import KernelImage
+from ..kernel.resolve import from_build
 from ..machine import MachineOptions
 from ..run import run_one
 from .apply import ApplyResult, applied_diff, apply_candidate
@@ -53,11 +57,11 @@ class Prepared:
     same_as: str = ""  # the evaluation's own fix recipe that makes the same change
 
 
-Builder = Callable[[Recipe, str], kbuild.BuiltKernel]
+Builder = Callable[[Recipe, str], builder.BuiltKernel]
 
 
-def _build(recipe: Recipe, arch: str) -> kbuild.BuiltKernel:
-    return kbuild.build(recipe, arch, progress=False)
+def _build(recipe: Recipe, arch: str) -> builder.BuiltKernel:
+    return builder.build(recipe, arch, progress=False)
 
 
 def same_changes(fixes: Sequence[Recipe], base: Recipe, tree: Path,
@@ -158,7 +162,7 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
     candidates = find_candidates(messages)
     result.order[:] = [c.ref.message_id for c in candidates]
     # The base tree only when something may apply (a hit costs ~2 s, a first unpack more).
-    tree = ksource.recipe_source(base).tree \
+    tree = recipe_source(base).tree \
         if any(c.appliable for c in candidates) else Path("/nonexistent")
     known = same_changes([resolve_recipe(f) for f in ev.fixes], base, tree, out) \
         if any(c.appliable for c in candidates) else {}
@@ -167,8 +171,8 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
                             if p.recipe is None and not p.same_as)
     recipes = {p.recipe.name: p.recipe for p in prepared if p.recipe is not None}
 
-    def resolve(name: str, arch: Arch) -> kernels.KernelImage:
-        return kernels.from_build(build(recipes.get(name) or resolve_recipe(name), arch.name))
+    def resolve(name: str, arch: Arch) -> KernelImage:
+        return from_build(build(recipes.get(name) or resolve_recipe(name), arch.name))
 
     for arch in arches:
         built = []

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, ksource
 from harness.errors import KernelError, UsageError
+from harness.kernel.build import recipes
+from harness.kernel.build import source as ksource
 
 from .test_ksource import (
     MAKEFILE,
@@ -90,7 +91,7 @@ def test_with_neither_the_error_says_url_sha256_and_folder(
 
 
 def test_the_4_14_2_recipes_know_both_copies() -> None:
-    recipe = kbuild.load_recipe("v4.14.2+gather-each-vma")
+    recipe = recipes.load_recipe("v4.14.2+gather-each-vma")
     assert recipe.sha256 == "e92690620a4e4811c6b37b2f1b6c9b32a1dde40aa12be6527c8dc215fb27464c"
     assert recipe.url == "https://cdn.kernel.org/pub/linux/kernel/v4.x/linux-4.14.2.tar.xz"
     assert recipe.also_sha256 == (
@@ -101,7 +102,7 @@ def test_a_url_without_its_sha256_is_a_recipe_error(tmp_path: Path) -> None:
     bad = tmp_path / "k.toml"
     bad.write_text(f'[recipe.x]\nsource = "{NAME}"\nurl = "https://example.org/{NAME}"\n')
     with pytest.raises(UsageError, match="url needs the sha256"):
-        kbuild.load_recipe("x", bad)
+        recipes.load_recipe("x", bad)
 
 
 def test_bootstraps_last_line_knows_whether_the_seed_tarball_can_be_had(

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, ksource
 from harness.errors import UsageError
+from harness.kernel.build import recipes
+from harness.kernel.build.source import find_source_file, recipe_source
 from harness.mail.apply import apply_candidate, touched_paths
 from harness.mail.candidates import Candidate, find_candidates
 from harness.mail.diff import FileDiff, Hunk
@@ -22,12 +23,12 @@ from .test_mail import EXIT_PATCH, EXIT_RFC, LAZY_DRAFT, THREAD, WANG_RFC
 
 @pytest.fixture(scope="module")
 def tree() -> Path:
-    recipe = kbuild.load_recipe("v4.14.2")
+    recipe = recipes.load_recipe("v4.14.2")
     try:
-        ksource.find_source_file(recipe.source)
+        find_source_file(recipe.source)
     except UsageError as e:
         missing_shared(f"the Linux 4.14.2 tarball is not here: {e}")
-    return ksource.recipe_source(recipe).tree
+    return recipe_source(recipe).tree
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from harness import evaluate, kbuild
+from harness import evaluate
 from harness.arches import get_arch
 from harness.errors import KernelError
-from harness.kbuild_recipes import Recipe
+from harness.kernel.build import builder, recipes
+from harness.kernel.build.recipes import Recipe
 from harness.machine import MachineOptions
 from harness.mail.judge import ThreadResult, evaluate_thread, table, to_json
 from harness.mail.mbox import read_mbox
@@ -51,22 +52,22 @@ def _tree(tmp_path: Path) -> Path:
     return tree
 
 
-def _fake_build(recipe: Recipe, arch: str) -> kbuild.BuiltKernel:
+def _fake_build(recipe: Recipe, arch: str) -> builder.BuiltKernel:
     patched = "".join(Path(p).read_text() for p in recipe.patches)
     if "bug(;" in patched:
         raise KernelError("make failed:\nmm/a.c:1:5: error: expected expression before ';'")
-    return kbuild.BuiltKernel(arch=arch, image=Path(f"/k/{recipe.name}"), config=Path("/k/c"),
-                              source_identity="tree:x", recipe=recipe.name, patches=(),
-                              compiler="gcc", build_log=Path("/k/log"), directory=Path("/k"),
-                              kernel_version="4.14.2")
+    return builder.BuiltKernel(
+        arch=get_arch(arch), image=Path(f"/k/{recipe.name}"), config=Path("/k/c"),
+        source_identity="tree:x", recipe=recipe.name, patches=(), compiler="gcc",
+        build_log=Path("/k/log"), directory=Path("/k"), kernel_version="4.14.2")
 
 
 def test_each_candidate_is_judged_or_says_why(tmp_path: Path) -> None:
-    base = replace(kbuild.load_recipe("v4.14.2"), source=str(_tree(tmp_path)), sha256=None)
+    base = replace(recipes.load_recipe("v4.14.2"), source=str(_tree(tmp_path)), sha256=None)
     ev = replace(evaluate.load_evaluation("v4.14.2"), fixes=())
     runner = FakeRunner({("v4.14.2", "aarch64"): 0.9, ("mail-bad_x", "aarch64"): 0.5})
     result = evaluate_thread(read_mbox(_thread(tmp_path)), ev, base, [get_arch("aarch64")],
-                             tmp_path / "out", MachineOptions(cpus=8), kbuild.load_recipe,
+                             tmp_path / "out", MachineOptions(cpus=8), recipes.load_recipe,
                              ThreadResult([], [], []), runner=runner, build=_fake_build,
                              progress=lambda _: None)
     assert [r.recipe for r in result.rows] == ["v4.14.2"]
@@ -95,16 +96,16 @@ def test_each_candidate_is_judged_or_says_why(tmp_path: Path) -> None:
 
 def test_a_candidate_that_is_an_evaluation_fix_takes_its_run(tmp_path: Path) -> None:
     tree = _tree(tmp_path)
-    base = replace(kbuild.load_recipe("v4.14.2"), source=str(tree), sha256=None)
+    base = replace(recipes.load_recipe("v4.14.2"), source=str(tree), sha256=None)
     own = tmp_path / "own.patch"  # the evaluation's own fix: good@x's change, its own words
     own.write_text("Our own copy.\n---\n" + _patch("mm/a.c", "bug();", "fixed();")
                    .split("\n\n", 2)[2].replace("-- \n2.39\n", ""))
-    recipes = {"own-fix": replace(base, name="own-fix", patches=(str(own),))}
+    own_recipes = {"own-fix": replace(base, name="own-fix", patches=(str(own),))}
     ev = replace(evaluate.load_evaluation("v4.14.2"), fixes=("own-fix",))
     runner = FakeRunner({("v4.14.2", "aarch64"): 0.9})
     result = evaluate_thread(read_mbox(_thread(tmp_path)), ev, base, [get_arch("aarch64")],
                              tmp_path / "out", MachineOptions(cpus=8),
-                             lambda name: recipes.get(name) or kbuild.load_recipe(name),
+                             lambda name: own_recipes.get(name) or recipes.load_recipe(name),
                              ThreadResult([], [], []), runner=runner, build=_fake_build,
                              progress=lambda _: None)
     assert [r.recipe for r in result.rows] == ["v4.14.2", "own-fix"]
