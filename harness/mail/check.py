@@ -14,9 +14,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .judge import MailRow
+if TYPE_CHECKING:
+    from .judge import MailRow
 
 TOOL = "oomrace"
 
