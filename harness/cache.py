@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import atomicio
+from .errors import UsageError, shown
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,14 @@ def cache_root() -> Path:
     else:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         root = Path(base) / "oomrace"
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"the cache {shown(root)} (from $OOMRACE_CACHE or $XDG_CACHE_HOME) "
+                         "is not a folder; point $OOMRACE_CACHE at a folder") from None
+    except OSError as e:
+        raise UsageError(f"the cache {shown(root)} cannot be created ({e.strerror}); point "
+                         "$OOMRACE_CACHE at a folder you can write to") from None
     return root
 
 

@@ -21,6 +21,19 @@ EXIT_HARNESS_BUG = 70  # EX_SOFTWARE: an exception the harness did not expect
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
 
 
+# A path longer than this is shortened in messages (the message stays one readable line).
+_SHOWN_PATH_CHARS = 160
+
+
+def shown(path: object) -> str:
+    """`path` as an error message shows it: whole, or its ends around '...' when long."""
+    text = str(path)
+    if len(text) <= _SHOWN_PATH_CHARS:
+        return text
+    half = _SHOWN_PATH_CHARS // 2
+    return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
+
+
 class HarnessError(Exception):
     """Base of all harness errors; `str()` is meant for the user."""
 
@@ -93,7 +106,7 @@ def save_traceback(exc: BaseException) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             return path
-        except OSError:
+        except (OSError, HarnessError):  # HarnessError: $OOMRACE_CACHE is not a folder
             continue
     return Path("/dev/null")  # nowhere writable: the message still names the exception
 

@@ -37,6 +37,26 @@ class CommandError(HarnessError):
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Resource limits for a command that reads user input (a compiler given the user's
+    C file, which may `#include "/dev/zero"`): its address space and CPU seconds, set in
+    the child before it runs, so the kernel ends it instead of the host's OOM killer."""
+
+    memory_bytes: int
+    cpu_seconds: int
+
+    def apply(self) -> None:
+        """Set the limits in this process (the child, between fork and exec)."""
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds))
+
+    def describe(self) -> str:
+        return f"{self.memory_bytes >> 20} MiB of memory, {self.cpu_seconds} s of CPU"
+
+
+@dataclass(frozen=True)
 class Completed:
     argv: tuple[str, ...]
     returncode: int
@@ -65,16 +85,17 @@ def end_group(proc: subprocess.Popen[str] | subprocess.Popen[bytes], grace: floa
 
 def run(argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, check: bool = True,
         cwd: Path | None = None, env: Mapping[str, str] | None = None,
-        package: str | None = None) -> Completed:
-    """Run `argv` to completion, output captured as text. A missing program is a
-    MissingToolError naming `package` (default: the program's name); a timeout, and with
-    `check` a non-zero exit, is a CommandError."""
+        package: str | None = None, limits: Limits | None = None) -> Completed:
+    """Run `argv` to completion, output captured as text (under `limits` when given). A
+    missing program is a MissingToolError naming `package` (default: the program's
+    name); a timeout, and with `check` a non-zero exit, is a CommandError."""
     argv = [str(a) for a in argv]
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, errors="replace", start_new_session=True)
+            text=True, errors="replace", start_new_session=True,
+            preexec_fn=limits.apply if limits is not None else None)
     except FileNotFoundError:
         raise MissingToolError(argv[0], package or Path(argv[0]).name) from None
     try:

@@ -15,12 +15,18 @@ from . import cache, proc
 from .arches import Arch
 from .cpio import CpioWriter
 from .errors import UsageError
+from .inputs import regular_file
 from .tools import arch_tools, require
 
 GUEST_PATH = "/bin/oomrace-repro"
 CFLAGS = ("-std=gnu11", "-static", "-O2", "-pthread")
 COMPILE_SCHEME = 1  # bump when the build below changes
 ERROR_LINES = 3  # the compiler's first error lines shown in the one-line error
+COMPILE_TIMEOUT = 300.0
+# What compiling a reproducer may take: a C file of a few hundred lines needs well under
+# 1 GiB and a few seconds; `#include "/dev/zero"` would otherwise grow until the host's
+# OOM killer ends something.
+COMPILE_LIMITS = proc.Limits(memory_bytes=4 << 30, cpu_seconds=240)
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,8 @@ class Reproducer:
             return cls(exec_command=exec_command)
         if source is None:
             return None
-        path = Path(source).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"--repro {source}: no such file; give the reproducer's C source")
+        path = regular_file(Path(source).expanduser(), "--repro",
+                            "give the reproducer's C source")
         if path.suffix != ".c":
             raise UsageError(f"--repro {source}: not a C file (the name must end in .c); "
                              "for a script or a command use --exec")
@@ -78,11 +83,14 @@ def _compiler_version(arch: Arch) -> str:
     return out.stdout.splitlines()[0] if out.stdout else "unknown"
 
 
-def compile_error(source: Path, output: str) -> str:
-    """The one-line error of a reproducer that does not compile: its first error lines."""
+def compile_error(source: Path, output: str, returncode: int = 1) -> str:
+    """The one-line error of a reproducer that does not compile: its first error lines,
+    and the compiler's limits when they may be what ended it."""
     errors = [line.strip() for line in output.splitlines() if re.search(r"\berror\b", line)]
     shown = "; ".join((errors or [line.strip() for line in output.splitlines()
                                   if line.strip()])[:ERROR_LINES]) or "no output"
+    if returncode < 0 or "out of memory" in output or "killed" in output.lower():
+        shown += f" (the compiler may use {COMPILE_LIMITS.describe()})"
     return f"--repro {source} does not compile: {shown}"
 
 
@@ -95,10 +103,16 @@ def build(source: Path, arch: Arch) -> Path:
 
     def make(out: Path) -> None:
         binary = out / "repro"
-        done = proc.run([arch.c_compiler, *CFLAGS, "-o", str(binary), str(source)],
-                        timeout=300, check=False)
+        try:
+            done = proc.run([arch.c_compiler, *CFLAGS, "-o", str(binary), str(source)],
+                            timeout=COMPILE_TIMEOUT, check=False, limits=COMPILE_LIMITS)
+        except proc.CommandError:  # the timeout
+            raise UsageError(f"--repro {source} did not compile within "
+                             f"{COMPILE_TIMEOUT:.0f} s; does it include a device or a "
+                             "huge file?") from None
         if done.returncode != 0:
-            raise UsageError(compile_error(source, done.stdout + "\n" + done.stderr))
+            raise UsageError(compile_error(source, done.stdout + "\n" + done.stderr,
+                                           done.returncode))
         with CpioWriter(out / "repro.cpio") as cpio:
             cpio.file(GUEST_PATH.lstrip("/"), binary.read_bytes(), 0o755)
 

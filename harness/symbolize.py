@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .arches import ARCHES, Arch, get_arch
 from .errors import HarnessError, UsageError
+from .inputs import regular_file
 from .kernel_log import LogAnalysis, Report
 from .kernel_log.symbols import FrameRef, SourceLocation, SymbolizedFrame, frame_refs
 from .proc import run
@@ -68,6 +69,7 @@ def vmlinux_arch(path: Path) -> Arch:
 def symbolizer_for(vmlinux: Path, arch_name: str | None = None) -> Symbolizer:
     """A symbolizer for a vmlinux given by the user: its arch read from the file, and
     checked against `arch_name` when one is given."""
+    vmlinux = regular_file(vmlinux, "--vmlinux", "give the kernel build's vmlinux")
     arch = vmlinux_arch(vmlinux)
     if arch_name is not None and get_arch(arch_name) != arch:
         raise UsageError(f"vmlinux {vmlinux} is for {arch.name}, not {arch_name}")
@@ -119,7 +121,8 @@ class Symbolizer:
         return Outcome(tuple(out), f"{located} of {total} frames located in {self.vmlinux}")
 
     def _nm(self) -> str:
-        argv = [self._tool("nm"), "-n", "--defined-only", str(self.vmlinux)]
+        # "--": a file named like an option (--version) is still the file to read.
+        argv = [self._tool("nm"), "-n", "--defined-only", "--", str(self.vmlinux)]
         return run(argv, timeout=self.timeout, package=self._package()).stdout
 
     def _addr2line(self, addresses: Iterable[int]) -> dict[int, list[tuple[str, str]]]:

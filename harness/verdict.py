@@ -41,7 +41,8 @@ def decide(workload_status: str, reports: Sequence[TitledReport], error: str | N
     corruption = [r.title for r in reports if is_corruption(r)]
     crashes = [r.title for r in reports if not is_corruption(r)]
     if workload_status == "corrupted" or corruption:
-        why = corruption[0] if corruption else "the user-space checker found foreign writes"
+        why = corruption[0] if corruption else \
+            "the user-space checker found foreign data (a stale write, or a stale read)"
         return Verdict("corrupted", why)
     if crashes:
         return Verdict("crashed", crashes[0])

@@ -173,8 +173,25 @@ class BisectState:
             signature=Signature.from_dict(sig) if sig else None,
             noise=list(d.get("noise", [])), plan=d.get("plan"),
             records=[StepRecord.from_dict(r) for r in d.get("steps", [])],
-            result=d.get("result"), seconds=float(d.get("seconds", 0.0)),
+            result=_checked_result(d.get("result")), seconds=float(d.get("seconds", 0.0)),
         )
+
+
+def _checked_result(result: Any) -> dict[str, Any] | None:
+    """A finished bisect's result as the report reads it; TypeError (a corrupt state,
+    which load_state names) when a figure is missing or not a number."""
+    if result is None:
+        return None
+    if not isinstance(result, dict):
+        raise TypeError("its result is not an object")
+    for key in ("confidence", "confidence_point_estimate"):
+        value = result.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"its result has no number {key}")
+    if not isinstance(result.get("commit"), str | None) or \
+            not isinstance(result.get("candidates", []), list):
+        raise TypeError("its result's commit or candidates are not as written")
+    return result
 
 
 def state_path(repo: Path) -> Path:

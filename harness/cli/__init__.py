@@ -21,6 +21,7 @@ from . import options
 from .commands import (
     cmd_bisect,
     cmd_boot,
+    cmd_bugs,
     cmd_cache,
     cmd_check_patch,
     cmd_doctor,
@@ -32,7 +33,14 @@ from .commands import (
     cmd_run,
 )
 from .exits import help_epilog
-from .output import STDOUT, configure_logging, json_on_stdout
+from .output import (
+    STDOUT,
+    StdoutError,
+    configure_logging,
+    guarded_stdout,
+    json_on_stdout,
+    silence_stdout,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -100,6 +108,14 @@ def command_table() -> tuple[Command, ...]:
                 "`evaluate --mbox` does; print b4's JSON list [{tool, status, summary, url, "
                 "details}] or, with --format patchwork, a patchwork check (state, context, "
                 "description, target_url). Exit 0 when the check was printed."),
+        Command("bugs", "what `clean` is worth: the known bugs of the class, caught and fixed",
+                options.add_bugs_options, cmd_bugs,
+                "Run each known bug of the corpus (configs/bugs.toml) on its bug kernel and "
+                "then its fix kernel, on every arch where it lived (and as a control where "
+                "it cannot show), and print the detection table: detected/trials with an "
+                "exact 95% interval, the median time to the first detection, the fix's clean "
+                "batches with the upper bound on its rate, and the evidence. --list prints "
+                "the corpus. Exit 0 when every bug is caught and every fix is clean."),
         Command("record-lkdtm", "(development) record LKDTM crash logs as parser test data",
                 options.add_record_lkdtm_options, cmd_record_lkdtm,
                 "Boot the v6.1-lkdtm recipe, provoke each LKDTM crash type and save the "
@@ -149,8 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result_on_stdout = getattr(args, "json", None) == STDOUT or \
             getattr(args, "format", "text") == "ktap"
-        with json_on_stdout(result_on_stdout):
-            return int(handler(args))
+        with guarded_stdout():
+            with json_on_stdout(result_on_stdout):
+                code = int(handler(args))
+            sys.stdout.flush()  # here, where a full stdout is caught, not at the exit
+        return code
+    except StdoutError as e:
+        return _stdout_error(e)
     except HarnessError as e:
         print(f"oomrace: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -163,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except Exception as e:  # a harness bug: one line here, the traceback in a file
         return harness_bug("oomrace", e)
+
+
+def _stdout_error(e: StdoutError) -> int:
+    print(f"oomrace: error: {e}", file=sys.stderr)
+    silence_stdout()
+    return EXIT_BAD_INPUT
 
 
 __all__ = ["Command", "build_parser", "command_table", "main"]

@@ -293,6 +293,10 @@ def _bisect_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
+MAX_PRUNE_GIB = 1e9
+"""The largest --max-size (an exabyte): beyond it GiB do not convert to a byte count."""
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from ..kernel.build import prune
 
@@ -309,6 +313,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
             raise UsageError("--max-dirs must be >= 0")
         max_dirs = prune.max_build_dirs() if args.max_dirs is None and \
             args.max_size is None else args.max_dirs
+        if args.max_size is not None and args.max_size > MAX_PRUNE_GIB:
+            raise UsageError(f"--max-size must be at most {MAX_PRUNE_GIB:g} GiB, not "
+                             f"{args.max_size:g}")
         max_bytes = None if args.max_size is None else int(args.max_size * (1 << 30))
         data = prune.prune(max_dirs, max_bytes, args.kernels_unused_for)
         if args.json != STDOUT:
@@ -379,6 +386,41 @@ def cmd_check_patch(args: argparse.Namespace) -> int:
     options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
                              host_cpus=_host_cpus(args, stress=True))
     return check(args, options)
+
+def cmd_bugs(args: argparse.Namespace) -> int:
+    from dataclasses import replace as with_fields
+
+    from .. import bugs, evaluate
+
+    corpus = bugs.load_bugs()
+    if args.list:
+        for entry in corpus:
+            print(entry.line())
+        return 0
+    if args.runs < 1 or args.cpus < 1 or args.memory < 128:
+        raise UsageError("--runs and --cpus must be at least 1 and --memory at least 128 (MiB)")
+    chosen = bugs.select(corpus, args.ids)
+    planned = [b.id for b in chosen if not b.ready]
+    if planned:
+        raise UsageError(f"bug {planned[0]} is planned, not ready: `oomrace bugs --list` says "
+                         "what it still needs")
+    out = new_run_dir(args.artifacts)
+    resolve = evaluate.recipe_resolver(None)
+    rows: list[bugs.Row] = []
+    try:
+        for entry in chosen:
+            entry = with_fields(entry, bug_seconds=args.bug_seconds or entry.bug_seconds,
+                                fix_seconds=args.fix_seconds or entry.fix_seconds)
+            for arch in parse_arch_list(args.arch or list(entry.arches())):
+                options = MachineOptions(cpus=args.cpus, memory_mb=args.memory,
+                                         host_cpus=_host_cpus(args, stress=True))
+                rows.append(bugs.run_bug(entry, arch, out, options, resolve, runs=args.runs,
+                                         seed=args.seed, progress=log.info))
+    finally:  # interrupted or failed: the rows finished so far are kept
+        bugs.write_json(out / "bugs.json", rows)
+    write_json(args.json, bugs.to_json(rows))
+    print(f"{bugs.table(rows)}\n\nresults: {out}", flush=True)
+    return _exit_for(bugs.all_hold(rows))
 
 
 def cmd_record_lkdtm(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ the tables they come from (ARCHES, Scenario, recipes), so adding one touches no 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,25 @@ def seconds(option: str) -> Callable[[str], float]:
         except UsageError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
     return parse
+
+
+MIN_CONFIDENCE = 0.5
+"""Below even odds a bisect's answer means nothing."""
+MAX_CONFIDENCE = 0.9999
+"""Above it a good verdict needs hundreds of clean trials on a flaky race."""
+
+
+def confidence(text: str) -> float:
+    """An argparse type for --confidence: a number in [MIN_CONFIDENCE, MAX_CONFIDENCE]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not MIN_CONFIDENCE <= value <= MAX_CONFIDENCE:  # nan fails this too
+        raise argparse.ArgumentTypeError(
+            f"--confidence must be a number from {MIN_CONFIDENCE} to {MAX_CONFIDENCE}, "
+            f"not {text[:40]!r}")
+    return value
 
 
 def add_host_cpus(p: argparse.ArgumentParser) -> None:
@@ -176,8 +196,9 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
                    help="recipe whose base config, fragments and cmdline are used (its "
                         "patches are not applied; default v6.1)")
     add_kconfig_options(p, "each step's kernel")
-    p.add_argument("--confidence", type=float, default=0.95,
-                   help="overall confidence the answer must reach (default 0.95)")
+    p.add_argument("--confidence", type=confidence, default=0.95,
+                   help=f"overall confidence the answer must reach, {MIN_CONFIDENCE} to "
+                        f"{MAX_CONFIDENCE} (default 0.95)")
     p.add_argument("--max-iterations-per-step", type=int, default=None,
                    help="cap on the iterations of a good verdict")
     p.add_argument("--trial-iterations", type=int, default=None,
@@ -314,6 +335,29 @@ def add_check_patch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="stress seed")
     p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
                    help="folder for results")
+
+
+def add_bugs_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ids", nargs="*", metavar="ID",
+                   help="corpus entries (configs/bugs.toml; default: every ready one)")
+    p.add_argument("--list", action="store_true", help="print one line per entry and exit")
+    p.add_argument("--arch", action="append", default=None,
+                   help=f"{arch_help()} (repeatable; default: the entry's arches)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="bug runs per arch, each to its first detection (default 1; 3 for "
+                        "a median time to detection)")
+    p.add_argument("--bug-seconds", type=seconds("--bug-seconds"), default=None,
+                   help="stress budget of each bug run (default: the entry's)")
+    p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
+                   help="stress budget of the fix run (default: the entry's)")
+    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
+                   help=f"guest vCPUs (default {STRESS_CPUS})")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    add_host_cpus(p)
+    p.add_argument("--seed", type=int, default=None, help="stress seed")
+    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
+                   help="folder for results; each run of the table gets its own subfolder")
+    add_json_option(p, "the detection table")
 
 
 def add_record_lkdtm_options(p: argparse.ArgumentParser) -> None:

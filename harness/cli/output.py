@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from .. import atomicio
+from ..errors import HarnessError
 
 STDOUT = "-"
 """The --json value meaning stdout: what `--json` alone stands for (as kunit.py does)."""
@@ -36,20 +37,79 @@ def write_json(destination: str | None, payload: Any) -> None:
     else the file, written atomically."""
     if destination is None:
         return
+    text = json.dumps(payload, indent=2, default=str) + "\n"
     if destination != STDOUT:
-        atomicio.write_json(Path(destination), payload)
+        atomicio.write_output(Path(destination), text, "--json")
         return
-    stream = _results[-1] if _results else sys.stdout
-    stream.write(json.dumps(payload, indent=2, default=str) + "\n")
-    stream.flush()
+    write_result_text(text)
 
 
 def write_result_text(text: str) -> None:
     """A command's result in a text format (KTAP) to the real stdout, as write_json does
     for STDOUT: the command runs under json_on_stdout, which sent its prints to stderr."""
     stream = _results[-1] if _results else sys.stdout
-    stream.write(text)
-    stream.flush()
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StdoutError(exc) from None
+
+
+class StdoutError(HarnessError):
+    """Stdout cannot take the output (a full disk, /dev/full): one line, not a bug."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(f"cannot write the output to stdout ({exc.strerror or exc}); "
+                         "redirect it somewhere with room, or use --json FILE")
+
+
+class _GuardedStdout:
+    """sys.stdout while a command runs: a write or flush that fails (a full disk,
+    /dev/full) is a StdoutError, one line, instead of an OSError from any print()."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutError(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutError(exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def guarded_stdout() -> Iterator[None]:
+    """sys.stdout guarded (see _GuardedStdout) for the block, restored after."""
+    saved = sys.stdout
+    sys.stdout = cast(TextIO, _GuardedStdout(saved))
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's last flush of a stdout that
+    failed does not print a second error at exit."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -62,17 +122,25 @@ def json_on_stdout(active: bool) -> Iterator[None]:
         return
     sys.stdout.flush()
     saved_fd = _stdout_fd_moved_to_stderr()
-    real = os.fdopen(saved_fd, "w", closefd=False) if saved_fd is not None else sys.stdout
+    # Unbuffered (FileIO, write_through): a write that fails leaves nothing to retry.
+    real = io.TextIOWrapper(io.FileIO(saved_fd, "w", closefd=False), encoding="utf-8",
+                            write_through=True) if saved_fd is not None else sys.stdout
     _results.append(real)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         _results.pop()
-        real.flush()
-        if saved_fd is not None:
-            os.dup2(saved_fd, 1)
-            os.close(saved_fd)
+        try:
+            real.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutError(exc) from None
+        finally:
+            if saved_fd is not None:
+                os.dup2(saved_fd, 1)
+                os.close(saved_fd)
 
 
 def _stdout_fd_moved_to_stderr() -> int | None:

@@ -8,6 +8,7 @@ nothing of the build package: booting a guest does not bring the compiler stack 
 from __future__ import annotations
 
 import enum
+import os
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..arches import ARCHES, Arch, get_arch
-from ..errors import KernelError
+from ..errors import KernelError, shown
+from ..inputs import regular_file
 from .kconfig import parse_kconfig
 from .version import image_release
 
@@ -219,21 +221,29 @@ def _gunzip_head(path: Path, size: int) -> bytes:
     return out
 
 
+def lexists(path: Path) -> bool:
+    """Whether anything (a dangling link too) is at `path`; False for a path the system
+    cannot even look up (too long, a NUL byte)."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
 def image_from_path(path: Path, arch: Arch) -> KernelImage:
-    if not path.exists():
-        raise KernelError(f"kernel image {path} does not exist")
-    if not path.is_file():
-        raise KernelError(f"kernel image {path} is not a file")
+    if not lexists(path):
+        raise KernelError(f"kernel image {shown(path)} does not exist")
+    given, path = path, regular_file(path, "--kernel", "give a bzImage or Image file")
     found = detect_arch(path)
     if found != arch.name:
         raise KernelError(
-            f"kernel image {path} is for {found}, but the guest arch is {arch.name}; "
+            f"kernel image {given} is for {found}, but the guest arch is {arch.name}; "
             f"pass --arch {found} or an {arch.name} kernel"
         )
-    return KernelImage(path=path.resolve(), arch=arch, description=str(path),
-                       release=image_release(path), config=config_beside(path),
-                       source=KernelSource(SourceKind.PATH, path=str(path.resolve())),
-                       vmlinux=_beside(path, ("vmlinux",)))
+    return KernelImage(path=path, arch=arch, description=str(given),
+                       release=image_release(path), config=config_beside(given),
+                       source=KernelSource(SourceKind.PATH, path=str(path)),
+                       vmlinux=_beside(given, ("vmlinux",)))
 
 
 def config_beside(image: Path) -> Path | None:

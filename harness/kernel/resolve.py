@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import atomicio, cache, debian, schema
 from ..arches import ARCHES, Arch
 from ..cpio import CpioWriter
-from ..errors import KernelError, UsageError
+from ..errors import KernelError, UsageError, shown
 from .build import builder, recipes
 from .image import (
     KernelImage,
@@ -25,6 +25,7 @@ from .image import (
     SourceKind,
     detect_arch,
     image_from_path,
+    lexists,
 )
 
 # Modules the guest needs from a modular kernel: the virtio NIC for SSH. Their
@@ -158,7 +159,7 @@ def resolve(spec: str, arch: Arch, kconfig: recipes.KconfigChange | None = None)
     if spec == "debian":
         return debian_kernel(arch)
     path = Path(spec).expanduser()
-    if path.exists() or "/" in spec or spec.startswith("."):
+    if "/" in spec or spec.startswith(".") or lexists(path):
         return image_from_path(path, arch)
     names = recipes.recipe_names()
     if spec in names:
@@ -168,7 +169,7 @@ def resolve(spec: str, arch: Arch, kconfig: recipes.KconfigChange | None = None)
     valid = ", ".join(["debian", *names])
     images = "/".join(a.image_name for a in ARCHES.values())
     raise UsageError(
-        f"kernel {spec!r} is neither an existing file nor a known kernel; "
+        f"kernel {shown(spec)!r} is neither an existing file nor a known kernel; "
         f"valid names: {valid}, or a path to a {images}"
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.inputs import read_regular
 
 from .model import LogAnalysis, Report
 
@@ -56,19 +57,11 @@ def compile_pattern(text: str, origin: str) -> Pattern:
 def read_allow_file(path: Path) -> list[Pattern]:
     """The patterns of an --allow-file: one regex per line; blank lines and lines whose
     first non-blank character is `#` are skipped; a line's outer whitespace is ignored."""
+    data = read_regular(path, "--allow-file", MAX_ALLOW_FILE_BYTES,
+                        "it should be a text file of regexes, one per line")
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_ALLOW_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise UsageError(f"--allow-file {path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"--allow-file {path}: cannot read it ({exc.strerror or exc})") \
-            from None
-    if len(data) > MAX_ALLOW_FILE_BYTES:
-        raise UsageError(f"--allow-file {path}: larger than {MAX_ALLOW_FILE_BYTES} bytes; "
-                         "it should hold one regex per line")
-    try:
-        text = data.decode("utf-8")
+        # utf-8-sig: an editor's byte-order mark is not part of the first pattern.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UsageError(f"--allow-file {path}: not UTF-8 text") from None
     patterns = []

@@ -5,14 +5,13 @@ summary or JSON printed."""
 from __future__ import annotations
 
 import json
-import os
-import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from harness.errors import UsageError
+from harness.inputs import open_regular
 from harness.schema import versioned
 
 from .gate import NO_GATE, Gate, GatedAnalysis
@@ -61,23 +60,8 @@ def _stdin() -> IO[bytes]:
 
 
 def _open_regular(p: Path) -> IO[bytes]:
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it.
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise UsageError(f"console log {p}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"console log {p}: cannot read it ({exc.strerror or exc})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        if stat.S_ISDIR(mode):
-            raise UsageError(f"console log {p}: is a directory, not a file")
-        raise UsageError(
-            f"console log {p}: not a regular file (a FIFO, socket or device); "
-            "save the log to a file, or pipe it in: ... | oomrace parse-log -"
-        )
-    return os.fdopen(fd, "rb")
+    return open_regular(p, "console log", "save the log to a file, or pipe it in: "
+                                          "... | oomrace parse-log -")
 
 
 def _blocks(f: IO[bytes]) -> Iterator[list[str]]:

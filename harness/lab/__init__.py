@@ -15,10 +15,12 @@ it ends, so an interrupted night keeps every finished cell. The night's ``summar
 ``merge`` joins shard outputs.
 
 The modules: ``matrix`` (the language and AXES, from which ids, repro commands, records,
-JUnit properties and the report's cell column are derived), ``record`` (a cell's record
-and JSON), ``cells`` (the plan and one cell's run), ``night`` (summary, comparison,
-history, JUnit, merge), ``report`` (report.html), ``launch`` (running a night under
-pytest) and ``plugin`` (the progress lines of that pytest run).
+JUnit properties and the report's cell column are derived; ``labels`` the kernel's part of
+an id), ``record`` (a cell's record and JSON; ``checked`` its fields' types), ``cells``
+(the plan and one cell's run), ``night`` (summary, comparison, history, JUnit, merge;
+``safecopy`` the merge's copy of a shard, which follows no link), ``report``
+(report.html), ``launch`` (running a night under pytest) and ``plugin`` (the progress
+lines of that pytest run).
 """
 
 from __future__ import annotations

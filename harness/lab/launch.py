@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import signals
-from ..errors import HarnessError, UsageError
+from ..errors import HarnessError, UsageError, shown
 from ..paths import PROJECT_ROOT
 from ..proc import end_group, run
 from . import lava
@@ -46,12 +46,14 @@ GUEST_OVERHEAD_MB = 512  # host memory a guest needs beyond its own RAM (QEMU, T
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    # At most 9 digits each: a shard count beyond that is a typo, and int() of thousands
+    # of digits raises.
+    match = re.fullmatch(r"\s*([0-9]{1,9})\s*/\s*([0-9]{1,9})\s*", text)
     if match is None:
-        raise UsageError(f"--shard must be i/N with 1 <= i <= N, not {text!r}")
+        raise UsageError(f"--shard must be i/N with 1 <= i <= N, not {shown(text)!r}")
     index, count = int(match.group(1)), int(match.group(2))
     if count < 1 or not 1 <= index <= count:
-        raise UsageError(f"--shard must be i/N with 1 <= i <= N, not {text!r}")
+        raise UsageError(f"--shard must be i/N with 1 <= i <= N, not {shown(text)!r}")
     return index, count
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from .. import rootfs, signals
 from ..arches import get_arch
 from ..errors import HarnessError, UsageError
+from ..inputs import read_regular
 from ..kernel.image import ResolvedKernel
 from ..proc import run
 from ..run import RunResult, Seen, finish
@@ -81,11 +82,9 @@ def target_from_args(engine: str, url: str | None, user: str | None, identity: s
             raise UsageError(f"--lava-url must be http(s)://host[/RPC2] without a user or "
                              f"token in it, not {url.split('@')[-1]!r}")
         if token_file is not None:
-            try:
-                token = token_file.read_text().strip()
-            except OSError as e:
-                raise UsageError(f"--lava-token-file {token_file}: {e.strerror}; give a "
-                                 "readable file holding the token") from None
+            data = read_regular(token_file, "--lava-token-file", 64 << 10,
+                                "give a readable file holding the token")
+            token = data.decode("utf-8", errors="replace").strip()
         else:
             token = os.environ.get(TOKEN_ENV, "").strip() or None
         if not user or not token:

@@ -24,14 +24,16 @@ from typing import Any
 from .. import stress
 from ..arches import ALIASES, ARCHES
 from ..errors import UsageError
-from ..inputs import positive_number
+from ..inputs import positive_number, read_regular
 from ..kernel.build.recipes import recipe_names
 from ..machine import MachineOptions
 from ..selftests.suite import CELL_BUDGET_S, LAB_SCENARIO
+from .labels import image_labels, kernel_label
 
 EXPECTED = ("clean", "corrupted")
 ACCELS = ("tcg", "kvm", "auto")
 TOP_KEYS = ("name", "description", "defaults", "cell")
+MAX_MATRIX_BYTES = 4 << 20  # a matrix is a page of TOML; more is a wrong file
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
 
 
@@ -201,13 +203,6 @@ def _scenario_name(name: str, where: _Where, recipes: Sequence[str]) -> str:
     return name
 
 
-def kernel_label(kernel: str) -> str:
-    """A kernel's part of a cell id: its name, or an image's file name."""
-    if "/" not in kernel:
-        return kernel
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", kernel.rstrip("/").rsplit("/", 1)[-1])
-
-
 # --- the axes ----------------------------------------------------------------------------
 
 
@@ -267,10 +262,14 @@ class Cell:
     cpu: str | None = None  # QEMU CPU model (`--cpu`); None: by arch and kernel version
     line: int = 0  # the matrix entry this cell came from
     description: str = ""
+    # The kernel's part of the id when its image's file name is shared with another
+    # image of the matrix (see image_labels); "" for the usual label.
+    kernel_label: str = ""
 
     @property
     def id(self) -> str:
-        return cell_id(self.axis_values(), self.repeat)
+        labels = {"kernel": self.kernel_label} if self.kernel_label else {}
+        return cell_id(self.axis_values(), self.repeat, labels)
 
     def axis_values(self) -> dict[str, Any]:
         """The cell's value of each axis, by the axis's key."""
@@ -296,10 +295,13 @@ class Cell:
         return cls(**values)
 
 
-def cell_id(axis_values: Mapping[str, Any], repeat: int) -> str:
-    """arch-kernel-scenario-rN: each axis's label in AXES order, then the repeat."""
-    labels = [a.label(axis_values[a.key]) for a in AXES]
-    return "-".join([*labels, f"r{repeat}"])
+def cell_id(axis_values: Mapping[str, Any], repeat: int,
+            labels: Mapping[str, str] | None = None) -> str:
+    """arch-kernel-scenario-rN: each axis's label in AXES order (or the one `labels`
+    gives for its key), then the repeat."""
+    given = labels or {}
+    parts = [given.get(a.key) or a.label(axis_values[a.key]) for a in AXES]
+    return "-".join([*parts, f"r{repeat}"])
 
 
 # The `oomrace run` options of a cell's settings, for its repro command: (field, flag,
@@ -387,12 +389,18 @@ def _expand_all(entries: list[Any], defaults: Mapping[str, Any], lines: _Lines, 
                 dwhere: _Where, recipes: Sequence[str]) -> list[Cell]:
     cells: list[Cell] = []
     seen: dict[str, int] = {}
+    checked: list[_Entry] = []
     for index, entry in enumerate(entries):
         where = _Where(lines, path, "cell", index)
         if not isinstance(entry, dict):  # `cell = [1, 2]` instead of [[cell]] tables
             raise where.error(None, "each cell must be a table: write [[cell]] entries")
         _check_keys(entry, cell_keys(), where, _describe("cell", index))
-        for cell in _expand(_Entry(entry, defaults, where, dwhere), recipes):
+        checked.append(_Entry(entry, defaults, where, dwhere))
+    labels = image_labels([k for e in checked
+                           for k in _axis_values(e, recipes).get("kernel", [])])
+    for entry_ in checked:
+        where = entry_.where
+        for cell in _expand(entry_, recipes, labels):
             if cell.id in seen:
                 raise where.error(None, f"cell {cell.id} is already in the matrix "
                                         f"(line {seen[cell.id]}); each cell may appear once")
@@ -496,8 +504,10 @@ def _axis_values(entry: _Entry, recipes: Sequence[str]) -> dict[str, list[Any]]:
     return values
 
 
-def _expand(entry: _Entry, recipes: Sequence[str]) -> list[Cell]:
-    """The product of the entry's axes, each combination `repeats` times."""
+def _expand(entry: _Entry, recipes: Sequence[str],
+            labels: Mapping[str, str] | None = None) -> list[Cell]:
+    """The product of the entry's axes, each combination `repeats` times (`labels`: the
+    kernel labels of image_labels)."""
     axes = _axis_values(entry, recipes)
     settings = _settings(entry)
     expected_value, expected_where = entry.get("expected") or ("clean", entry.where)
@@ -508,8 +518,10 @@ def _expand(entry: _Entry, recipes: Sequence[str]) -> list[Cell]:
         values["expected"] = _expected_for(expected_value, values["arch"], expected_where,
                                            axes["arch"], strict=expected_where is entry.where)
         values.update(_dependent(entry, values))
+        label = (labels or {}).get(values["kernel"], "")
         for repeat in range(settings.repeats):
-            cell = Cell(**values, repeat=repeat, line=entry.where.line() or 0)
+            cell = Cell(**values, repeat=repeat, line=entry.where.line() or 0,
+                        kernel_label=label)
             seed = (settings.seed + repeat if settings.seed is not None
                     else zlib.crc32(cell.id.encode()) % (1 << 31))  # the same every night
             cells.append(replace(cell, seed=seed))
@@ -575,10 +587,10 @@ def _expected_for(value: Any, arch: str, where: _Where, arches: Sequence[str],
 
 
 def load_matrix(path: Path) -> Matrix:
+    data = read_regular(path, "matrix", MAX_MATRIX_BYTES,
+                        "give the matrix's .toml file (see configs/nightly.toml)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise MatrixError(path, None, f"cannot read the matrix: {e.strerror}") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MatrixError(path, None, f"not UTF-8 text (byte {e.start}); save the matrix "
                                       "as UTF-8") from None

@@ -3,8 +3,11 @@ history of nights, JUnit XML, the report, and merging shards into one night."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
-import shutil
+import logging
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,16 +18,18 @@ from xml.etree import ElementTree as ET
 
 from .. import schema
 from ..binomial import fisher_exact
-from ..errors import UsageError
-from ..inputs import safe_component
+from ..errors import UsageError, shown
+from ..inputs import read_regular, safe_component
+from . import safecopy
 from .cells import host_record
 from .record import (
     CellRecord,
-    cell_dir,
     failure_message,
     junit_properties,
     write_json,
 )
+
+log = logging.getLogger(__name__)
 
 KIND = "oomrace-lab-night"
 JUNIT_CLASS = "tests.lab.lab_cells"
@@ -191,12 +196,12 @@ def make_summary(records: Sequence[CellRecord], planned: Sequence[str], *, name:
 def read_summary_json(path: Path) -> tuple[dict[str, Any], Path]:
     """The JSON of a night's summary.json (given the night's folder or the file)."""
     file = path / "summary.json" if path.is_dir() else path
+    raw = read_regular(file, "summary", safecopy.MAX_JSON_BYTES,
+                       "give a night's folder or its summary.json")
     try:
-        data = json.loads(file.read_text())
-    except OSError as e:
-        raise UsageError(f"cannot read {file}: {e.strerror}") from None
-    except ValueError as e:
-        raise UsageError(f"{file} is not JSON: {e}") from None
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise UsageError(f"{file} is not JSON: {str(e)[:100]}") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise UsageError(f"{file} is not an oomrace lab summary (no cells)")
     schema.check_version(data, str(file))
@@ -424,17 +429,46 @@ def print_night(summary: NightSummary, out: Path) -> None:
 # --- merging shards ------------------------------------------------------------------------------
 
 
+NIGHT_MARKER = ".oomrace-night"
+"""The file that says a folder is a night oomrace made: --out must be new, empty, or
+hold it, so that `--out /` or an unrelated folder is never written into."""
+
+
 def make_out_dir(out: Path) -> Path:
-    """--out as a folder (made when missing); a file in its place is a bad option."""
+    """--out as a night's folder: made (with its marker) when missing or empty, else
+    one that oomrace made; a file, `/` or an unrelated folder is a bad option."""
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if _is_night(out):
+            return out
+        if os.path.samefile(out, out.anchor) or any(out.iterdir()):
+            raise UsageError(f"--out {shown(out)}: an existing folder that is not an oomrace "
+                             f"night (it has no {NIGHT_MARKER}); give a new or empty folder, "
+                             "or the folder of an earlier night")
+        (out / NIGHT_MARKER).write_text("a night of `oomrace lab`; see summary.json\n")
     except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"--out {out} is a file, not a folder; give a folder for the "
-                         "night") from None
+        raise UsageError(f"--out {shown(out)} is a file, not a folder; give a folder for "
+                         "the night") from None
     except OSError as e:
-        raise UsageError(f"--out {out}: cannot create it ({e.strerror}); give a folder you "
-                         "can write to") from None
+        raise UsageError(f"--out {shown(out)}: cannot create it ({e.strerror}); give a "
+                         "folder you can write to") from None
     return out
+
+
+def _is_night(out: Path) -> bool:
+    """Whether `out` holds the marker, or is a night from before the marker (its
+    summary.json says so), which then gets the marker."""
+    marker = out / NIGHT_MARKER
+    if marker.is_file() and not marker.is_symlink():
+        return True
+    try:
+        summary = safecopy.read_json(out / "summary.json", "summary.json")
+    except UsageError:
+        return False
+    if isinstance(summary, dict) and summary.get("kind") == KIND:
+        marker.write_text("a night of `oomrace lab`; see summary.json\n")
+        return True
+    return False
 
 
 def _checked_ids(ids: object, directory: Path) -> list[str]:
@@ -445,28 +479,67 @@ def _checked_ids(ids: object, directory: Path) -> list[str]:
     return [safe_component(cid, f"{directory}/summary.json: cell id") for cid in ids]
 
 
-def _merge_shard(directory: Path, summary: Mapping[str, Any], out: Path,
+def _merge_shard(directory: Path, summary: Mapping[str, Any], cells_fd: int,
                  records: dict[str, CellRecord], origin: dict[str, Path]) -> set[str]:
-    """Copy one shard's cell folders into `out` and read its records; its planned ids."""
+    """Copy one shard's cell folders into --out's `cells` (open as `cells_fd`) and read
+    its records; its planned ids. Nothing is followed out of the shard (safecopy)."""
     planned = set(_checked_ids(summary.get("planned", []), directory))
-    for cell in summary["cells"]:
-        cid = _checked_ids([cell.get("id") if isinstance(cell, dict) else None], directory)[0]
-        if cid in records:
-            raise UsageError(f"cell {cid} is in both {origin[cid]} and {directory}; shards "
-                             "must not overlap")
-        origin[cid] = directory
-        source = cell_dir(directory.resolve(), cid)
-        target = cell_dir(out, cid)
-        if source.is_dir() and source.resolve() != target.resolve():
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(source, target)
+    with contextlib.ExitStack() as stack:
         try:
-            full = json.loads((source / "cell.json").read_text())
-        except (OSError, ValueError):
-            full = cell  # only the summary's entry: the reports are not there
-        records[cid] = CellRecord.from_dict(full, directory)
+            shard_cells: int | None = stack.enter_context(
+                safecopy.closing_fd(safecopy.open_dir(directory / "cells")))
+        except OSError as e:
+            shard_cells = None
+            if e.errno != errno.ENOENT:
+                log.warning("lab merge: skipped %s/cells: %s", directory,
+                            "a symbolic link (not followed)" if e.errno == errno.ELOOP
+                            else e.strerror)
+        for cell in summary["cells"]:
+            cid = _checked_ids([cell.get("id") if isinstance(cell, dict) else None],
+                               directory)[0]
+            if cid in records:
+                raise UsageError(f"cell {cid} is in both {origin[cid]} and {directory}; "
+                                 "shards must not overlap")
+            origin[cid] = directory
+            full = _copy_cell(directory, shard_cells, cells_fd, cid) or cell
+            record = CellRecord.from_dict(full, directory)
+            if record.id != cid:
+                raise UsageError(f"{directory}: cells/{cid}/cell.json holds cell "
+                                 f"{record.id!r}, not {cid}; the shard is corrupt")
+            records[cid] = record
     return planned
+
+
+def _copy_cell(directory: Path, shard_cells: int | None, cells_fd: int,
+               cid: str) -> Any:
+    """Copy the cell's folder (when the shard has one) and return its cell.json's JSON
+    (None when it has none: the summary's entry stands in, without the reports)."""
+    if shard_cells is None:
+        return None
+    where = f"{directory}/cells/{cid}"
+    try:
+        source = safecopy.open_dir(cid, shard_cells)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            log.warning("lab merge: skipped %s: %s", where,
+                        "a symbolic link (not followed)" if e.errno == errno.ELOOP
+                        else e.strerror)
+        return None
+    with safecopy.closing_fd(source):
+        safecopy.copy_cell(source, cells_fd, cid, where)
+        try:
+            return safecopy.read_json("cell.json", f"{where}/cell.json", dir_fd=source)
+        except safecopy.MissingFile:
+            return None
+
+
+def _shard_summary(directory: Path) -> dict[str, Any]:
+    """A shard's summary.json, read without following a link in the shard."""
+    data = safecopy.read_json(directory / "summary.json", f"{directory}/summary.json")
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise UsageError(f"{directory}/summary.json is not an oomrace lab summary (no cells)")
+    schema.check_version(data, f"{directory}/summary.json")
+    return data
 
 
 def merge(dirs: Sequence[Path], out: Path) -> NightSummary:
@@ -475,7 +548,7 @@ def merge(dirs: Sequence[Path], out: Path) -> NightSummary:
     if not dirs:
         raise UsageError("lab merge needs the shard folders to merge")
     out = out.resolve()
-    summaries = [read_summary_json(d)[0] for d in dirs]
+    summaries = [_shard_summary(d) for d in dirs]
     if len({s.get("matrix_sha256") for s in summaries}) > 1:
         raise UsageError("the folders were run from different matrices (their matrix_sha256 "
                          "differ); merge only shards of one night")
@@ -483,8 +556,9 @@ def merge(dirs: Sequence[Path], out: Path) -> NightSummary:
     records: dict[str, CellRecord] = {}
     origin: dict[str, Path] = {}
     planned: set[str] = set()
-    for directory, summary in zip(dirs, summaries, strict=True):
-        planned |= _merge_shard(directory, summary, out, records, origin)
+    with safecopy.closing_fd(safecopy.cells_folder(out)) as cells_fd:
+        for directory, summary in zip(dirs, summaries, strict=True):
+            planned |= _merge_shard(directory, summary, cells_fd, records, origin)
     first = summaries[0]
     merged = make_summary(
     list(records.values()), sorted(planned), name=first.get("name", ""),

@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import atomicio, schema
 from ..errors import UsageError
-from . import matrix
+from ..inputs import safe_component
+from . import checked, matrix
 from .matrix import Cell
 
 LOG_FILES = (("dir", ""), ("console", "console.log"), ("dmesg", "dmesg.txt"),
@@ -133,36 +134,46 @@ class CellRecord:
             raise UsageError(f"{source}: cell {data.get('id')!r} lacks {', '.join(missing)}; "
                              "the shard's summary.json or cell.json is corrupt, run it again")
         try:
+            safe_component(data["id"], "cell id")
             return cls._from_checked(data)
+        except UsageError as e:
+            raise UsageError(f"{source}: cell {_shown_id(data)}: {e}; the shard's "
+                             "summary.json or cell.json is corrupt, run it again") from None
         except (TypeError, ValueError, KeyError) as e:
-            raise UsageError(f"{source}: cell {data.get('id')!r} is corrupt ({e}); run it "
+            raise UsageError(f"{source}: cell {_shown_id(data)} is corrupt ({e}); run it "
                              "again") from None
 
     @classmethod
     def _from_checked(cls, data: Mapping[str, Any]) -> CellRecord:
-        cell_data = dict(data.get("cell") or {})
+        cell_data = dict(checked.mapping(data, "cell"))
         for axis in matrix.AXES:  # a record whose "cell" is missing or older
             cell_data.setdefault(axis.field, data[axis.key])
         cell_data.setdefault("repeat", data["repeat"])
         cell_data.setdefault("expected", data["expected"])
-        reports = tuple(data.get("reports") or ())
-        events = tuple(data.get("events") or ())
-        low, high = data.get("ci95") or (0.0, 1.0)
         return cls(
-    cell=Cell.from_dict(cell_data), id=str(data["id"]), verdict=str(data["verdict"]),
-            reason=data.get("reason"), outcome=str(data["outcome"]),
-            iterations=int(data.get("iterations") or 0), trials=int(data.get("trials") or 0),
-            detections=int(data.get("detections") or 0), rate=data.get("rate"),
-            ci95=(float(low), float(high)), seconds=float(data.get("seconds") or 0),
-            boot_seconds=data.get("boot_seconds"), started_at=str(data.get("started_at", "")),
-            error=data.get("error"), reports=reports, events=events,
-            report_titles=data.get("report_titles") or {},
-            event_counts=data.get("event_counts") or {},
-            repro=data.get("repro") or {}, kernel_description=data.get("kernel_description"),
-            taint=data.get("taint"))
+            cell=Cell.from_dict(checked.cell_fields(cell_data, Cell)), id=checked.text(data, "id"),
+            verdict=checked.text(data, "verdict"), reason=checked.optional_text(data, "reason"),
+            outcome=checked.text(data, "outcome"), iterations=checked.count(data, "iterations"),
+            trials=checked.count(data, "trials"), detections=checked.count(data, "detections"),
+            rate=checked.optional_number(data, "rate"), ci95=checked.interval(data, "ci95"),
+            seconds=checked.number(data, "seconds"),
+            boot_seconds=checked.optional_number(data, "boot_seconds"),
+            started_at=checked.text(data, "started_at", ""),
+            error=checked.optional_text(data, "error"),
+            reports=checked.objects(data, "reports"), events=checked.objects(data, "events"),
+            report_titles=checked.counts(data, "report_titles"),
+            event_counts=checked.counts(data, "event_counts"),
+            repro=checked.mapping(data, "repro"),
+            kernel_description=checked.optional_text(data, "kernel_description"),
+            taint=checked.optional_mapping(data, "taint"))
 
     def write(self, out: Path) -> None:
         write_json(cell_dir(out, self.id) / "cell.json", self.to_dict())
+
+
+def _shown_id(data: Mapping[str, Any]) -> str:
+    text = repr(data.get("id"))
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 def read_records(out: Path, ids: Iterable[str]) -> list[CellRecord]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.lab import launch
 
 GOOD_MATRIX = '[[cell]]\narch = "x86_64"\nkernel = "debian"\nscenario = "smoke"\n'
 BAD_MATRICES = {
@@ -166,6 +167,7 @@ def probes(t: Path) -> dict[str, list[str]]:
                                    "--out", str(t / "m8")],
         "lab-merge-out-file": ["lab", "merge", str(t / "s-ok"), "--out", str(t / "file")],
     }
+    found.update(round_two_probes(t, good, repo))
     for name, text in BAD_MATRICES.items():
         path = t / f"{name}.toml"
         path.write_text(text)
@@ -173,6 +175,64 @@ def probes(t: Path) -> dict[str, list[str]]:
     for name, text in BISECT_STATES.items():
         repo_with_state = git_repo(t / f"state-{name}", text)
         found[f"bisect-state-{name}"] = ["bisect", "--repo", str(repo_with_state), "--resume"]
+    return found
+
+
+def round_two_probes(t: Path, good: str, repo: str) -> dict[str, list[str]]:
+    """Issue 23's cases that are one command each (the files they name made under `t`)."""
+    fifo, folder = str(t / "fifo"), str(t / "dir")
+    (t / "loop-a.c").symlink_to(t / "loop-b.c")
+    (t / "loop-b.c").symlink_to(t / "loop-a.c")
+    (t / "unrelated").mkdir()
+    (t / "unrelated" / "report.html").write_text("mine")
+    log = str(t / "file")
+    merged = t / "s-r2"
+    found = {
+        "parse-log-allow-file-fifo": ["parse-log", log, "--allow-file", fifo],
+        "parse-log-vmlinux-fifo": ["parse-log", log, "--vmlinux", fifo],
+        "parse-log-vmlinux-dir": ["parse-log", log, "--vmlinux", folder],
+        "parse-log-json-dir": ["parse-log", log, "--json", folder],
+        "parse-log-json-fifo": ["parse-log", log, "--json", fifo],
+        "parse-log-json-missing-folder": ["parse-log", log, "--json",
+                                          str(t / "no" / "such" / "x.json")],
+        "run-repro-fifo": ["run", "--repro", fifo],
+        "run-repro-dev-zero": ["run", "--repro", "/dev/zero"],
+        "run-repro-dir": ["run", "--repro", folder],
+        "run-repro-symlink-loop": ["run", "--repro", str(t / "loop-a.c")],
+        "run-kernel-5000-chars": ["run", "--kernel", "k" * 5000],
+        "run-kernel-5000-chars-path": ["run", "--kernel", "d/" + "k" * 5000],
+        "run-kconfig-fifo": ["run", "--kernel", "v6.1", "--kconfig", fifo],
+        "kernel-build-patch-fifo": ["kernel", "build", "--recipe", "v6.1", "--patch", fifo],
+        "lab-matrix-fifo": ["lab", fifo, "--list"],
+        "lab-shard-5000-digits": ["lab", good, "--shard", "1/" + "9" * 5000, "--list"],
+        "lab-out-unrelated-folder": ["lab", good, "--out", str(t / "unrelated")],
+        "cache-prune-max-size-huge": ["cache", "prune", "--max-size", "1e308"],
+        "lab-compare-fifo": ["lab", "merge", str(t / "s-ok"), "--out", str(t / "m-cmp"),
+                             "--compare", fifo],
+        "lab-lava-token-file-fifo": ["lab", good, "--out", str(t / "m-lava"), "--engine",
+                                     "lava", "--lava-url", "https://lava.example",
+                                     "--lava-user", "u", "--lava-token-file", fifo],
+        "bisect-confidence-tiny": ["bisect", "--repo", repo, "--good", "a", "--bad", "b",
+                                   "--arch", "x86_64", "--confidence", "1e-300"],
+        "bisect-confidence-one": ["bisect", "--repo", repo, "--good", "a", "--bad", "b",
+                                  "--arch", "x86_64", "--confidence", "1"],
+    }
+    for field, value in (("rate", "abc"), ("reports", "xyz"), ("taint", "x"),
+                         ("repro", [1, 2])):
+        cell = {"id": "x86_64-debian-smoke-r0", "arch": "x86_64", "kernel": "debian",
+                "scenario": "smoke", "repeat": 0, "expected": "clean", "verdict": "clean",
+                "outcome": "pass", "paths": {"console": "c", "dmesg": "d"}, field: value}
+        directory = shard(merged / field, [cell])
+        (directory / "cells" / cell["id"]).mkdir(parents=True)
+        (directory / "cells" / cell["id"] / "cell.json").write_text(json.dumps(cell))
+        found[f"lab-merge-cell-json-{field}"] = ["lab", "merge", str(directory), "--out",
+                                                 str(t / f"m-{field}")]
+    linked = t / "m-linked"
+    linked.mkdir()
+    (linked / ".oomrace-night").write_text("")
+    (linked / "cells").symlink_to(t / "dir")
+    found["lab-merge-cells-folder-link"] = ["lab", "merge", str(merged / "rate"), "--out",
+                                            str(linked)]
     return found
 
 
@@ -189,7 +249,10 @@ def probe_argv(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]
 
 
 def test_there_are_at_least_40_probes() -> None:
-    assert len(_names()) >= 40
+    names = _names()
+    assert len(names) >= 40
+    assert {"run-repro-dev-zero", "lab-shard-5000-digits", "lab-merge-cell-json-taint"} <= \
+        set(names)  # issue 23's probes are among them
 
 
 @pytest.mark.timeout(60)
@@ -201,6 +264,7 @@ def test_bad_input_is_exit_2_with_one_line(name: str, probe_argv: dict[str, list
     monkeypatch.setenv("OOMRACE_CACHE", str(tmp_path / "cache"))
     guard: Callable[..., object] = _no_guests
     monkeypatch.setattr(cli.commands, "run_one", guard)
+    monkeypatch.setattr(launch, "prepare", guard)  # nor a night's builds and guests
     code = cli.main(probe_argv[name])
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

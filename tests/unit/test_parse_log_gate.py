@@ -203,7 +203,7 @@ def test_a_bad_allow_file_is_one_line_exit_2(both: Path, tmp_path: Path,
     cases = {
         bad: f"--allow-file {bad}:3 'broken(': bad regex",
         tmp_path / "missing.txt": "no such file",
-        tmp_path: "cannot read it",
+        tmp_path: "a directory, not a regular file",
         latin1: "not UTF-8",
         huge: "larger than",
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ...arches import get_arch
 from ...errors import UsageError
+from ...inputs import regular_file
 from ...paths import data_path
 
 KERNELS_DIR = data_path("kernels")
@@ -186,9 +187,7 @@ def kconfig_change(base: str | Path | None, add: Sequence[str] = ()) -> KconfigC
     """The checked options; a one-line UsageError names a bad one and the form expected."""
     path = None
     if base is not None:
-        path = Path(base).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"--kconfig {base}: no such file; give a full .config")
+        path = regular_file(Path(base).expanduser(), "--kconfig", "give a full .config")
     for option in add:
         if not _KCONFIG_ADD.match(option.strip()):
             raise UsageError(f"--kconfig-add {option!r}: expected CONFIG_NAME=VALUE, the "
@@ -239,10 +238,8 @@ def recipe_for_cli(name: str | None, source: str | None, config_from: str,
             + ", ".join(recipe_names())
         )
     base = load_recipe(name or config_from)
-    extra = tuple(str(p.expanduser().resolve()) for p in patches)
-    for p in patches:
-        if not p.is_file():
-            raise UsageError(f"patch {p} does not exist")
+    extra = tuple(str(regular_file(p.expanduser(), "--patch", "give a patch file"))
+                  for p in patches)
     if source is None:
         return replace(base, patches=base.patches + extra)
     label = name or f"{Path(urllib.parse.urlparse(source).path).name or source}"
