@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from ..errors import UsageError
+from ..inputs import open_regular
 
 _FROM_LINE = re.compile(rb"^From \S")
 _ESCAPED_FROM = re.compile(rb"^>(>*From )")  # mboxrd: each quoting level gets one more '>'
@@ -94,10 +95,8 @@ def parse_message(data: bytes) -> Message:
 
 def read_mbox(path: Path) -> list[Message]:
     """The messages of an mbox file in file order; a file that is none is a UsageError."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"--mbox {path}: {e.strerror or e}") from None
+    with open_regular(path, "--mbox", "give the thread as an mbox file (b4 mbox ID)") as f:
+        raw = f.read()
     messages = [parse_message(chunk) for chunk in split_mbox(raw)]
     if not messages:
         raise UsageError(f"--mbox {path}: no messages in it (an mbox starts each message "
