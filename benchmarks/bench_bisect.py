@@ -115,7 +115,7 @@ def main() -> int:
         state = bisect.start(config, bisect.KernelStepRunner(config, progress=False))
         wall = time.monotonic() - start
         load_end = os.getloadavg()
-        result = state.result or {}
+        result = state.result.to_dict() if state.result else {}
         expected = tag_sha(repo, "fix" if args.find_fix else "bug")
         print(bisect.report_text(state))
         print(step_table(state))

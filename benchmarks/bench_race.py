@@ -19,9 +19,10 @@ from harness.arches import get_arch
 from harness.kernel.resolve import resolve_kernel
 from harness.machine import MachineOptions
 from harness.run import RunSpec, run_one
+from harness.stress import STRESS_CPUS
 from harness.verdict import is_corruption
 
-OPTIONS = MachineOptions(cpus=8, memory_mb=1024)
+OPTIONS = MachineOptions(cpus=STRESS_CPUS, memory_mb=1024)
 SCENARIOS = ("mrelease", "oom", "munmap", "madvise")
 
 

@@ -22,10 +22,11 @@ from harness.arches import get_arch
 from harness.kernel.resolve import resolve_kernel
 from harness.machine import MachineOptions
 from harness.run import RunSpec, run_one
+from harness.stress import STRESS_CPUS
 
 
 def options(host_cpus: int) -> MachineOptions:
-    return MachineOptions(cpus=8, memory_mb=1024, host_cpus=host_cpus)
+    return MachineOptions(cpus=STRESS_CPUS, memory_mb=1024, host_cpus=host_cpus)
 
 
 def main() -> int:

@@ -30,11 +30,16 @@ def _probe_file(arch: Arch) -> Path:
     return cache.cache_root() / "probes" / f"kvm-{key}.json"
 
 
+def check(requested: str) -> None:
+    """UsageError unless `requested` is one of ACCELS."""
+    if requested not in ACCELS:
+        raise UsageError(f"unknown accel {requested!r}; valid: {', '.join(ACCELS)}")
+
+
 def resolve(requested: str, arch: Arch, probe_boot: Callable[[float], None]) -> str:
     """Turn tcg/kvm/auto into tcg or kvm. `probe_boot(timeout)` boots once with KVM and
     raises HarnessError when that fails."""
-    if requested not in ACCELS:
-        raise UsageError(f"unknown accel {requested!r}; valid: {', '.join(ACCELS)}")
+    check(requested)
     if requested != "auto":
         return requested
     if not arch.can_use_kvm() or not os.access("/dev/kvm", os.R_OK | os.W_OK):

@@ -6,6 +6,7 @@ Each carries a message that names the problem and, where there is one, the fix.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 import traceback
@@ -32,6 +33,18 @@ def shown(path: object) -> str:
         return text
     half = _SHOWN_PATH_CHARS // 2
     return f"{text[:half]}...{text[-half:]} ({len(text)} characters)"
+
+
+def first_line(text: str | None) -> str:
+    """An error's first line, for a one-line message ("unknown error" when it is empty)."""
+    return text.strip().splitlines()[0] if text and text.strip() else "unknown error"
+
+
+def error_key(text: str | None) -> str:
+    """An error's first line with its paths and numbers masked: the same failure at two
+    places (two bisect steps' folders, pids, addresses) gives the same key."""
+    line = re.sub(r"/\S+", "PATH", first_line(text))
+    return re.sub(r"\b(0x)?[0-9a-f]*[0-9][0-9a-f]*\b", "N", line)
 
 
 class HarnessError(Exception):

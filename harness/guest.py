@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -16,7 +16,8 @@ from .arches import Arch, GuestSpec, base_cmdline
 from .console import SerialRunner
 from .errors import GuestCommandError, HarnessError
 from .kernel.image import KernelImage
-from .machine import Machine, MachineOptions
+from .kernel_log.stream import ConsoleFile
+from .machine import Machine, MachineOptions, machine_options
 from .runner import Command, CommandResult, Runner
 from .ssh import RunKey, SSHRunner
 
@@ -76,6 +77,9 @@ class Guest:
         self.dmesg_text: str | None = None
         self.accel = self.options.accel
         self.artifacts = GuestArtifacts(workdir, workdir / "console.log", workdir / "dmesg.txt")
+        # The one parse of this guest's console: workloads, the run's end and the pytest
+        # plugin all ask it, and it reads each byte of the log once.
+        self.console_reader = ConsoleFile(self.artifacts.console_log)
 
     # --- boot -------------------------------------------------------------------------
 
@@ -89,15 +93,15 @@ class Guest:
         return Machine(self.arch, spec, options, self.workdir)
 
     def _probe_kvm(self, timeout: float) -> None:
-        probe = MachineOptions(cpus=1, memory_mb=512, accel="kvm", boot_timeout=timeout,
-                               idle_timeout=timeout, ssh=False)
+        probe = machine_options(cpus=1, memory_mb=512, accel="kvm", boot_timeout=timeout,
+                                idle_timeout=timeout, ssh=False)
         with self._machine(probe, RunKey.generate(), tag="-kvm-probe"):
             pass
 
     def __enter__(self) -> Guest:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.accel = accel.resolve(self.options.accel, self.arch, self._probe_kvm)
-        options = MachineOptions(**{**self.options.__dict__, "accel": self.accel})
+        options = replace(self.options, accel=self.accel)
         key = RunKey.generate()
         key_path = self.workdir / "id_ed25519"
         key_path.unlink(missing_ok=True)  # an earlier boot's key here (a resumed bisect step)

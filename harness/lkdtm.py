@@ -16,7 +16,7 @@ from .arches import parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
 from .kernel import resolve
-from .machine import MachineOptions
+from .machine import machine_options
 
 RECIPE = "v6.1-lkdtm"
 TRIGGER = "/sys/kernel/debug/provoke-crash/DIRECT"
@@ -84,7 +84,7 @@ def record(arch_names: list[str], out: Path, names: list[str] | None = None) -> 
             if names and crash.name not in names:
                 continue
             with tempfile.TemporaryDirectory(prefix="oomrace-lkdtm-") as workdir, \
-                    Guest(arch, image, Path(workdir), MachineOptions(cpus=2)) as guest:
+                    Guest(arch, image, Path(workdir), machine_options(cpus=2)) as guest:
                 text = provoke(guest, crash)
             titles = [r.title for r in kernel_log.parse(text).reports]
             target = out / arch.name / f"{crash.name}.log"

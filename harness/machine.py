@@ -14,15 +14,18 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import pexpect
 
+from .accel import check as accel_check
 from .arches import Arch, GuestSpec, qemu_argv
 from .console import ConsoleStream
-from .errors import BootError, GuestCommandError, HarnessError, LaunchError
+from .errors import BootError, GuestCommandError, HarnessError, LaunchError, UsageError
 from .kernel_log import boot_oops_pattern
 from .ssh import free_port
 from .tools import arch_tools, require
@@ -45,6 +48,40 @@ class MachineOptions:
     host_cpus: int = 0  # host CPUs QEMU may run on; 0: all (see host_cpu_set)
     shutdown_timeout: float = 10.0
     ssh: bool = True
+
+
+_DEFAULTS = MachineOptions()
+_T = TypeVar("_T")
+
+
+def given(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
+
+
+def machine_options(cpus: int | None = None, memory_mb: int | None = None,
+                    accel: str | None = None, cmdline_extra: Iterable[str] = (),
+                    boot_timeout: float | None = None, idle_timeout: float | None = None,
+                    cpu: str | None = None, host_cpus: int | None = None,
+                    shutdown_timeout: float | None = None,
+                    ssh: bool | None = None) -> MachineOptions:
+    """A guest's machine options from a user's settings (`run`, `boot` and `evaluate`
+    options, a lab cell, a bisect's config, a guest test's arguments): the one place
+    they are checked (UsageError naming the option and what it takes). What is not given
+    (None) keeps MachineOptions' default."""
+    d = _DEFAULTS
+    options = MachineOptions(
+        cpus=given(cpus, d.cpus), memory_mb=given(memory_mb, d.memory_mb),
+        accel=given(accel, d.accel), cmdline_extra=tuple(cmdline_extra),
+        boot_timeout=given(boot_timeout, d.boot_timeout),
+        idle_timeout=given(idle_timeout, d.idle_timeout), cpu=cpu,
+        host_cpus=given(host_cpus, d.host_cpus),
+        shutdown_timeout=given(shutdown_timeout, d.shutdown_timeout), ssh=given(ssh, d.ssh))
+    if options.cpus < 1 or options.memory_mb < 128:
+        raise UsageError("--cpus must be at least 1 and --memory at least 128 (MiB)")
+    if options.host_cpus < 0:
+        raise UsageError("--host-cpus must be >= 0 (0: all host CPUs)")
+    accel_check(options.accel)
+    return options
 
 
 @dataclass(frozen=True)

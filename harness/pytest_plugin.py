@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from . import kernel_log, symbolize
+from . import symbolize
+from .accel import ACCELS
 from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
@@ -19,7 +20,7 @@ from .kernel import resolve
 from .kernel.build import recipes
 from .kernel.image import KernelImage
 from .kernel_log.symbols import location_of
-from .machine import MachineOptions
+from .machine import machine_options
 
 GUEST_FIXTURES = {"guest", "guest_factory", "guest_arch"}
 GUEST_TEST_TIMEOUT = 600  # seconds; a test can ask for its own with @pytest.mark.timeout
@@ -36,7 +37,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "artifacts": {"default": None,
                   "help": "folder for guest console logs and results "
                           "(default oomrace-artifacts/pytest-<time>)"},
-    "accel": {"default": "tcg", "choices": ("tcg", "kvm", "auto"),
+    "accel": {"default": "tcg", "choices": ACCELS,
               "help": "QEMU accelerator (default tcg)"},
     "append": {"action": "append", "default": None,
                "help": "extra kernel command-line argument for every guest (repeatable)"},
@@ -155,7 +156,7 @@ def guest_factory(
         if cpu is not None:
             options.setdefault("cpu", cpu)
         workdir = base / f"{arch}-{len(booted)}"
-        guest = Guest(get_arch(arch), image, workdir, MachineOptions(**options))  # type: ignore[arg-type]
+        guest = Guest(get_arch(arch), image, workdir, machine_options(**options))  # type: ignore[arg-type]
         booted.append(guest)
         request.node.user_properties.append((f"console_log[{len(booted) - 1}]",
                                              str(guest.artifacts.console_log)))
@@ -182,11 +183,7 @@ def unexpected_reports(item: pytest.Item, guests: list[Guest]) -> list[str]:
     allowed = [re.compile(p) for m in item.iter_markers("kernel_reports") for p in m.args]
     titles = []
     for g in guests:
-        try:
-            text = g.artifacts.console_log.read_text(errors="replace")
-        except OSError:
-            continue
-        reports = [r for r in kernel_log.parse(text).reports
+        reports = [r for r in g.console_reader.reports()
                    if not any(p.search(r.title) for p in allowed)]
         # With the kernel's vmlinux (our builds) each title says where its function is.
         located = symbolize.symbolize_reports(reports, g.kernel.vmlinux, g.arch).reports

@@ -156,6 +156,9 @@ class Seen:
     taint_after: int | None = None
     workload: WorkloadResult | None = None
     error: str | None = None
+    # The run's one reader of its console (the guest's, or the LAVA log's); none: the
+    # console.log in the run's folder is read at the end.
+    console: kernel_log.LogReader | None = None
 
 
 def run_one(spec: RunSpec, workdir: Path) -> RunResult:
@@ -168,6 +171,7 @@ def run_one(spec: RunSpec, workdir: Path) -> RunResult:
         extra = spec.reproducer.initrd_part(spec.arch) if spec.reproducer else None
         guest = Guest(spec.arch, image, workdir, spec.options,
                       extra_initrd=() if extra is None else (extra,))
+        seen.console = guest.console_reader
         try:
             with guest:
                 seen.accel, seen.boot_seconds = guest.accel, guest.boot_seconds
@@ -191,7 +195,10 @@ def finish(spec: RunSpec, seen: Seen, workdir: Path) -> RunResult:
     """Read the logs, decide the verdict and write result.json: the end of every run,
     ours or one a LAVA worker ran (harness.lab.lava), whose console log is in workdir."""
     workload = seen.workload or WorkloadResult(spec.scenario, "error")
-    analysis = _analyse(workdir)
+    # The console log holds every kernel message dmesg has at the default log level, and
+    # also what the kernel printed after the guest stopped answering.
+    console = seen.console or kernel_log.ConsoleFile(workdir / "console.log")
+    analysis = console.analysis()
     located = symbolize.symbolize_reports(
         analysis.reports, seen.image.vmlinux if seen.image else None, spec.arch)
     decided = verdict.decide(workload.status, analysis.reports, seen.error)
@@ -212,9 +219,3 @@ def finish(spec: RunSpec, seen: Seen, workdir: Path) -> RunResult:
     return result
 
 
-def _analyse(workdir: Path) -> kernel_log.LogAnalysis:
-    """Read the console log: it holds every kernel message dmesg has at the default log
-    level, and also what the kernel printed after the guest stopped answering."""
-    console = workdir / "console.log"
-    text = console.read_text(errors="replace") if console.is_file() else ""
-    return kernel_log.parse(text)

@@ -7,7 +7,7 @@ data of the crash families (`kernel_log.families`, each title kind's `corruption
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +26,11 @@ class TitledReport(Protocol):
 
 def is_corruption(report: TitledReport) -> bool:
     return is_corruption_title(report.title)
+
+
+def corruption_count(reports: Iterable[TitledReport]) -> int:
+    """How many of `reports` say memory was corrupted."""
+    return sum(1 for r in reports if is_corruption(r))
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any, Protocol
 
-from . import kernel_log, stress, verdict
+from . import stress, verdict
 from .errors import HarnessError, UsageError
 from .guest import Guest
 from .repro import Reproducer, ReproRun, ReproSummary
@@ -211,15 +210,6 @@ class SmokeWorkload:
 WORKLOADS: dict[str, Workload] = {"smoke": SmokeWorkload()}
 
 
-def _kernel_corruption_reports(console_log: Path) -> int:
-    """How many memory-corruption reports the kernel has printed so far."""
-    try:
-        text = console_log.read_text(errors="replace")
-    except OSError:
-        return 0
-    return sum(1 for r in kernel_log.parse(text).reports if verdict.is_corruption(r))
-
-
 @dataclass(frozen=True)
 class StressWorkload:
     """oomrace-stress in batches: each batch is one Bernoulli trial (did this batch show
@@ -248,8 +238,9 @@ class StressWorkload:
     def run(self, guest: Guest) -> WorkloadResult:
         started = time.monotonic()
         deadline = started + self.duration_s
-        console = guest.artifacts.console_log
-        tally = BatchTally(kernel_seen=_kernel_corruption_reports(console))
+        console = guest.console_reader
+        seen = console.cursor()  # reports before the first batch are not its own
+        tally = BatchTally()
         while time.monotonic() < deadline and (
             not self.iterations or tally.totals["iterations"] < self.iterations
         ):
@@ -260,8 +251,8 @@ class StressWorkload:
             except HarnessError as e:
                 tally.error = str(e)
                 break
-            batch = tally.add(result, _kernel_corruption_reports(console),
-                              time.monotonic() - started)
+            new, seen = console.since(seen)
+            batch = tally.add(result, verdict.corruption_count(new), time.monotonic() - started)
             if tally.error is not None or (batch.detected and self.stop_on_first_detection) or (
                     self.max_trials and len(tally.batches) >= self.max_trials):
                 break
@@ -274,27 +265,23 @@ class BatchTally:
     sees live and what a LAVA job's log is read back into (harness.lab.lava_log), so both
     count batches, detections and stop reasons the same way."""
 
-    kernel_seen: int = 0  # memory-corruption reports in the console before this batch
     batches: list[StressBatch] = field(default_factory=list)
     corruptions: list[stress.Corruption] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STRESS_TOTALS, 0))
     first_detection: float | None = None
     error: str | None = None
 
-    def add(self, result: stress.StressResult, kernel_now: int,
+    def add(self, result: stress.StressResult, kernel_reports: int,
             elapsed: float) -> StressBatch:
-        """One finished batch, with the console's corruption-report count at its end;
-        sets `error` when the batches cannot go on after it."""
+        """One finished batch, with the memory-corruption reports the kernel printed
+        during it; sets `error` when the batches cannot go on after it."""
         batch = StressBatch(
             status=result.status, iterations=result.iterations,
-            checker_corruptions=len(result.corruptions),
-            kernel_reports=kernel_now - self.kernel_seen,
-            detected=result.corrupted or kernel_now > self.kernel_seen,
-            seconds=round(result.elapsed, 3))
+            checker_corruptions=len(result.corruptions), kernel_reports=kernel_reports,
+            detected=result.corrupted or kernel_reports > 0, seconds=round(result.elapsed, 3))
         if batch.detected and self.first_detection is None:
             self.first_detection = elapsed
         self.batches.append(batch)
-        self.kernel_seen = kernel_now
         self.corruptions += result.corruptions
         for key in self.totals:
             self.totals[key] += int(result.counters.get(key, 0))
@@ -322,15 +309,6 @@ REPRO_NAME = "repro"  # the scenario name of a run of the user's own reproducer
 REPRO_RUN_TIMEOUT = 120.0  # seconds one run of a reproducer may take
 
 
-def _kernel_reports(console_log: Path) -> int:
-    """How many kernel reports of any kind the console log holds so far."""
-    try:
-        text = console_log.read_text(errors="replace")
-    except OSError:
-        return 0
-    return len(kernel_log.parse(text).reports)
-
-
 @dataclass(frozen=True)
 class ReproWorkload:
     """The user's reproducer run again and again: each run is one trial, which reproduced
@@ -349,8 +327,8 @@ class ReproWorkload:
     def run(self, guest: Guest) -> WorkloadResult:
         started = time.monotonic()
         deadline = started + self.duration_s
-        console = guest.artifacts.console_log
-        seen = _kernel_reports(console)
+        console = guest.console_reader
+        seen = console.cursor()
         runs: list[ReproRun] = []
         first_output, error = "", None
         while time.monotonic() < deadline and (not self.iterations
@@ -360,9 +338,8 @@ class ReproWorkload:
             except HarnessError as e:  # a hang or a lost guest: no verdict from this run
                 error = f"run {len(runs) + 1} of the reproducer: {e}"
                 break
-            now = _kernel_reports(console)
-            runs.append(ReproRun(done.exit_code, now - seen, round(done.seconds, 3)))
-            seen = now
+            new, seen = console.since(seen)
+            runs.append(ReproRun(done.exit_code, len(new), round(done.seconds, 3)))
             if runs[-1].reproduced and not first_output:
                 first_output = done.stdout[-2000:]
             if runs[-1].reproduced and self.stop_on_first_detection:

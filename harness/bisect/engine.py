@@ -10,11 +10,22 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import NamedTuple, TextIO
 
-from ..errors import HarnessError, MissingToolError, UsageError
+from ..errors import HarnessError, MissingToolError, UsageError, error_key, first_line
 from .git import Git
-from .state import BisectConfig, BisectState, StepRecord, load_state, save_state, state_path
+from .state import (
+    BisectConfig,
+    BisectResult,
+    BisectState,
+    Calibration,
+    Phase,
+    Plan,
+    StepRecord,
+    load_state,
+    save_state,
+    state_path,
+)
 from .stats import (
     BATCH_SECONDS,
     bisect_confidence,
@@ -32,8 +43,6 @@ from .steps import (
     StepOutcome,
     StepRequest,
     StepRunner,
-    _first_line,
-    _normalise_error,
     classify,
 )
 
@@ -99,7 +108,7 @@ class Bisector:
         if outcome.kind != "error" or outcome.trials > 0:
             self._same_errors.clear()
             return
-        key = _normalise_error(outcome.error)
+        key = error_key(outcome.error)
         if self._same_errors and self._same_errors[-1] != key:
             self._same_errors.clear()
         self._same_errors.append(key)
@@ -107,7 +116,7 @@ class Bisector:
             self._save()
             raise BisectAborted(
                 f"the same infrastructure error at {len(self._same_errors)} steps in a row: "
-                f"{_first_line(outcome.error)}\nThis looks like a harness or host problem, "
+                f"{first_line(outcome.error)}\nThis looks like a harness or host problem, "
                 f"not a property of the commits: the bisect stops here (it is left in place; "
                 f"fix the problem and run `oomrace bisect --repo {self.config.repo} --resume`)"
             )
@@ -125,13 +134,13 @@ class Bisector:
                                              stop_on_first=False, seed=cfg.seed))
         if outcome.kind == "build_failed":
             raise UsageError(f"the bad end {sha[:12]} does not build: "
-                             f"{_first_line(outcome.error)}")
+                             f"{first_line(outcome.error)}")
         repro = cfg.reproducer() is not None
         if outcome.detections == 0 and not outcome.checker_corruptions \
                 and not outcome.corruption_titles and not outcome.failures:
             if outcome.kind == "error":
                 raise UsageError(f"the bad end {sha[:12]} could not be tested: "
-                                 f"{_first_line(outcome.error)}")
+                                 f"{first_line(outcome.error)}")
             raise UsageError(
                 f"the bad end {sha[:12]} did not reproduce in {outcome.iterations} iterations "
                 f"({outcome.trials} trials of {cfg.workload} on {cfg.arch}): no bisect on a "
@@ -145,62 +154,55 @@ class Bisector:
         detections = max(outcome.detections, 1)
         bounds = calibration_bounds(detections, trials, cfg.confidence)
         st.signature = signature
-        st.calibration = {
-            "commit": sha, **bounds, "iterations": outcome.iterations,
-            "first_detection_seconds": outcome.first_detection_seconds,
-            "build_seconds": outcome.build_seconds, "boot_seconds": outcome.boot_seconds,
-            "trial_seconds": outcome.trial_seconds, "console_log": outcome.console_log,
-        }
+        st.calibration = cal = Calibration(
+            sha, bounds, iterations=outcome.iterations,
+            first_detection_seconds=outcome.first_detection_seconds,
+            build_seconds=outcome.build_seconds, boot_seconds=outcome.boot_seconds,
+            trial_seconds=outcome.trial_seconds, console_log=outcome.console_log)
         st.records.append(StepRecord(sha, self.git.subject(sha), "bad-end", "bad",
                                      "calibration", outcome, cfg.calibration_trials,
                                      marked=False, workdir=str(workdir)))
-        self._plan()
-        st.phase = "confirming"
+        plan = st.plan = self._plan(cal)
+        st.phase = Phase.CONFIRMING
         self._save()
-        plan, cal = st.plan or {}, st.calibration or {}
-        low, high = cal["interval95"]
+        low, high = bounds.interval95 or (bounds.p_low, bounds.p_high)
         self.out(f"  signature: {signature.describe()}\n"
                  f"  detection rate p = {detections}/{trials} = {detections / trials:.2f} "
                  f"per trial, 95% interval [{low:.2f}, {high:.2f}]; a good verdict assumes "
-                 f"p >= {cal['p_low']:.3f} (one-sided Clopper-Pearson, "
-                 f"{cal['p_low_confidence']:.3f})\n"
-                 f"  plan: a good verdict needs {plan['trials_per_good']} clean trials "
-                 f"({plan['trials_per_good'] * cfg.iterations_per_trial} iterations), per-verdict "
-                 f"confidence {plan['per_verdict_confidence']:.4f}; {st.commits_in_range} "
-                 f"commits in range, ~{plan['expected_steps']} steps, expected cost "
-                 f"<= {plan['expected_seconds'] / 60:.1f} min")
+                 f"p >= {bounds.p_low:.3f} (one-sided Clopper-Pearson, {bounds.level:.3f})\n"
+                 f"  plan: a good verdict needs {plan.trials_per_good} clean trials "
+                 f"({plan.trials_per_good * cfg.iterations_per_trial} iterations), per-verdict "
+                 f"confidence {plan.per_verdict_confidence:.4f}; {st.commits_in_range} "
+                 f"commits in range, ~{plan.expected_steps} steps, expected cost "
+                 f"<= {plan.expected_seconds / 60:.1f} min")
 
-    def _plan(self) -> None:
+    def _plan(self, cal: Calibration) -> Plan:
         cfg, st = self.config, self.state
-        cal = st.calibration or {}
         bound = good_verdicts_bound(st.commits_in_range)
         # The calibration's bound takes its share of the error budget (stats.py): the
         # good verdicts together must reach C / (its level), each the g-th root of that.
         per = per_verdict_confidence(verdicts_confidence(cfg.confidence), bound)
-        n = needed_trials(float(cal["p_low"]), per)
+        n = needed_trials(cal.bounds.p_low, per)
         capped = False
         if cfg.max_iterations_per_step is not None:
             cap = max(1, cfg.max_iterations_per_step // cfg.iterations_per_trial)
             if n > cap:
                 n, capped = cap, True
         steps = bound - 2
-        trial_s = float(cal.get("trial_seconds") or BATCH_SECONDS)
-        per_step = (float(cal.get("build_seconds") or 60.0)
-                    + float(cal.get("boot_seconds") or 10.0) + n * trial_s)
-        st.plan = {
-            "good_verdicts_bound": bound, "per_verdict_confidence": per,
-            "trials_per_good": n, "capped_by_max_iterations": capped,
-            "expected_steps": steps, "expected_seconds": round((steps + 1) * per_step, 1),
-            "seconds_per_step": round(per_step, 1),
-        }
+        trial_s = cal.trial_seconds or BATCH_SECONDS
+        per_step = (cal.build_seconds or 60.0) + (cal.boot_seconds or 10.0) + n * trial_s
         if capped:
             self.out(f"warning: --max-iterations-per-step caps a good verdict at {n} trials; "
                      f"the overall confidence will be below {cfg.confidence}")
+        return Plan(trials_per_good=n, good_verdicts_bound=bound, per_verdict_confidence=per,
+                    capped_by_max_iterations=capped, expected_steps=steps,
+                    expected_seconds=round((steps + 1) * per_step, 1),
+                    seconds_per_step=round(per_step, 1))
 
     def confirm_good_end(self) -> None:
         cfg, st = self.config, self.state
         sha = st.good_sha
-        n = int((st.plan or {})["trials_per_good"])
+        n = self._planned().trials_per_good
         self.out(f"confirming the good end {sha[:12]} ({self.git.subject(sha)}) is clean "
                  f"over {n} trials")
         workdir = self._workdir("good-end", sha)
@@ -216,7 +218,7 @@ class Bisector:
             raise UsageError(f"the good end {sha[:12]} shows another corruption ({reason})")
         # Reports the good end shows too (no corruption) are background noise.
         st.noise = sorted(set(outcome.crash_titles))
-        conf = step_confidence(float((st.calibration or {})["p_low"]), outcome.trials)
+        conf = step_confidence(self._calibrated().bounds.p_low, outcome.trials)
         st.records.append(StepRecord(sha, self.git.subject(sha), "good-end", "good", reason,
                                      outcome, n, confidence=conf, workdir=str(workdir)))
         self.out(f"  good end clean in {outcome.trials} trials"
@@ -227,19 +229,27 @@ class Bisector:
         self.git.run("bisect", cfg.clean_term, st.good_sha)
         for record in st.records:
             record.marked = True
-        st.phase = "bisecting"
+        st.phase = Phase.BISECTING
         self._save()
 
-    def _finished(self) -> dict[str, Any] | None:
+    def _calibrated(self) -> Calibration:
+        assert self.state.calibration is not None, "the bisect is past its calibration"
+        return self.state.calibration
+
+    def _planned(self) -> Plan:
+        assert self.state.plan is not None, "the bisect is past its calibration"
+        return self.state.plan
+
+    def _finished(self) -> _Found | None:
         log = self.git.bisect_log()
         new = self.config.terms[1]
         m = re.search(rf"^# first {re.escape(new)} commit: \[([0-9a-f]+)\] ?(.*)$", log, re.M)
         if m:
-            return {"commit": m.group(1), "subject": m.group(2), "candidates": [m.group(1)]}
+            return _Found(m.group(1), m.group(2), (m.group(1),))
         if "# only skipped commits left to test" in log:
             cands = re.findall(rf"^# possible first {re.escape(new)} commit: \[([0-9a-f]+)\]",
                                log, re.M)
-            return {"commit": None, "subject": None, "candidates": cands}
+            return _Found(None, None, tuple(cands))
         return None
 
     def _mark(self, record: StepRecord) -> None:
@@ -254,8 +264,8 @@ class Bisector:
 
     def bisect_loop(self) -> None:
         cfg, st = self.config, self.state
-        n = int((st.plan or {})["trials_per_good"])
-        p_low = float((st.calibration or {})["p_low"])
+        n = self._planned().trials_per_good
+        p_low = self._calibrated().bounds.p_low
         assert st.signature is not None
         for record in st.records:  # decided before an interruption, not yet told to git
             if not record.marked:
@@ -290,33 +300,44 @@ class Bisector:
 
     def _conclude(self) -> None:
         st, cfg = self.state, self.config
-        found = self._finished() or {"commit": None, "subject": None, "candidates": []}
-        cal = st.calibration or {}
+        found = self._finished() or _Found(None, None, ())
+        bounds = self._calibrated().bounds
         goods = [r.outcome.trials for r in st.records if r.verdict == "good"]
-        found["confidence"] = bisect_confidence(cal, goods)
-        found["confidence_point_estimate"] = overall_confidence(float(cal["p"]), goods)
-        found["requested_confidence"] = cfg.confidence
-        found["kind"] = "fix" if cfg.find_fix else "regression"
-        if found["commit"] and not found["subject"]:
-            found["subject"] = self.git.subject(str(found["commit"]))
-        st.result = found
-        st.phase = "done"
+        subject = found.subject
+        if found.commit and not subject:
+            subject = self.git.subject(found.commit)
+        st.result = BisectResult(
+            commit=found.commit, subject=subject, candidates=found.candidates,
+            confidence=bisect_confidence(bounds, goods),
+            confidence_point_estimate=overall_confidence(bounds.p, goods),
+            requested_confidence=cfg.confidence, kind="fix" if cfg.find_fix else "regression")
+        st.phase = Phase.DONE
         self._save()
 
     def run(self) -> BisectState:
-        if self.state.phase == "calibrating":
+        if self.state.phase == Phase.CALIBRATING:
             self.calibrate()
-        if self.state.phase == "confirming":
+        if self.state.phase == Phase.CONFIRMING:
             self.confirm_good_end()
-        if self.state.phase == "bisecting":
+        if self.state.phase == Phase.BISECTING:
             self.bisect_loop()
         return self.state
+
+
+class _Found(NamedTuple):
+    """What git's bisect log says it found."""
+
+    commit: str | None
+    subject: str | None
+    candidates: tuple[str, ...]
 
 
 # --- starting and resuming ----------------------------------------------------------
 
 
-def _validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
+def validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
+    """UsageError unless `cfg` can start a bisect here; the repository, both ends as
+    commits and the number of commits between them."""
     repo = cfg.repo
     if not repo.is_dir():
         raise UsageError(f"--repo {repo} is not a directory")
@@ -368,7 +389,7 @@ def _validate(cfg: BisectConfig) -> tuple[Git, str, str, int]:
 def start(cfg: BisectConfig, runner: StepRunner, out: Printer | None = None) -> BisectState:
     """Validate, `git bisect start`, calibrate, confirm the good end, bisect."""
     cfg = replace(cfg, repo=cfg.repo.resolve(), artifacts=cfg.artifacts.resolve())
-    git, good, bad, count = _validate(cfg)
+    git, good, bad, count = validate(cfg)
     cfg.artifacts.mkdir(parents=True, exist_ok=True)
     state = BisectState(cfg, good, bad, count,
                         started_at=datetime.now(UTC).isoformat(timespec="seconds"))
@@ -384,7 +405,7 @@ def start(cfg: BisectConfig, runner: StepRunner, out: Printer | None = None) -> 
     except UsageError:
         # A bad end that does not reproduce (or a good end that is not good): leave the
         # repository as it was.
-        if state.phase in ("calibrating", "confirming"):
+        if state.phase in (Phase.CALIBRATING, Phase.CONFIRMING):
             git.run("bisect", "reset", check=False)
             state_path(cfg.repo).unlink(missing_ok=True)
         raise
@@ -394,7 +415,7 @@ def resume(repo: Path, runner_for: Callable[[BisectConfig], StepRunner],
            out: Printer | None = None) -> BisectState:
     state = load_state(repo.resolve())
     git = Git(state.config.repo)
-    if state.phase != "done" and not git.bisecting():
+    if state.phase != Phase.DONE and not git.bisecting():
         raise UsageError(f"{repo} has an oomrace bisect state but git is not bisecting "
                          f"(was `git bisect reset` run?); remove {state_path(repo)} "
                          "and start again")

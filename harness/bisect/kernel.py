@@ -11,7 +11,7 @@ from ..errors import KernelError
 from ..kernel import resolve
 from ..kernel.build import builder, recipes
 from ..kernel.image import ResolvedKernel
-from ..machine import MachineOptions
+from ..machine import machine_options
 from .engine import BisectAborted
 from .state import BisectConfig
 from .stats import BATCH_SECONDS
@@ -48,9 +48,9 @@ class KernelStepRunner:
             raise BisectAborted(f"built {built.source_identity}, expected git:"
                                 f"{request.commit}")
         arch = get_arch(cfg.arch)
-        options = MachineOptions(cpus=cfg.cpus, memory_mb=cfg.memory_mb, cpu=cfg.cpu,
-                                 cmdline_extra=(*built.cmdline, *cfg.append),
-                                 host_cpus=cfg.host_cpus)
+        options = machine_options(cpus=cfg.cpus, memory_mb=cfg.memory_mb, cpu=cfg.cpu,
+                                  cmdline_extra=(*built.cmdline, *cfg.append),
+                                  host_cpus=cfg.host_cpus)
         reproducer = cfg.reproducer()
         iterations = request.trials * cfg.iterations_per_trial
         # A budget that the trials, not the clock, end: a stress trial takes at most

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .state import BisectState, state_path
+from .state import BisectState, Phase, state_path
+from .stats import RateBounds
 
 
 def kernel_builds(state: BisectState) -> int:
@@ -20,31 +21,33 @@ def report_json(state: BisectState) -> dict[str, Any]:
     return d
 
 
-def _rate_bounds(cal: dict[str, Any]) -> str:
+def _rate_bounds(bounds: RateBounds) -> str:
     """The calibration's interval and the bound the good rule used; a state from before
     the Clopper-Pearson rule has one 95% Wilson interval, whose lower end was the bound."""
-    if "p_low_confidence" not in cal:
-        return f"95% Wilson interval [{cal['p_low']:.2f}, {cal['p_high']:.2f}]"
-    low, high = cal["interval95"]
+    if bounds.p_low_confidence is None or bounds.interval95 is None:
+        return f"95% Wilson interval [{bounds.p_low:.2f}, {bounds.p_high:.2f}]"
+    low, high = bounds.interval95
     return (f"95% interval [{low:.2f}, {high:.2f}]; good verdicts assume p >= "
-            f"{cal['p_low']:.3f} (one-sided Clopper-Pearson, {cal['p_low_confidence']:.3f})")
+            f"{bounds.p_low:.3f} (one-sided Clopper-Pearson, {bounds.p_low_confidence:.3f})")
 
 
 def report_text(state: BisectState) -> str:
-    cfg, cal, res = state.config, state.calibration or {}, state.result or {}
+    cfg, cal, res = state.config, state.calibration, state.result
     what = "first fixed commit" if cfg.find_fix else "first bad commit"
     lines = []
-    if res.get("commit"):
-        lines.append(f"{what}: {res['commit']} {res.get('subject') or ''}".rstrip())
+    if res is not None and res.commit:
+        lines.append(f"{what}: {res.commit} {res.subject or ''}".rstrip())
     else:
+        candidates = res.candidates if res is not None else ()
         lines.append(f"{what}: could not be narrowed down (only skipped commits left); "
-                     f"candidates: {', '.join(c[:12] for c in res.get('candidates', []))}")
-    if res:
-        lines.append(f"confidence: {res['confidence']:.4f} (requested {cfg.confidence}; "
-                     f"{res['confidence_point_estimate']:.4f} with p's point estimate)")
-    if cal:
-        lines.append(f"detection rate p: {cal['detections']}/{cal['trials']} trials = "
-                     f"{cal['p']:.2f}, {_rate_bounds(cal)} "
+                     f"candidates: {', '.join(c[:12] for c in candidates)}")
+    if res is not None:
+        lines.append(f"confidence: {res.confidence:.4f} (requested {cfg.confidence}; "
+                     f"{res.confidence_point_estimate:.4f} with p's point estimate)")
+    if cal is not None:
+        b = cal.bounds
+        lines.append(f"detection rate p: {b.detections}/{b.trials} trials = "
+                     f"{b.p:.2f}, {_rate_bounds(b)} "
                      f"(trial = {cfg.iterations_per_trial} iteration(s) of {cfg.workload} on "
                      f"{cfg.arch}, {cfg.cpus} vCPUs)")
     if state.signature:
@@ -59,7 +62,7 @@ def report_text(state: BisectState) -> str:
     builds = kernel_builds(state)
     lines.append(f"wall time: {state.seconds / 60:.1f} min; kernel builds: {builds}; "
                  f"artifacts: {cfg.artifacts}")
-    if state.phase == "done":
+    if state.phase == Phase.DONE:
         lines.append(f"(the repository is still in git's bisect state: `git -C {cfg.repo} "
                      "bisect log` shows it, `git bisect reset` ends it)")
     return "\n".join(lines)

@@ -4,7 +4,7 @@ good verdicts give (the package docstring explains the model)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..binomial import clopper_pearson_interval, clopper_pearson_lower
@@ -90,7 +90,53 @@ def verdicts_confidence(confidence: float) -> float:
     return confidence / calibration_confidence(confidence)
 
 
-def calibration_bounds(detections: int, trials: int, confidence: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RateBounds:
+    """The detection rate the calibration measured: p = detections / trials, the lower
+    bound `p_low` the good rule uses, and the upper end `p_high` of an interval to show.
+
+    Since the Clopper-Pearson rule `p_low` is one-sided at `p_low_confidence` and the
+    interval shown is `interval95`. A state from the Wilson rule before has none of the
+    three: its `p_low` and `p_high` are the ends of a 95% Wilson interval, and its bound
+    was taken as certain."""
+
+    trials: int
+    detections: int
+    p: float
+    p_low: float
+    p_high: float
+    p_low_confidence: float | None = None
+    p_low_method: str | None = None
+    interval95: tuple[float, float] | None = None
+
+    @property
+    def level(self) -> float:
+        """The confidence of `p_low` (1 for a Wilson bound, as it was planned with)."""
+        return 1.0 if self.p_low_confidence is None else self.p_low_confidence
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"trials": self.trials, "detections": self.detections,
+                             "p": self.p, "p_low": self.p_low}
+        if self.p_low_confidence is not None:
+            d.update(p_low_confidence=self.p_low_confidence, p_low_method=self.p_low_method)
+        if self.interval95 is not None:
+            d["interval95"] = list(self.interval95)
+        d["p_high"] = self.p_high
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RateBounds:
+        interval = d.get("interval95")
+        level = d.get("p_low_confidence")
+        return cls(trials=int(d["trials"]), detections=int(d["detections"]), p=float(d["p"]),
+                   p_low=float(d["p_low"]), p_high=float(d["p_high"]),
+                   p_low_confidence=None if level is None else float(level),
+                   p_low_method=d.get("p_low_method"),
+                   interval95=None if interval is None else (float(interval[0]),
+                                                            float(interval[1])))
+
+
+def calibration_bounds(detections: int, trials: int, confidence: float) -> RateBounds:
     """The calibration's figures: p, the one-sided Clopper-Pearson lower bound the good
     rule uses (at calibration_confidence) and a two-sided 95% interval to show.
 
@@ -99,15 +145,14 @@ def calibration_bounds(detections: int, trials: int, confidence: float) -> dict[
     """
     level = calibration_confidence(confidence)
     low95, high95 = clopper_pearson_interval(detections, trials, 0.95)
-    return {"trials": trials, "detections": detections, "p": detections / trials,
-            "p_low": clopper_pearson_lower(detections, trials, level),
-            "p_low_confidence": level, "p_low_method": CALIBRATION_METHOD,
-            "interval95": [low95, high95], "p_high": high95}
+    return RateBounds(trials=trials, detections=detections, p=detections / trials,
+                      p_low=clopper_pearson_lower(detections, trials, level), p_high=high95,
+                      p_low_confidence=level, p_low_method=CALIBRATION_METHOD,
+                      interval95=(low95, high95))
 
 
-def bisect_confidence(calibration: Mapping[str, Any], good_trials: list[int]) -> float:
+def bisect_confidence(bounds: RateBounds, good_trials: list[int]) -> float:
     """The probability that every good verdict is right: the calibration bound's level
     times the product over good verdicts. A state from before the bound had a level
     (a Wilson bound taken as certain) keeps the figure it was planned with."""
-    level = float(calibration.get("p_low_confidence", 1.0))
-    return level * overall_confidence(float(calibration["p_low"]), good_trials)
+    return bounds.level * overall_confidence(bounds.p_low, good_trials)

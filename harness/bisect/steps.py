@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from ..errors import first_line
 from ..verdict import title_family
 
 StepKind = Literal["ran", "build_failed", "error"]
@@ -113,7 +114,7 @@ def classify(outcome: StepOutcome, signature: Signature, noise: set[str],
     clean trials, skip otherwise."""
     if outcome.kind == "build_failed":
         m = re.search(r"^.*\berror\b:.*$", outcome.error or "", re.M | re.I)
-        return "skip", f"build failed: {(m.group(0) if m else _first_line(outcome.error))[:200]}"
+        return "skip", f"build failed: {(m.group(0) if m else first_line(outcome.error))[:200]}"
     titles = signature.relevant(outcome)
     if signature.matches(outcome.checker_corruptions, titles, outcome.failures):
         what = next((t for t in titles if signature.matches(0, [t])),
@@ -127,20 +128,10 @@ def classify(outcome: StepOutcome, signature: Signature, noise: set[str],
     if outcome.checker_corruptions or outcome.detections:
         return "skip", "corruption that does not match the signature"
     if outcome.kind == "error":
-        return "skip", f"harness/boot error: {_first_line(outcome.error)}"
+        return "skip", f"harness/boot error: {first_line(outcome.error)}"
     if outcome.trials <= 0:
         return "skip", "no trial ran"
     if outcome.trials < needed:
         return "good", f"clean in {outcome.trials} trials (fewer than the {needed} planned)"
     return "good", f"clean in {outcome.trials} trials"
 
-
-def _first_line(text: str | None) -> str:
-    return (text or "unknown error").strip().splitlines()[0] if text and text.strip() \
-        else "unknown error"
-
-
-def _normalise_error(text: str | None) -> str:
-    line = _first_line(text)
-    line = re.sub(r"/\S+", "PATH", line)
-    return re.sub(r"\b(0x)?[0-9a-f]*[0-9][0-9a-f]*\b", "N", line)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,13 +19,13 @@ from ..kernel import resolve
 from ..kernel.build import builder, recipes
 from ..kernel_log.symbols import location_of
 from ..ktap import write as ktap
-from ..machine import MachineOptions
+from ..machine import MachineOptions, machine_options
 from ..repro import Reproducer
 from ..run import RunResult, RunSpec, new_run_dir, run_one
-from ..stress import Scenario
+from ..stress import STRESS_CPUS, Scenario, tcg_host_cpus
 from ..tools import doctor
 from ..workload import REPRO_NAME, get_workload
-from .options import DEFAULT_ARTIFACTS, STRESS_CPUS, STRESS_HOST_CPUS
+from .options import DEFAULT_ARTIFACTS
 from .output import STDOUT, write_json, write_result_text
 
 if TYPE_CHECKING:
@@ -40,12 +41,10 @@ def _exit_for(clean: bool) -> int:
     return 0 if clean else EXIT_VERDICT
 
 
-def _host_cpus(args: argparse.Namespace, stress: bool) -> int:
+def _host_cpus(args: argparse.Namespace, stress: bool, scenario: str | None = None) -> int:
     if args.host_cpus is not None:
-        if args.host_cpus < 0:
-            raise UsageError("--host-cpus must be >= 0 (0: all host CPUs)")
         return int(args.host_cpus)
-    return STRESS_HOST_CPUS if stress and getattr(args, "accel", "tcg") == "tcg" else 0
+    return tcg_host_cpus(scenario) if stress and getattr(args, "accel", "tcg") == "tcg" else 0
 
 
 def _options(args: argparse.Namespace) -> MachineOptions:
@@ -54,11 +53,10 @@ def _options(args: argparse.Namespace) -> MachineOptions:
     smoke = args.command != "run" or args.scenario == "smoke" or \
         bool(getattr(args, "repro", None) or getattr(args, "exec_command", None))
     cpus = args.cpus if args.cpus is not None else 2 if smoke else STRESS_CPUS
-    if cpus < 1 or args.memory < 128:
-        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
-    return MachineOptions(cpus=cpus, memory_mb=args.memory, accel=args.accel,
-                          boot_timeout=args.boot_timeout, cmdline_extra=tuple(args.append),
-                          cpu=args.cpu, host_cpus=_host_cpus(args, not smoke))
+    return machine_options(cpus=cpus, memory_mb=args.memory, accel=args.accel,
+                           boot_timeout=args.boot_timeout, cmdline_extra=args.append,
+                           cpu=args.cpu,
+                           host_cpus=_host_cpus(args, not smoke, getattr(args, "scenario", None)))
 
 
 def _summary(result: RunResult) -> str:
@@ -252,7 +250,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         raise
     print(bisect.report_text(state), flush=True)
     write_json(args.json, bisect.report_json(state))
-    return _exit_for(bool((state.result or {}).get("commit")))
+    return _exit_for(state.result is not None and bool(state.result.commit))
 
 
 def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
@@ -346,14 +344,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .. import evaluate
 
-    if args.cpus < 1 or args.memory < 128:
-        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
-    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
-                             host_cpus=_host_cpus(args, stress=True))
     if args.mbox is not None or args.msgid is not None:  # a thread's candidates: harness/mail
         from ..mail.cli import cmd_evaluate_thread
 
-        return cmd_evaluate_thread(args, options)
+        return cmd_evaluate_thread(args, _stress_options(args))
     if args.evaluation is None:
         raise UsageError("give an evaluation NAME, or a thread with --mbox FILE / --msgid ID")
     if args.base is not None or args.scenario is not None:
@@ -361,6 +355,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate.with_budget(evaluate.load_evaluation(args.evaluation), args.bug_seconds,
                               args.fix_seconds)
     arches = parse_arch_list(args.arch or list(ev.arches))
+    options = _stress_options(args)(ev.scenario)
     out = new_run_dir(args.artifacts)
     rows: list[evaluate.Row] = []
     try:
@@ -376,16 +371,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return _exit_for(bug_shows and fixes_hold)
 
 
+def _stress_options(args: argparse.Namespace) -> Callable[[str], MachineOptions]:
+    """The machine options of a command that stresses recipes, once its scenario is known
+    (host CPUs go by scenario under TCG)."""
+    def for_scenario(scenario: str) -> MachineOptions:
+        return machine_options(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
+                               host_cpus=_host_cpus(args, True, scenario))
+
+    return for_scenario
+
+
 def cmd_check_patch(args: argparse.Namespace) -> int:
     from ..mail.cli import cmd_check_patch as check
 
-    if args.cpus < 1 or args.memory < 128:
-        raise HarnessError("--cpus must be at least 1 and --memory at least 128 (MiB)")
     if args.base is None and args.evaluation is None and args.source is None:
         args.base = "v4.14.2"
-    options = MachineOptions(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
-                             host_cpus=_host_cpus(args, stress=True))
-    return check(args, options)
+    return check(args, _stress_options(args))
 
 def cmd_bugs(args: argparse.Namespace) -> int:
     from dataclasses import replace as with_fields
@@ -397,8 +398,8 @@ def cmd_bugs(args: argparse.Namespace) -> int:
         for entry in corpus:
             print(entry.line())
         return 0
-    if args.runs < 1 or args.cpus < 1 or args.memory < 128:
-        raise UsageError("--runs and --cpus must be at least 1 and --memory at least 128 (MiB)")
+    if args.runs < 1:
+        raise UsageError(f"--runs must be at least 1, not {args.runs}")
     chosen = bugs.select(corpus, args.ids)
     planned = [b.id for b in chosen if not b.ready]
     if planned:
@@ -412,8 +413,8 @@ def cmd_bugs(args: argparse.Namespace) -> int:
             entry = with_fields(entry, bug_seconds=args.bug_seconds or entry.bug_seconds,
                                 fix_seconds=args.fix_seconds or entry.fix_seconds)
             for arch in parse_arch_list(args.arch or list(entry.arches())):
-                options = MachineOptions(cpus=args.cpus, memory_mb=args.memory,
-                                         host_cpus=_host_cpus(args, stress=True))
+                options = machine_options(cpus=args.cpus, memory_mb=args.memory,
+                                          host_cpus=_host_cpus(args, True, entry.scenario))
                 rows.append(bugs.run_bug(entry, arch, out, options, resolve, runs=args.runs,
                                          seed=args.seed, progress=log.info))
     finally:  # interrupted or failed: the rows finished so far are kept

@@ -8,18 +8,16 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from ..accel import ACCELS
 from ..arches import arch_help
 from ..errors import UsageError
 from ..inputs import positive_number
 from ..kernel.build.recipes import DEFAULT_CONFIG_RECIPE
-from ..stress import Scenario
+from ..stress import STRESS_CPUS, STRESS_HOST_CPUS, Scenario
 from ..workload import WORKLOADS
 from .output import add_json_option
 
 DEFAULT_ARTIFACTS = Path("oomrace-artifacts")
-STRESS_CPUS = 8
-STRESS_HOST_CPUS = 1
-"""Host CPUs for a stress guest under TCG: see machine.host_cpu_set for why."""
 
 STRESS_SCENARIOS = ", ".join(s.value for s in Scenario)
 CHECK_WORKLOADS = " or ".join(sorted(WORKLOADS))
@@ -58,7 +56,8 @@ def add_host_cpus(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-cpus", type=int, default=None,
                    help="host CPUs QEMU may use, 0 for all (default: all for smoke, "
                         f"{STRESS_HOST_CPUS} for stress under TCG, where the race shows when "
-                        "the host pauses a writer's vCPU)")
+                        "the host pauses a writer's vCPU; all for mremap, whose readers "
+                        "must run during the move)")
 
 
 def add_kconfig_options(p: argparse.ArgumentParser, what: str) -> None:
@@ -76,7 +75,7 @@ def add_guest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", default="debian",
                    help="debian (Debian's packaged kernel), a kernel recipe name, or a path")
     add_kconfig_options(p, "the --kernel recipe's build")
-    p.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"),
+    p.add_argument("--accel", default="tcg", choices=ACCELS,
                    help="tcg (default); auto uses KVM only after a probe boot succeeds")
     p.add_argument("--cpus", type=int, default=None,
                    help=f"guest vCPUs (default 2; {STRESS_CPUS} for stress scenarios, which "
@@ -192,9 +191,9 @@ def add_bisect_options(p: argparse.ArgumentParser) -> None:
                    help="extra kernel command-line argument (repeatable)")
     p.add_argument("--cpu", default=None,
                    help="QEMU CPU model under TCG (default: by arch and kernel version)")
-    p.add_argument("--recipe-config", default="v6.1",
+    p.add_argument("--recipe-config", default=DEFAULT_CONFIG_RECIPE,
                    help="recipe whose base config, fragments and cmdline are used (its "
-                        "patches are not applied; default v6.1)")
+                        f"patches are not applied; default {DEFAULT_CONFIG_RECIPE})")
     add_kconfig_options(p, "each step's kernel")
     p.add_argument("--confidence", type=confidence, default=0.95,
                    help=f"overall confidence the answer must reach, {MIN_CONFIDENCE} to "
@@ -297,15 +296,20 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
                    help="stress budget of the bug")
     p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
                    help="most a fix run may take")
+    add_stress_guest_options(p, "each evaluation")
+    p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
+    add_json_option(p, "the table")
+
+
+def add_stress_guest_options(p: argparse.ArgumentParser, folder_per: str) -> None:
+    """The guest and output options of the commands that run stress on recipes."""
     p.add_argument("--cpus", type=int, default=STRESS_CPUS,
                    help=f"guest vCPUs (default {STRESS_CPUS})")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
-    p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
     add_host_cpus(p)
     p.add_argument("--seed", type=int, default=None, help="stress seed")
     p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
-                   help="folder for results; each evaluation gets its own subfolder")
-    add_json_option(p, "the table")
+                   help=f"folder for results; {folder_per} gets its own subfolder")
 
 
 def add_check_patch_options(p: argparse.ArgumentParser) -> None:
@@ -350,13 +354,7 @@ def add_bugs_options(p: argparse.ArgumentParser) -> None:
                    help="stress budget of each bug run (default: the entry's)")
     p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
                    help="stress budget of the fix run (default: the entry's)")
-    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
-                   help=f"guest vCPUs (default {STRESS_CPUS})")
-    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
-    add_host_cpus(p)
-    p.add_argument("--seed", type=int, default=None, help="stress seed")
-    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
-                   help="folder for results; each run of the table gets its own subfolder")
+    add_stress_guest_options(p, "each run of the table")
     add_json_option(p, "the detection table")
 
 

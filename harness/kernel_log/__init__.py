@@ -28,7 +28,8 @@ Modules: `spec` (the table's vocabulary), `families` (the table), `skips` (the
 generic frames and files a title never blames, each with its reason), `taxonomy`
 (what a title means), `scanner` (where reports start and end), `titles`, `frames`
 (guilty-frame selection), `reports` (one report's assembly), `events`, `lines`
-(console prefixes, the window), `logfile` (`oomrace parse-log`), `gate` (its
+(console prefixes, the window, bytes into lines), `stream` (a guest's one console reader,
+fed as the log grows: `LogReader`, `ConsoleFile`), `logfile` (`oomrace parse-log`), `gate` (its
 `--allow`/`--fail-on` patterns: which reports fail a CI), `symbols` (frames as file:line,
 filled in by `harness.symbolize` from a vmlinux).
 
@@ -61,11 +62,13 @@ from __future__ import annotations
 
 from .families import FAMILIES
 from .gate import Gate, GatedAnalysis, Judgement, Pattern, build_gate
-from .logfile import MAX_LINE_BYTES, STDIN, log_name, parse_file, parse_log_main, summary
+from .lines import MAX_LINE_BYTES, LineSplitter
+from .logfile import STDIN, log_name, parse_file, parse_log_main, summary
 from .model import Event, LogAnalysis, Report
 from .reports import MAX_REPORT_BYTES, MAX_REPORT_LINES
 from .scanner import parse, scan
 from .spec import Family, Format, StackSpec, TitleKind
+from .stream import ConsoleFile, LogReader
 from .taxonomy import boot_oops_pattern, classify_title, is_corruption_title, title_family
 
 __all__ = [
@@ -74,13 +77,16 @@ __all__ = [
     "MAX_REPORT_BYTES",
     "MAX_REPORT_LINES",
     "STDIN",
+    "ConsoleFile",
     "Event",
     "Family",
     "Format",
     "Gate",
     "GatedAnalysis",
     "Judgement",
+    "LineSplitter",
     "LogAnalysis",
+    "LogReader",
     "Pattern",
     "Report",
     "StackSpec",

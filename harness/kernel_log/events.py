@@ -3,6 +3,7 @@ changes, boot banners, reboots and page-poisoning hits. Read line by line, in or
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 
@@ -39,6 +40,17 @@ class EventReader:
         self._pending: Event | None = None  # the oom_kill event of the last oom-kill: line
         self._banners = 0
         self._taint = ""
+
+    def copy(self, with_events: bool) -> EventReader:
+        """A reader that goes on from here apart from this one: with this one's events
+        (copies: the pending kill's fields are still filled in), or with none so far."""
+        twin = EventReader()
+        twin._banners, twin._taint = self._banners, self._taint
+        if with_events:
+            twin.events, twin._pending = copy.deepcopy((self.events, self._pending))
+        else:
+            twin._pending = copy.deepcopy(self._pending)
+        return twin
 
     def feed(self, i: int, body: str, next_body: Callable[[], str]) -> None:
         """Line `i` (kernel text `body`; `next_body()` is the line after it, or "")."""

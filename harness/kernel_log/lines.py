@@ -1,10 +1,64 @@
-"""Console lines: the prefix a serial console or dmesg puts before the kernel text, and
-the bounded window of lines the scanner holds while it reads a log."""
+"""Console lines: bytes cut into lines, the prefix a serial console or dmesg puts before
+the kernel text, and the bounded window of lines the scanner holds while it reads a log."""
 
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
+
+# A line longer than this is cut (its rest skipped): far above a console line's < 1 KiB,
+# it bounds what one line of random bytes can hold in memory.
+MAX_LINE_BYTES = 64 << 10
+# A log file is read (and its lines handed to the scanner) this many bytes at a time.
+BLOCK_BYTES = 1 << 20
+
+
+class LineSplitter:
+    """Bytes fed in log order, out as lines without their newlines, as `text.split("\\n")`
+    of the decoded text would give them. A line is cut at MAX_LINE_BYTES and the rest of
+    it skipped, so that no line, however long, is held whole. Decoding a line at a time
+    gives the same text as decoding all of it, as a UTF-8 sequence never holds a newline
+    byte.
+
+    With `universal_newlines`, "\\r\\n" and a lone "\\r" end a line too, as in
+    `Path.read_text()` (what a run's console log was always read with); without, a "\\r"
+    stays in its line (`oomrace parse-log`'s reading, whose prefix split drops a last one).
+    """
+
+    def __init__(self, universal_newlines: bool = False) -> None:
+        self._universal = universal_newlines
+        self._carry = b""  # the start of a line whose end is not read yet
+        self._skipping = False  # inside the rest of an overlong line
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The lines this chunk ends (maybe none)."""
+        if self._skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                return []
+            chunk, self._skipping = chunk[newline + 1 :], False
+        parts = chunk.split(b"\n")
+        parts[0] = self._carry + parts[0]
+        self._carry = parts.pop()
+        if len(self._carry) >= MAX_LINE_BYTES:
+            parts.append(self._carry)
+            self._carry, self._skipping = b"", True
+        if not parts:
+            return []
+        lines = b"\n".join(part[:MAX_LINE_BYTES] for part in parts).decode(
+            "utf-8", errors="replace").split("\n")
+        if not self._universal:
+            return lines
+        return [piece for line in lines
+                for piece in (line[:-1] if line.endswith("\r") else line).split("\r")]
+
+    def rest(self) -> list[str]:
+        """The lines of the text so far that `feed` has not given: the last one, whose
+        newline is not read (`[""]` when the text ends in one). An overlong last line
+        counts as ended, as if its newline had been read."""
+        text = self._carry.decode("utf-8", errors="replace")
+        return text.split("\r") if self._universal else [text]
+
 
 # A shell prompt and terminal escapes (busybox asks for the cursor position) can stand
 # before a kernel line on a serial console.
@@ -75,6 +129,11 @@ class Window:
             got = Line(ctx, body, q)
             self._split[i] = got
         return got
+
+    def copy(self) -> Window:
+        twin = Window()
+        twin.raw, twin.base, twin._split = self.raw.copy(), self.base, self._split.copy()
+        return twin
 
     def drop_before(self, i: int) -> None:
         if i <= self.base:

@@ -15,6 +15,7 @@ from harness.inputs import open_regular
 from harness.schema import versioned
 
 from .gate import NO_GATE, Gate, GatedAnalysis
+from .lines import BLOCK_BYTES, LineSplitter
 from .model import LogAnalysis
 from .scanner import scan
 from .symbols import location_of, stack_lines
@@ -22,11 +23,6 @@ from .symbols import location_of, stack_lines
 STDIN = "-"
 """The log name that reads stdin (a pipe: `dmesg | oomrace parse-log -`)."""
 
-# A line longer than this is cut (its rest skipped): far above a console line's < 1 KiB,
-# it bounds what one line of random bytes can hold in memory.
-MAX_LINE_BYTES = 64 << 10
-# The file is read (and its lines handed to the scanner) this many bytes at a time.
-_BLOCK_BYTES = 1 << 20
 
 
 def parse_file(path: str | Path) -> LogAnalysis:
@@ -65,30 +61,12 @@ def _open_regular(p: Path) -> IO[bytes]:
 
 
 def _blocks(f: IO[bytes]) -> Iterator[list[str]]:
-    """The file's lines without their newlines, a block per read, as `text.split("\\n")`
-    would give them (a last newline is followed by ""). A line is cut at MAX_LINE_BYTES
-    and the rest of it skipped, so that no line, however long, is held whole. Decoding a
-    block gives the same text as decoding each line, as a UTF-8 sequence never holds a
-    newline byte."""
-    carry = b""  # the start of a line whose end is not read yet
-    skipping = False  # inside the rest of an overlong line
-    while chunk := f.read(_BLOCK_BYTES):
-        if skipping:
-            newline = chunk.find(b"\n")
-            if newline < 0:
-                continue
-            chunk, skipping = chunk[newline + 1 :], False
-        parts = chunk.split(b"\n")
-        parts[0] = carry + parts[0]
-        carry = parts.pop()
-        if len(carry) >= MAX_LINE_BYTES:
-            parts.append(carry)
-            carry, skipping = b"", True
-        if parts:
-            cut = [part[:MAX_LINE_BYTES] for part in parts]
-            yield b"\n".join(cut).decode("utf-8", errors="replace").split("\n")
-    # An overlong last line counts as ended, as if its newline had been read.
-    yield [carry.decode("utf-8", errors="replace")] if carry else [""]
+    """The file's lines without their newlines, a block per read (`lines.LineSplitter`)."""
+    splitter = LineSplitter()
+    while chunk := f.read(BLOCK_BYTES):
+        if lines := splitter.feed(chunk):
+            yield lines
+    yield splitter.rest()
 
 
 def summary(gated: GatedAnalysis, path: str) -> str:

@@ -10,6 +10,7 @@ by that window, not by the size of the log.
 
 from __future__ import annotations
 
+import copy
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
@@ -90,6 +91,29 @@ class Scanner:
         self._reports: list[Report] = []
         self._open_until = -1  # a continuation line before this index belongs to the open report
 
+    @property
+    def reports(self) -> list[Report]:
+        """The reports assembled so far: final, as every line they may span is in."""
+        return self._reports
+
+    @property
+    def held_lines(self) -> int:
+        """How many lines of the log it holds (a report's span at most, and a block)."""
+        return len(self._log.raw)
+
+    def fork(self, with_events: bool) -> Scanner:
+        """A scanner that reads on from here apart from this one, so that it can be
+        finished (what a parse of the log so far gives) while this one waits for more.
+        It holds none of the reports assembled so far (`reports` has them) and, unless
+        `with_events`, none of the events. What it copies is the window: bounded."""
+        twin = copy.copy(self)
+        twin._log = self._log.copy()
+        twin._starts, twin._stoppers = self._starts.copy(), self._stoppers.copy()
+        twin._banners, twin._event_lines = self._banners.copy(), self._event_lines.copy()
+        twin._events = self._events.copy(with_events)
+        twin._reports = []
+        return twin
+
     def feed(self, lines: list[str]) -> None:
         first = self._log.end
         self._log.extend(lines)
@@ -133,7 +157,7 @@ class Scanner:
         hi = self._log.end
         done = 0
         for start, _fam in self._starts:
-            if not eof and start + MAX_REPORT_LINES > hi:
+            if not eof and start + MAX_REPORT_LINES > hi and not self._cut_before(done, hi):
                 break
             self._assemble(done, hi)
             done += 1
@@ -157,12 +181,11 @@ class Scanner:
     def _text_after(self, i: int, hi: int) -> str:
         return self._log.get(i + 1).text if i + 1 < hi else ""
 
-    def _assemble(self, n: int, hi: int) -> None:
-        """The report starting at pending start `n` (all lines before `hi` are in)."""
-        start, fam = self._starts[n]
+    def _bounds(self, n: int, hi: int) -> tuple[int, int, bool]:
+        """(end, limit, tagged) of the report at pending start `n`, with the lines before
+        `hi` in: its own lines end at `end`, its window at `limit`."""
+        start = self._starts[n][0]
         first = self._log.get(start)
-        if start < self._open_until and families.CONTINUATIONS.search(first.text):
-            return
         tagged = first.ctx not in ("", CONSOLE)
         limit = min(hi, start + MAX_REPORT_LINES)
         k = bisect_right(self._banners, start)
@@ -172,6 +195,23 @@ class Scanner:
         k = bisect_right(self._stoppers, start)
         if k < len(self._stoppers) and self._stoppers[k] < end:
             end = self._stoppers[k]
+        return end, limit, tagged
+
+    def _cut_before(self, n: int, hi: int) -> bool:
+        """Whether the report at pending start `n` is final before all its window is in:
+        without caller tags it is, once the next report, a stopper or a banner has cut it
+        (more lines cannot move its end, and its title looks no further). A stream reader
+        then holds back only the last report, not every one of the last window."""
+        end, _limit, tagged = self._bounds(n, hi)
+        return not tagged and end < hi
+
+    def _assemble(self, n: int, hi: int) -> None:
+        """The report starting at pending start `n` (all lines before `hi` are in)."""
+        start, fam = self._starts[n]
+        first = self._log.get(start)
+        if start < self._open_until and families.CONTINUATIONS.search(first.text):
+            return
+        end, limit, tagged = self._bounds(n, hi)
         # With caller tags the task's own lines stay apart from other reports, so the
         # title may look past a later report of the same task (as syzkaller does).
         title_end = limit if tagged else end

@@ -314,12 +314,10 @@ def record_from_result(record: CellRecord, result: RunResult) -> CellRecord:
 def _run_selftests(cell: Cell, kernel: ResolvedKernel, directory: Path,
                    record: CellRecord) -> tuple[CellRecord, Sequence[str], None]:
     """A kselftest cell: the suite's verdict, its kernel reports and console events."""
-    from .. import kernel_log
     from ..selftests import cell as selftest_cell
 
     done = selftest_cell.run_cell(kernel.image, cell.options(), directory)
-    console = directory / "console.log"
-    parsed = kernel_log.parse(console.read_text(errors="replace") if console.is_file() else "")
+    parsed = done.console
     record = replace(record, verdict=done.verdict, reason=done.reason,
                      boot_seconds=done.boot_seconds,
                      reports=tuple(r.to_dict() for r in parsed.reports),

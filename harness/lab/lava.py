@@ -27,6 +27,7 @@ from ..arches import get_arch
 from ..errors import HarnessError, UsageError
 from ..inputs import read_regular
 from ..kernel.image import ResolvedKernel
+from ..kernel_log import LogReader
 from ..proc import run
 from ..run import RunResult, Seen, finish
 from .cells import (
@@ -240,7 +241,9 @@ def _run_job(cell: Cell, kernel: ResolvedKernel, plan: Plan, runner: LavaRun | L
         lines = runner.run_job(job, job_file, timeout)
         (directory / "lava-log.yaml").write_text("".join(line + "\n" for line in lines))
         log = parse_log(lines)
-        seen.workload = workload_result(log, cell.scenario)
+        console = LogReader()
+        seen.workload = workload_result(log, cell.scenario, console)
+        seen.console = console
         seen.boot_seconds = log.boot_seconds
         if seen.workload.stress is not None and seen.workload.stress.error:
             seen.error = seen.workload.stress.error

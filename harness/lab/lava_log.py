@@ -116,23 +116,34 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-def _corruption_reports(console: list[str], upto: int) -> int:
-    text = "".join(line + "\n" for line in console[:upto])
-    return sum(1 for r in kernel_log.parse(text).reports if verdict.is_corruption(r))
+@dataclass
+class _ConsoleFeed:
+    """The job's console lines into the run's reader, up to a line, as the batches end."""
+
+    lines: list[str]
+    reader: kernel_log.LogReader
+    fed: int = 0
+
+    def upto(self, end: int) -> kernel_log.LogReader:
+        self.reader.feed_text("".join(line + "\n" for line in self.lines[self.fed:end]))
+        self.fed = max(self.fed, end)
+        return self.reader
 
 
-def workload_result(log: LavaLog, scenario: str) -> WorkloadResult:
+def workload_result(log: LavaLog, scenario: str,
+                    console: kernel_log.LogReader | None = None) -> WorkloadResult:
     """The batches the guest printed, tallied as the local engine tallies them: each
-    batch's stdout through stress.parse_output, its kernel reports counted in the console
-    up to its end marker."""
-    tally = BatchTally(kernel_seen=0)
+    batch's stdout through stress.parse_output, its kernel reports those of the console
+    up to its end marker. `console` (the run's reader) is fed the whole console."""
+    feed = _ConsoleFeed(log.console, console or kernel_log.LogReader())
+    tally = BatchTally()
     begun: int | None = None
-    elapsed = 0.0
+    seen, elapsed = 0, 0.0
     for index, line in enumerate(log.console):
         if _BEGIN.search(line) and "printf" not in line:
             begun = index
             if not tally.batches:  # reports before the first batch are not its own
-                tally.kernel_seen = _corruption_reports(log.console, index)
+                seen = feed.upto(index).cursor()
             continue
         match = _END.search(line)
         if match is None or begun is None or "printf" in line:
@@ -140,10 +151,12 @@ def workload_result(log: LavaLog, scenario: str) -> WorkloadResult:
         output = "\n".join(log.console[begun + 1:index])
         result = stress.parse_output(output, exit_code=int(match.group(2)))
         elapsed += result.elapsed
-        tally.add(result, _corruption_reports(log.console, index + 1), elapsed)
+        new, seen = feed.upto(index + 1).since(seen)
+        tally.add(result, verdict.corruption_count(new), elapsed)
         begun = None
         if tally.error is not None:
             break
+    feed.upto(len(log.console))
     if not log.test_finished and tally.error is None:
         tally.error = ("the LAVA job ended before our test finished"
                        + (f": {log.errors[-1]}" if log.errors else ""))

@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import stress
+from ..accel import ACCELS
 from ..arches import ALIASES, ARCHES
 from ..errors import UsageError
 from ..inputs import positive_number, read_regular
 from ..kernel.build.recipes import recipe_names
-from ..machine import MachineOptions
+from ..machine import MachineOptions, machine_options
 from ..selftests.suite import CELL_BUDGET_S, LAB_SCENARIO
 from .labels import image_labels, kernel_label
 
 EXPECTED = ("clean", "corrupted")
-ACCELS = ("tcg", "kvm", "auto")
 TOP_KEYS = ("name", "description", "defaults", "cell")
 MAX_MATRIX_BYTES = 4 << 20  # a matrix is a page of TOML; more is a wrong file
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
@@ -251,7 +251,7 @@ class Cell:
     expected: str = "clean"
     iterations: int = 0
     duration_s: float = 30.0
-    cpus: int = 8
+    cpus: int = stress.STRESS_CPUS
     memory_mb: int = 1024
     boot_timeout: float = 300.0
     timeout: float = 900.0
@@ -280,9 +280,9 @@ class Cell:
         return is_stress(self.scenario)
 
     def options(self) -> MachineOptions:
-        return MachineOptions(cpus=self.cpus, memory_mb=self.memory_mb, accel=self.accel,
-                              boot_timeout=self.boot_timeout, cmdline_extra=self.append,
-                              cpu=self.cpu)
+        return machine_options(cpus=self.cpus, memory_mb=self.memory_mb, accel=self.accel,
+                               boot_timeout=self.boot_timeout, cmdline_extra=self.append,
+                               cpu=self.cpu)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **asdict(self)}
@@ -536,7 +536,7 @@ def _dependent(entry: _Entry, values: Mapping[str, Any]) -> dict[str, Any]:
         raise where.error("expected", f"{values['arch']} {values['kernel']} "
                                       f"{values['scenario']} cannot be expected to corrupt: "
                                       "the scenario runs no stress")
-    cpus = entry.read("cpus", 2 if smoke else 8,
+    cpus = entry.read("cpus", 2 if smoke else stress.STRESS_CPUS,
                       lambda value, key, where: _int(value, key, where, 1))
     writers = None
     found = entry.get("writers")

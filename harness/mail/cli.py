@@ -101,12 +101,14 @@ def resolver_for(base: Recipe, source: str | None) -> Callable[[str], Recipe]:
     return resolve
 
 
-def cmd_evaluate_thread(args: argparse.Namespace, options: MachineOptions) -> int:
+def cmd_evaluate_thread(args: argparse.Namespace,
+                        options_for: Callable[[str], MachineOptions]) -> int:
     """Run it; evaluation.json in the run's folder keeps the rows finished so far,
     whatever happens. Bad input is refused before that folder is made."""
     base, ev = base_and_evaluation(args)
     ev = evaluate.with_budget(ev, args.bug_seconds, args.fix_seconds)
     arches = parse_arch_list(args.arch or list(ev.arches))
+    options = options_for(ev.scenario)
     if args.msgid is not None and shutil.which("b4") is None:
         fetch_thread(args.msgid, Path())  # the one-line error, before anything is made
     messages = read_mbox(args.mbox.expanduser()) if args.mbox is not None else None
@@ -144,12 +146,14 @@ def read_patch_mail(data: bytes) -> Message:
     return msg
 
 
-def cmd_check_patch(args: argparse.Namespace, options: MachineOptions) -> int:
+def cmd_check_patch(args: argparse.Namespace,
+                    options_for: Callable[[str], MachineOptions]) -> int:
     """Judge the mail on stdin; print b4's JSON array or a patchwork check on stdout."""
     msg = read_patch_mail(sys.stdin.buffer.read())
     base, ev = base_and_evaluation(args)
     ev = replace(evaluate.with_budget(ev, args.bug_seconds, args.fix_seconds), fixes=())
     arches = parse_arch_list(args.arch or list(ev.arches))
+    options = options_for(ev.scenario)
     out = new_run_dir(args.artifacts)
     result = ThreadResult([], [], [])
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import ktap, rootfs
+from .. import kernel_log, ktap, rootfs
 from ..guest import Guest
 from ..kernel.image import KernelImage
 from ..machine import MachineOptions
@@ -29,6 +29,7 @@ class CellOutcome:
     suite_run: run.SuiteRun
     qemu_argv: tuple[str, ...]
     boot_seconds: float | None
+    console: kernel_log.LogAnalysis  # the guest's whole console, once it stopped
 
 
 def verdict_of(result: run.SuiteRun) -> tuple[str, str]:
@@ -69,7 +70,7 @@ def run_cell(image: KernelImage, options: MachineOptions, directory: Path,
         argv, boot = tuple(guest.artifacts.qemu_argv), guest.boot_seconds
     run.save(result, directory)
     verdict, reason = verdict_of(result)
-    return CellOutcome(verdict, reason, result, argv, boot)
+    return CellOutcome(verdict, reason, result, argv, boot, guest.console_reader.analysis())
 
 
 _KTAP_WORDS = {  # a selftest's result as the result line kselftest itself would print

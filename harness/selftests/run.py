@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import atomicio, kernel_log, ktap, schema
+from .. import atomicio, ktap, schema
 from ..errors import GuestCommandError, HarnessError
 from ..guest import Guest
 from ..kernel.build import recipes
@@ -175,8 +175,7 @@ def run_suite(guest: Guest, built: SelftestBuild, tests: list[Selftest],
     section = ktap_section(text)
     finished = problem is None and END_MARKER in text
     document = ktap.parse(section)
-    console = guest.artifacts.console_log.read_text(errors="replace")
-    reports = tuple(r.title for r in kernel_log.parse(console).reports)
+    reports = tuple(r.title for r in guest.console_reader.reports())
     return SuiteRun(arch=guest.arch.name, kernel=guest.kernel.description, suite=SUITE_NAME,
                     source=built.source, planned=tuple(t.name for t in tests),
                     results=tuple(results_of(document, tests)), left_out=built.left_out,

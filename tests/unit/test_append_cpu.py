@@ -11,10 +11,12 @@ import pytest
 from harness import lab
 from harness.arches import get_arch, qemu_argv
 from harness.cli import commands
+from harness.errors import UsageError
 from harness.guest import guest_spec
 from harness.kernel.image import KernelImage
-from harness.machine import MachineOptions
+from harness.machine import MachineOptions, machine_options
 from harness.ssh import RunKey
+from harness.stress import STRESS_CPUS
 
 from .test_pytest_options import pytest_in
 
@@ -115,3 +117,15 @@ def test_a_reproducer_gets_the_plain_guest_by_default() -> None:
     assert (options.cpus, options.host_cpus) == (2, 0)
     assert _cli_options("--exec", "true", "--cpus", "8").cpus == 8
     assert _cli_options().cpus == 8  # the default scenario is a stress scenario
+
+
+def test_machine_options_are_built_and_checked_in_one_place() -> None:
+    built = machine_options(cpus=STRESS_CPUS, cmdline_extra=["quiet"], host_cpus=None)
+    assert built == MachineOptions(cpus=STRESS_CPUS, cmdline_extra=("quiet",))
+    assert machine_options() == MachineOptions()  # nothing given: the defaults
+    for bad, message in (({"cpus": 0}, "--cpus must be at least 1"),
+                         ({"memory_mb": 64}, "--memory at least 128"),
+                         ({"host_cpus": -1}, "--host-cpus must be >= 0"),
+                         ({"accel": "hvf"}, "unknown accel 'hvf'; valid: tcg, kvm, auto")):
+        with pytest.raises(UsageError, match=message):
+            machine_options(**bad)  # type: ignore[arg-type]

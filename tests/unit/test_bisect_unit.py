@@ -155,18 +155,18 @@ def test_confidence_formulas() -> None:
 def test_calibration_bound_takes_its_share_of_the_confidence() -> None:
     # 3 of 6 batches at C = 0.95: the bound is at 1 - 0.7 * 0.05 = 0.965.
     cal = bisect.calibration_bounds(3, 6, 0.95)
-    assert cal["p_low_confidence"] == pytest.approx(0.965)
-    assert cal["p_low"] == pytest.approx(0.1338, abs=1e-4)
-    assert cal["interval95"] == [pytest.approx(0.1181, abs=1e-4), pytest.approx(0.8819, abs=1e-4)]
+    assert cal.p_low_confidence == pytest.approx(0.965)
+    assert cal.p_low == pytest.approx(0.1338, abs=1e-4)
+    assert cal.interval95 == (pytest.approx(0.1181, abs=1e-4), pytest.approx(0.8819, abs=1e-4))
     bound = bisect.good_verdicts_bound(16)
     per = bisect.per_verdict_confidence(bisect.verdicts_confidence(0.95), bound)
-    n = needed_trials(cal["p_low"], per)
+    n = needed_trials(cal.p_low, per)
     assert n == 42  # README table; the 95% Wilson rule asked for 23
     # the promise: the bound's level times every verdict's confidence reaches C
     assert bisect.bisect_confidence(cal, [n] * bound) >= 0.95
     assert bisect.bisect_confidence(cal, [n - 1] * bound) < 0.95
     # a state from before: a Wilson p_low and no level keeps its old figure
-    old = {"p_low": 0.1876, "p": 0.5}
+    old = bisect.RateBounds(trials=6, detections=3, p=0.5, p_low=0.1876, p_high=0.8124)
     assert bisect.bisect_confidence(old, [23]) == pytest.approx(overall_confidence(0.1876, [23]))
 
 
@@ -201,19 +201,19 @@ def test_finds_the_first_bad_commit_of_a_flaky_bug(tmp_path: Path) -> None:
     lines: list[str] = []
     state = bisect.start(config(repo, tmp_path, shas[0], shas[16]), fake, lines.append)
     assert state.result is not None
-    assert state.result["commit"] == shas[11]
-    assert state.result["subject"] == "commit 11"
-    assert state.result["confidence"] >= 0.95
+    assert state.result.commit == shas[11]
+    assert state.result.subject == "commit 11"
+    assert state.result.confidence >= 0.95
     steps = {r.commit: r for r in state.records if r.role == "step"}
     assert steps[shas[8]].verdict == "skip" and "build failed" in steps[shas[8]].reason
     assert state.signature == Signature(checker=True, titles=(TITLE,))
     cal = state.calibration
-    assert cal is not None and 0 < cal["p_low"] < 0.3 < cal["p_high"]
+    assert cal is not None and 0 < cal.bounds.p_low < 0.3 < cal.bounds.p_high
     # every good verdict had the planned number of trials
     plan = state.plan
     assert plan is not None
     goods = [r for r in state.records if r.verdict == "good"]
-    assert goods and all(r.outcome.trials == plan["trials_per_good"] for r in goods)
+    assert goods and all(r.outcome.trials == plan.trials_per_good for r in goods)
     # git's own bisect state: log and replay work
     log = git(repo, "bisect", "log")
     assert f"# first bad commit: [{shas[11]}] commit 11" in log
@@ -229,6 +229,7 @@ def test_finds_the_first_bad_commit_of_a_flaky_bug(tmp_path: Path) -> None:
     assert "confidence:" in text and "detection rate p:" in text
     assert any("expected cost" in line for line in lines)
     assert bisect.report_json(state)["result"]["commit"] == shas[11]
+    assert bisect.report_json(state)["phase"] == "done"
 
 
 def test_find_fix(tmp_path: Path) -> None:
@@ -236,8 +237,8 @@ def test_find_fix(tmp_path: Path) -> None:
     shas = make_repo(repo, 12, bug_from=0, fixed_from=7)
     state = bisect.start(config(repo, tmp_path, good=shas[12], bad=shas[0], find_fix=True),
                          FakeKernel(repo), quiet)
-    assert state.result is not None and state.result["commit"] == shas[7]
-    assert state.result["kind"] == "fix" and state.result["confidence"] >= 0.95
+    assert state.result is not None and state.result.commit == shas[7]
+    assert state.result.kind == "fix" and state.result.confidence >= 0.95
     assert f"# first fixed commit: [{shas[7]}]" in git(repo, "bisect", "log")
     assert "first fixed commit" in bisect.report_text(state)
 
@@ -247,7 +248,7 @@ def test_unrelated_crash_is_a_skip(tmp_path: Path) -> None:
     shas = make_repo(repo, 8, bug_from=6)
     fake = FakeKernel(repo, crash_commits={shas[4]})  # git's first proposal
     state = bisect.start(config(repo, tmp_path, shas[0], shas[8]), fake, quiet)
-    assert state.result is not None and state.result["commit"] == shas[6]
+    assert state.result is not None and state.result.commit == shas[6]
     crashed = [r for r in state.records if r.commit == shas[4]]
     assert crashed and crashed[0].verdict == "skip" and "unrelated" in crashed[0].reason
 
@@ -266,10 +267,10 @@ def test_interrupt_and_resume(tmp_path: Path) -> None:
         bisect.start(cfg, FakeKernel(repo), quiet)
     fake = FakeKernel(repo, seed=8)
     state = bisect.resume(repo, lambda c: fake, quiet)
-    assert state.result is not None and state.result["commit"] == shas[11]
+    assert state.result is not None and state.result.commit == shas[11]
     assert shas[8] not in fake.calls  # decided before the interruption, not re-run
     assert fake.calls[0] not in (shas[0], shas[16])  # no recalibration
-    assert state.result["confidence"] >= 0.95
+    assert state.result.confidence >= 0.95
     # resuming a finished bisect just reports it again
     again = bisect.resume(repo, lambda c: FakeKernel(repo), quiet)
     assert again.result == state.result
@@ -281,21 +282,22 @@ def test_a_state_from_the_wilson_rule_resumes_with_its_plan(tmp_path: Path) -> N
     with pytest.raises(KeyboardInterrupt):
         bisect.start(config(repo, tmp_path, shas[0], shas[16]),
                      FakeKernel(repo, interrupt_at=4), quiet)
-    # Rewrite the state as the Wilson rule wrote it: no level, no interval95, its own plan.
-    saved = bisect.load_state(repo)
-    assert saved.calibration is not None and saved.plan is not None
-    k, n = saved.calibration["detections"], saved.calibration["trials"]
-    low, high = wilson_interval(k, n)
+    # Rewrite the state file as the Wilson rule wrote it: no level, no interval95, its
+    # own plan.
+    path = bisect.state_path(repo)
+    saved = json.loads(path.read_text())
+    cal = saved["calibration"]
+    low, high = wilson_interval(cal["detections"], cal["trials"])
     for key in ("p_low_confidence", "p_low_method", "interval95"):
-        del saved.calibration[key]
-    saved.calibration.update(p_low=low, p_high=high)
-    saved.plan["trials_per_good"] = 7
-    bisect.save_state(saved)
+        del cal[key]
+    cal.update(p_low=low, p_high=high)
+    saved["plan"]["trials_per_good"] = 7
+    path.write_text(json.dumps(saved))
     state = bisect.resume(repo, lambda c: FakeKernel(repo, seed=8), quiet)
-    assert state.result is not None and state.result["commit"] == shas[11]
+    assert state.result is not None and state.result.commit == shas[11]
     goods = [r.outcome.trials for r in state.records if r.verdict == "good"]
     assert all(t == 7 for t in goods[1:])  # after the resume: the old plan's trials
-    assert state.result["confidence"] == pytest.approx(overall_confidence(low, goods))
+    assert state.result.confidence == pytest.approx(overall_confidence(low, goods))
     assert "95% Wilson interval" in bisect.report_text(state)
 
 
@@ -306,7 +308,7 @@ def test_interrupt_during_calibration_then_resume(tmp_path: Path) -> None:
         bisect.start(config(repo, tmp_path, shas[0], shas[6]),
                      FakeKernel(repo, interrupt_at=1), quiet)
     state = bisect.resume(repo, lambda c: FakeKernel(repo), quiet)
-    assert state.result is not None and state.result["commit"] == shas[3]
+    assert state.result is not None and state.result.commit == shas[3]
 
 
 def test_harness_bug_stops_the_bisect(tmp_path: Path) -> None:
@@ -379,7 +381,7 @@ def test_uncommitted_changes_are_left_alone(tmp_path: Path) -> None:
     (repo / "bug").write_text("edited\n")
     before = git(repo, "status", "--porcelain")
     state = bisect.start(config(repo, tmp_path, shas[0], shas[3]), FakeKernel(repo), quiet)
-    assert state.result is not None and state.result["commit"] == shas[2]
+    assert state.result is not None and state.result.commit == shas[2]
     assert git(repo, "status", "--porcelain") == before
     assert (repo / "bug").read_text() == "edited\n"
 

@@ -534,7 +534,7 @@ def test_bisect_refuses_artifacts_under_a_file_before_starting(tmp_path: Path) -
     cfg = bisect.BisectConfig(repo=repo, good="HEAD~1", bad="HEAD", arch="x86_64",
                               artifacts=tmp_path / "file" / "sub")
     with pytest.raises(UsageError, match="--artifacts"):
-        bisect._validate(cfg)
+        bisect.validate(cfg)
 
 
 @pytest.mark.parametrize("duration", [math.nan, math.inf])

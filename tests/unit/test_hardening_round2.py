@@ -16,7 +16,7 @@ import pytest
 
 from harness import atomicio, cli, lab, repro, symbolize
 from harness.arches import get_arch
-from harness.bisect.state import STATE_NAME, BisectConfig, BisectState
+from harness.bisect.state import STATE_NAME, BisectConfig, BisectState, Phase
 from harness.errors import UsageError
 from harness.kernel_log import gate
 from harness.lab import launch, night
@@ -247,11 +247,11 @@ def test_shard_with_thousands_of_digits(capsys: pytest.CaptureFixture[str],
 def _finished_state(repo: Path, result: dict[str, Any]) -> None:
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     config = BisectConfig(repo=repo, good="a", bad="b", arch="x86_64")
+    # A finished state as a file holds it, with the result a damaged file would have.
     state = BisectState(config=config, good_sha="a" * 40, bad_sha="b" * 40,
-                        commits_in_range=3, started_at="now", phase="done",
-                        calibration={"p": 0.5, "p_low": 0.2, "p_high": 0.8, "trials": 4,
-                                     "detections": 2}, result=result)
-    (repo / ".git" / STATE_NAME).write_text(json.dumps(state.to_dict()))
+                        commits_in_range=3, started_at="now", phase=Phase.DONE).to_dict()
+    state["result"] = result
+    (repo / ".git" / STATE_NAME).write_text(json.dumps(state))
 
 
 @pytest.mark.parametrize("result", [

@@ -154,6 +154,7 @@ class FakeGuest:
         console.write_text("[    0.000000] Booting Linux\n")
         self.runner = FakeRunner(console, codes)
         self.artifacts = FakeArtifacts(console)
+        self.console_reader = kernel_log.ConsoleFile(console)
 
 
 def _run(tmp_path: Path, codes: Sequence[int | None], **budget: object) -> WorkloadResult:

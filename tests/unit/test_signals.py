@@ -213,6 +213,7 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
     from harness.arches import get_arch
     from harness.guest import GuestArtifacts
     from harness.kernel.image import ResolvedKernel
+    from harness.kernel_log import ConsoleFile
 
     class BootCut:
         """A guest whose boot is cut by SIGTERM after the console log has started."""
@@ -221,6 +222,7 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
                      extra_initrd: tuple[Path, ...] = ()) -> None:
             self.artifacts = GuestArtifacts(workdir, workdir / "console.log",
                                             workdir / "dmesg.txt")
+            self.console_reader = ConsoleFile(self.artifacts.console_log)
 
         def __enter__(self) -> BootCut:
             self.artifacts.console_log.write_text("Booting Linux on physical CPU 0x0\n")
@@ -280,7 +282,7 @@ def test_sigterm_mid_bisect_keeps_a_clean_resumable_repository(tmp_path: Path) -
     assert not (repo / ".git" / "index.lock").exists()
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     state = bisect.resume(repo, lambda c: FakeKernel(repo, seed=8), quiet)
-    assert state.result is not None and state.result["commit"] == shas[11]
+    assert state.result is not None and state.result.commit == shas[11]
 
 
 def test_sigint_interrupts_even_when_inherited_as_ignored() -> None:
