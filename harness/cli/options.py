@@ -281,6 +281,9 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     mail = p.add_mutually_exclusive_group()
     mail.add_argument("--mbox", type=Path, default=None,
                       help="judge every candidate fix in this thread (mbox or mboxrd)")
+    p.add_argument("--candidate", action="append", default=None, metavar="MSGID",
+                   help="with --mbox: build and judge only the candidates of these messages "
+                        "(repeatable; the others that apply get a 'not tried' row)")
     mail.add_argument("--msgid", default=None,
                       help="the thread of this Message-ID, fetched with `b4 am`")
     p.add_argument("--base", default=None,

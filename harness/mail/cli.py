@@ -119,6 +119,7 @@ def cmd_evaluate_thread(args: argparse.Namespace,
     try:
         evaluate_thread(messages, ev, base, arches, out, options,
                         resolver_for(base, args.source), result, seed=args.seed,
+                        only=set(args.candidate) if args.candidate else None,
                         progress=log.info)
     finally:
         atomicio.write_json(out / "evaluation.json", to_json(ev, base, mbox, result))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,17 @@ def _not_run(p: Prepared, arch: str = "-", error: str = "") -> MailRow:
                    None)
 
 
+def _not_tried(p: Prepared) -> MailRow:
+    c = p.candidate
+    return MailRow(c.kind.value, c.ref, tuple(m.message_id for m in c.messages[1:]), "-",
+                   "not tried: --candidate chose others (it applies)", "", None)
+
+
+def chosen(p: Prepared, only: Collection[str] | None) -> bool:
+    """Whether --candidate (Message-IDs of any of its messages) leaves `p` in."""
+    return only is None or any(m.message_id in only for m in p.candidate.messages)
+
+
 def _ran(p: Prepared, row: evaluate.Row) -> MailRow:
     c = p.candidate
     same = f" (the same change as recipe {p.same_as})" if p.same_as else ""
@@ -153,10 +164,11 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
                     arches: Sequence[Arch], out: Path, options: MachineOptions,
                     resolve_recipe: Callable[[str], Recipe], result: ThreadResult, *,
                     seed: int | None = None, runner: evaluate.Runner = run_one,
-                    build: Builder = _build,
+                    build: Builder = _build, only: Collection[str] | None = None,
                     progress: Callable[[str], None] = print) -> ThreadResult:
-    """Judge every candidate of the thread on `base`, beside the bug (`ev.bug`) and the
-    evaluation's own fixes, per arch. Rows go into `result` as they finish."""
+    """Judge every candidate of the thread on `base` (those `only` names, by Message-ID,
+    when given), beside the bug (`ev.bug`) and the evaluation's own fixes, per arch.
+    Rows go into `result` as they finish."""
     from .candidates import find_candidates
 
     candidates = find_candidates(messages)
@@ -167,6 +179,10 @@ def evaluate_thread(messages: Sequence[Message], ev: evaluate.Evaluation, base: 
     known = same_changes([resolve_recipe(f) for f in ev.fixes], base, tree, out) \
         if any(c.appliable for c in candidates) else {}
     prepared = prepare(candidates, base, tree, out, known)
+    # A candidate left out by --candidate still applied: its row says so, nothing is built.
+    result.mail_rows.extend(_not_tried(p) for p in prepared
+                            if p.recipe is not None and not chosen(p, only))
+    prepared = [p for p in prepared if p.recipe is None or chosen(p, only)]
     result.mail_rows.extend(_not_run(p) for p in prepared
                             if p.recipe is None and not p.same_as)
     recipes = {p.recipe.name: p.recipe for p in prepared if p.recipe is not None}

@@ -116,6 +116,29 @@ def test_a_candidate_that_is_an_evaluation_fix_takes_its_run(tmp_path: Path) -> 
     assert "mail-good_x" not in ran and "mail-bad_x" in ran  # run once, as the recipe
 
 
+def test_only_the_chosen_candidates_are_built(tmp_path: Path) -> None:
+    base = replace(recipes.load_recipe("v4.14.2"), source=str(_tree(tmp_path)), sha256=None)
+    ev = replace(evaluate.load_evaluation("v4.14.2"), fixes=())
+    runner = FakeRunner({("v4.14.2", "aarch64"): 0.9})
+    built: list[str] = []
+
+    def build(recipe: Recipe, arch: str) -> builder.BuiltKernel:
+        built.append(recipe.name)
+        return _fake_build(recipe, arch)
+
+    result = evaluate_thread(read_mbox(_thread(tmp_path)), ev, base, [get_arch("aarch64")],
+                             tmp_path / "out", MachineOptions(cpus=8), recipes.load_recipe,
+                             ThreadResult([], [], []), runner=runner, build=build,
+                             only={"good@x"}, progress=lambda _: None)
+    rows = {r.message.message_id: r for r in result.sorted_mail_rows()}
+    assert "mail-bad_x" not in built and "mail-broken_x" not in built
+    assert rows["good@x"].judgement.startswith("fixes it")
+    for left in ("bad@x", "broken@x"):  # they apply; --candidate left them out
+        assert rows[left].judgement == "not tried: --candidate chose others (it applies)"
+    assert rows["misfit@x"].judgement.startswith("does not apply")
+    assert rows["cut@x"].judgement.startswith("incomplete")
+
+
 def _oomrace(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness", *argv], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
