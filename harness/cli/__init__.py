@@ -23,6 +23,7 @@ from .commands import (
     cmd_boot,
     cmd_bugs,
     cmd_cache,
+    cmd_check_patch,
     cmd_doctor,
     cmd_evaluate,
     cmd_kernel_build,
@@ -52,6 +53,17 @@ class Command:
     handler: Handler | None  # None: a group of subcommands
     description: str | None = None
     subcommands: tuple[Command, ...] = ()
+
+
+def _check_patch_command() -> Command:
+    return Command(
+        "check-patch", "judge one patch mail (stdin) as a CI check for b4 or patchwork",
+        options.add_check_patch_options, cmd_check_patch,
+        "Read one patch mail on stdin (as b4 review's check commands pipe it), apply it to "
+        "--base as git am would, build it and judge it beside the bug as `evaluate --mbox` "
+        "does; print b4's JSON list [{tool, status, summary, url, details}] or, with "
+        "--format patchwork, a patchwork check (state, context, description, target_url). "
+        "Exit 0 when the check was printed.")
 
 
 def command_table() -> tuple[Command, ...]:
@@ -96,8 +108,10 @@ def command_table() -> tuple[Command, ...]:
                 "Run the bug's kernel and each candidate fix (configs/evaluations.toml) on "
                 "every arch and print one row per recipe and arch: verdict, detections per "
                 "batch with a 95% interval, the evidence, and whether the fix's interval lies "
-                "below the bug's. Exit 0 when the bug shows on some arch and every fix is "
-                "judged to fix it there."),
+                "below the bug's. --mbox FILE/--msgid ID: a thread's candidate fixes too, "
+                "applied as git am would, one row each naming its message. Exit 0 when the "
+                "bug shows on some arch and every recipe fix is judged to fix it there."),
+        _check_patch_command(),
         Command("bugs", "what `clean` is worth: the known bugs of the class, caught and fixed",
                 options.add_bugs_options, cmd_bugs,
                 "Run each known bug of the corpus (configs/bugs.toml) on its bug kernel and "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -133,9 +134,14 @@ def _run_guests(args: argparse.Namespace) -> tuple[list[RunResult], Path]:
         print(_summary(result), flush=True)
         results.append(result)
     if args.scenario is None and reproducer is None:
+        from ..kernel.build.source import missing_tarball
+
+        seed = recipes.load_recipe("v4.14.2")
+        missing = missing_tarball(seed.source, seed.sha256, seed.url)
+        then = f"{missing}; then run:" if missing else ""
         print(f"\nThe seed bug (CVE-2017-18202) caught on Linux 4.14.2 through the OOM "
-              f"killer, and the fixes from its thread judged side by side:\n  {SEED_BUG_COMMAND}",
-              flush=True)
+              f"killer, and the fixes from its thread judged side by side: {then}\n"
+              f"  {SEED_BUG_COMMAND}", flush=True)
     return results, run_dir
 
 
@@ -338,11 +344,18 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .. import evaluate
 
+    if args.mbox is not None or args.msgid is not None:  # a thread's candidates: harness/mail
+        from ..mail.cli import cmd_evaluate_thread
+
+        return cmd_evaluate_thread(args, _stress_options(args))
+    if args.evaluation is None:
+        raise UsageError("give an evaluation NAME, or a thread with --mbox FILE / --msgid ID")
+    if args.base is not None or args.scenario is not None:
+        raise UsageError("--base and --scenario go with --mbox or --msgid")
     ev = evaluate.with_budget(evaluate.load_evaluation(args.evaluation), args.bug_seconds,
                               args.fix_seconds)
     arches = parse_arch_list(args.arch or list(ev.arches))
-    options = machine_options(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
-                              host_cpus=_host_cpus(args, True, ev.scenario))
+    options = _stress_options(args)(ev.scenario)
     out = new_run_dir(args.artifacts)
     rows: list[evaluate.Row] = []
     try:
@@ -357,6 +370,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                      for r in rows if r.role == "fix")
     return _exit_for(bug_shows and fixes_hold)
 
+
+def _stress_options(args: argparse.Namespace) -> Callable[[str], MachineOptions]:
+    """The machine options of a command that stresses recipes, once its scenario is known
+    (host CPUs go by scenario under TCG)."""
+    def for_scenario(scenario: str) -> MachineOptions:
+        return machine_options(cpus=args.cpus, memory_mb=args.memory, cpu=args.cpu,
+                               host_cpus=_host_cpus(args, True, scenario))
+
+    return for_scenario
+
+
+def cmd_check_patch(args: argparse.Namespace) -> int:
+    from ..mail.cli import cmd_check_patch as check
+
+    if args.base is None and args.evaluation is None and args.source is None:
+        args.base = "v4.14.2"
+    return check(args, _stress_options(args))
 
 def cmd_bugs(args: argparse.Namespace) -> int:
     from dataclasses import replace as with_fields

@@ -275,7 +275,21 @@ def add_lab_options(p: argparse.ArgumentParser) -> None:
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     from ..evaluate import evaluation_names
 
-    p.add_argument("evaluation", help=f"one of: {', '.join(evaluation_names())}")
+    p.add_argument("evaluation", nargs="?", default=None,
+                   help=f"one of: {', '.join(evaluation_names())} (with --mbox: its bug is "
+                        "the base, its fixes run beside the thread's)")
+    mail = p.add_mutually_exclusive_group()
+    mail.add_argument("--mbox", type=Path, default=None,
+                      help="judge every candidate fix in this thread (mbox or mboxrd)")
+    p.add_argument("--candidate", action="append", default=None, metavar="MSGID",
+                   help="with --mbox: build and judge only the candidates of these messages "
+                        "(repeatable; the others that apply get a 'not tried' row)")
+    mail.add_argument("--msgid", default=None,
+                      help="the thread of this Message-ID, fetched with `b4 am`")
+    p.add_argument("--base", default=None,
+                   help="with --mbox: the recipe the candidates apply to (e.g. v4.14.2)")
+    p.add_argument("--scenario", default=None,
+                   help="with --mbox: the scenario (default: the known bug's on that base)")
     p.add_argument("--arch", action="append", default=None,
                    help=f"arches: {arch_help()} (repeatable; default: the evaluation's)")
     p.add_argument("--source", default=None,
@@ -285,6 +299,41 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
                    help="stress budget of the bug")
     p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
                    help="most a fix run may take")
+    add_stress_guest_options(p, "each evaluation")
+    p.add_argument("--cpu", default=None, help="QEMU CPU model (default: by kernel version)")
+    add_json_option(p, "the table")
+
+
+def add_stress_guest_options(p: argparse.ArgumentParser, folder_per: str) -> None:
+    """The guest and output options of the commands that run stress on recipes."""
+    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
+                   help=f"guest vCPUs (default {STRESS_CPUS})")
+    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
+    add_host_cpus(p)
+    p.add_argument("--seed", type=int, default=None, help="stress seed")
+    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
+                   help=f"folder for results; {folder_per} gets its own subfolder")
+
+
+def add_check_patch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default=None,
+                   help="the recipe the patch applies to (default v4.14.2)")
+    p.add_argument("--source", default=None, help="build the base from this source instead")
+    p.add_argument("--evaluation", default=None,
+                   help="the known bug (configs/evaluations.toml) whose scenario and budgets "
+                        "judge it (default: the one on --base)")
+    p.add_argument("--scenario", default=None, help="the scenario (default: the known bug's)")
+    p.add_argument("--arch", action="append", default=None,
+                   help=f"arches: {arch_help()} (repeatable; default: the known bug's)")
+    p.add_argument("--bug-seconds", type=seconds("--bug-seconds"), default=None,
+                   help="stress budget of the bug")
+    p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
+                   help="most the patch's run may take")
+    p.add_argument("--format", choices=("b4", "patchwork"), default="b4",
+                   help="b4: b4 review's JSON list (default); patchwork: a patchwork check")
+    p.add_argument("--url", default=None, help="a link to the results, for the check")
+    p.add_argument("--context", default=None,
+                   help="the patchwork check's context (default oomrace-BASE)")
     p.add_argument("--cpus", type=int, default=STRESS_CPUS,
                    help=f"guest vCPUs (default {STRESS_CPUS})")
     p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
@@ -292,8 +341,7 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     add_host_cpus(p)
     p.add_argument("--seed", type=int, default=None, help="stress seed")
     p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
-                   help="folder for results; each evaluation gets its own subfolder")
-    add_json_option(p, "the table")
+                   help="folder for results")
 
 
 def add_bugs_options(p: argparse.ArgumentParser) -> None:
@@ -309,13 +357,7 @@ def add_bugs_options(p: argparse.ArgumentParser) -> None:
                    help="stress budget of each bug run (default: the entry's)")
     p.add_argument("--fix-seconds", type=seconds("--fix-seconds"), default=None,
                    help="stress budget of the fix run (default: the entry's)")
-    p.add_argument("--cpus", type=int, default=STRESS_CPUS,
-                   help=f"guest vCPUs (default {STRESS_CPUS})")
-    p.add_argument("--memory", type=int, default=1024, help="guest memory in MiB")
-    add_host_cpus(p)
-    p.add_argument("--seed", type=int, default=None, help="stress seed")
-    p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
-                   help="folder for results; each run of the table gets its own subfolder")
+    add_stress_guest_options(p, "each run of the table")
     add_json_option(p, "the detection table")
 
 

@@ -21,7 +21,7 @@ from .. import atomicio, ktap, schema
 from ..errors import GuestCommandError, HarnessError
 from ..guest import Guest
 from ..kernel.build import recipes
-from ..kernel.build.source import Source, resolve_source
+from ..kernel.build.source import Source, recipe_source
 from ..kernel.image import KernelImage
 from .build import SelftestBuild
 from .layer import BEGIN_MARKER, END_MARKER, GUEST_ROOT
@@ -42,7 +42,7 @@ def selftest_source(kernel: KernelImage) -> Source:
     """The tree the selftests of `kernel` are built from: its recipe's source, Debian's
     linux-source for Debian's kernel and for an image given by path (the v6.1 recipe's)."""
     recipe = recipes.load_recipe(kernel.source.recipe or recipes.DEFAULT_CONFIG_RECIPE)
-    return resolve_source(recipe.source, recipe.sha256, recipe.ref)
+    return recipe_source(recipe)
 
 
 @dataclass(frozen=True)

@@ -381,6 +381,21 @@ static uint64_t xorshift64(uint64_t *s)
 
 /* ------------------------------------------------------------------ reports */
 
+/* "provenance": who stored `found`, when it is a writer's word (null otherwise). */
+static void line_provenance(struct line *l, uint64_t found)
+{
+	if (!is_writer_word(found)) {
+		line_key(l, "provenance");
+		line_put(l, "null");
+		return;
+	}
+	line_obj_begin(l, "provenance");
+	line_u64(l, "pid", (found >> 32) & 0xffff);
+	line_u64(l, "thread", (found >> 24) & 0xff);
+	line_u64(l, "iteration", found & 0xffffff);
+	line_obj_end(l);
+}
+
 /* One line per corrupted page: its first bad word and how many words were bad. */
 static void report_corruption(const char *source, uintptr_t addr, uint64_t expected, uint64_t found,
 			      uint64_t bad_words, uint64_t round, int pass)
@@ -397,16 +412,7 @@ static void report_corruption(const char *source, uintptr_t addr, uint64_t expec
 	line_hex(&l, "address", addr);
 	line_hex(&l, "expected", expected);
 	line_hex(&l, "found", found);
-	if (is_writer_word(found)) {
-		line_obj_begin(&l, "provenance");
-		line_u64(&l, "pid", (found >> 32) & 0xffff);
-		line_u64(&l, "thread", (found >> 24) & 0xff);
-		line_u64(&l, "iteration", found & 0xffffff);
-		line_obj_end(&l);
-	} else {
-		line_key(&l, "provenance");
-		line_put(&l, "null");
-	}
+	line_provenance(&l, found);
 	line_key(&l, "seconds_since_reap");
 	if (last)
 		line_put(&l, "%.6f", (double)(now_ns() - last) / 1e9);
@@ -1445,13 +1451,8 @@ static void report_stale_read(uintptr_t addr, uint64_t expected, uint64_t found,
 	line_u64(&l, "file_page", (expected >> 24) & 0xffffff);
 	line_u64(&l, "word", expected & 0xffffff);
 	line_obj_end(&l);
-	if (is_writer_word(found)) {
-		line_obj_begin(&l, "provenance");
-		line_u64(&l, "pid", (found >> 32) & 0xffff);
-		line_u64(&l, "thread", (found >> 24) & 0xff);
-		line_u64(&l, "iteration", found & 0xffffff);
-		line_obj_end(&l);
-	} else if (is_file_word(found)) {
+	line_provenance(&l, found);
+	if (is_file_word(found)) {
 		line_obj_begin(&l, "found_owner");
 		line_u64(&l, "file_page", (found >> 24) & 0xffffff);
 		line_u64(&l, "word", found & 0xffffff);

@@ -13,7 +13,7 @@ from harness.arches import get_arch
 from harness.guest import Guest
 from harness.kernel import resolve
 from harness.kernel.build import builder, recipes
-from harness.kernel.build.source import resolve_source
+from harness.kernel.build.source import recipe_source
 from harness.kernel_log.symbols import location_of
 from harness.machine import MachineOptions
 
@@ -48,7 +48,7 @@ def test_a_report_of_our_build_names_file_and_line(tmp_path: Path) -> None:
     assert f" at {where} " in report.lines[0], (report.lines[0], where)
     # The line is in the kernel the build compiled, and it is the WARN_ON itself.
     recipe = recipes.load_recipe(lkdtm.RECIPE)
-    tree = resolve_source(recipe.source, recipe.sha256, recipe.ref).tree
+    tree = recipe_source(recipe).tree
     source = (tree / where.file).read_text().splitlines()
     assert 0 < where.line <= len(source)
     assert "WARN_ON" in source[where.line - 1], source[where.line - 1]

@@ -14,7 +14,7 @@ import pytest
 from harness.errors import KernelError
 from harness.kernel import kconfig
 from harness.kernel.build import builder, recipes
-from harness.kernel.build.source import resolve_source
+from harness.kernel.build.source import recipe_source
 
 pytestmark = [pytest.mark.kernel_build, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -29,7 +29,7 @@ def _check(k: builder.BuiltKernel, recipe: str, arch: str) -> None:
     wanted = kconfig.requested_options(r.fragment_paths(arch))
     mismatches = kconfig.check_config(k.config.read_text(), r.fragment_paths(arch))
     if mismatches:  # only options this kernel version does not have at all
-        known = kconfig.kconfig_symbols(resolve_source(r.source, r.sha256).tree)
+        known = kconfig.kconfig_symbols(recipe_source(r).tree)
         assert [m for m in mismatches if m.option.removeprefix("CONFIG_") in known] == []
     for option in ("PAGE_POISONING", "MEMCG", "SMP", "VIRTIO_NET", "DEBUG_VM", "KALLSYMS"):
         assert k.has_option(option), option

@@ -24,7 +24,7 @@ from . import incremental
 from .progress import BuildProgress, count_objects
 from .prune import KIND, LAST_USED
 from .recipes import Recipe, load_recipe
-from .source import Source, git_commit_source, resolve_source
+from .source import Source, git_commit_source, recipe_source
 from .tree import apply_compat, apply_patch, compat_fixes, link_tree
 from .tuxmake import (
     BUILD_SUBDIR,
@@ -170,7 +170,7 @@ def _plan(recipe: Recipe, arch: Arch, source: Source | None = None) -> BuildJob:
             raise UsageError(f"recipe {recipe.name}: {p} does not exist")
     compiler = compiler_version(arch)
     if source is None:
-        source = resolve_source(recipe.source, recipe.sha256, recipe.ref)
+        source = recipe_source(recipe)
     compat = tuple(compat_fixes(source.version))
     key = cache_key(
         source.identity, recipe.base_config, fragments, [*(f.patch for f in compat), *patches],
@@ -309,6 +309,7 @@ def _write_record(out: Path, job: BuildJob, checkout: incremental.Checkout,
         "recipe": job.recipe.name,
         "arch": job.arch.name,
         "source_identity": job.source.identity,
+        "source_origin": job.source.origin,  # a tarball's: its URL or "local file PATH"
         "kernel_version": job.source.version,
         "base_config": job.recipe.base_config,
         "fragments": [f.name for f in job.fragments],

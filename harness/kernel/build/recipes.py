@@ -32,6 +32,10 @@ class Recipe:
     name: str
     source: str  # "debian:<package>", a tarball (name, path or URL), a tree or git repo
     sha256: str | None = None  # of a tarball source: checked before it is used
+    # A tarball's other known-good origins: the URL its publisher serves it from (checked
+    # against sha256), and the sha256 of other local copies that are accepted too.
+    url: str | None = None
+    also_sha256: tuple[str, ...] = ()
     ref: str | None = None  # with a git repository as source: the commit to build
     base_config: str = "tinyconfig"  # a make *config target, or a path to a .config
     fragments: tuple[str, ...] = ()  # names in kernels/fragments (or paths); may use {arch}
@@ -65,8 +69,8 @@ def _input_path(base: Path, name: str) -> Path:
 
 
 _RECIPE_KEYS = {
-    "source", "sha256", "ref", "base", "fragments", "patches", "cmdline", "description",
-    "extends",
+    "source", "sha256", "url", "also_sha256", "ref", "base", "fragments", "patches",
+    "cmdline", "description", "extends",
 }
 
 
@@ -140,10 +144,16 @@ def load_recipe(name: str, path: Path | None = None) -> Recipe:
     fragments = _str_list(where, "fragments", merged.get("fragments", []))
     for fragment in fragments:  # refused now, not when a build reaches it
         _fragment_name(fragment, "x86", name)
+    sha256 = _optional_str(where, "sha256", merged.get("sha256"))
+    url = _optional_str(where, "url", merged.get("url"))
+    if url is not None and sha256 is None:
+        raise UsageError(f"{where}: url needs the sha256 its publisher gives for the file")
     return Recipe(
         name=name,
         source=source,
-        sha256=_optional_str(where, "sha256", merged.get("sha256")),
+        sha256=sha256,
+        url=url,
+        also_sha256=_str_list(where, "also_sha256", merged.get("also_sha256", [])),
         ref=_optional_str(where, "ref", merged.get("ref")),
         base_config=base,
         fragments=fragments,

@@ -18,13 +18,16 @@ import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ... import cache, debian, proc
 from ...errors import KernelError, MissingToolError, UsageError
 from ...paths import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class Source:
     repo: Path | None = None
     commit: str | None = None
     dirty: tuple[str, ...] = ()
+    origin: str = ""  # a tarball's: the URL it was fetched from, or "local file PATH"
 
 
 SOURCE_TIMEOUT = 3600.0
@@ -242,12 +246,15 @@ def plain_source(tree: Path) -> Source:
     )
 
 
-def resolve_source(spec: str | Path, sha256: str | None = None, ref: str | None = None) -> Source:
+def resolve_source(spec: str | Path, sha256: str | None = None, ref: str | None = None,
+                   url: str | None = None, also_sha256: Sequence[str] = ()) -> Source:
     """Any kind of source from its spec.
 
     - ``debian:<package>``: Debian's source package;
     - a URL, or a path or bare file name ending in .tar.xz/.tar.gz/...: a tarball
-      (``sha256`` checked when given, required for a URL);
+      (``sha256`` checked when given, required for a URL). A local copy wins, whose
+      sha256 may be ``sha256`` or one of ``also_sha256`` (other known-good copies); with
+      none, ``url`` is fetched and checked against ``sha256`` (its publisher's);
     - a directory: with ``ref``, that commit of its git repository; without, the
       tree as it is (a git checkout with its uncommitted changes, or any tree).
     """
@@ -257,7 +264,9 @@ def resolve_source(spec: str | Path, sha256: str | None = None, ref: str | None 
     if _is_url(text):
         return tarball_source(download(text, sha256), sha256, origin=text)
     if text.endswith(TARBALL_SUFFIXES):
-        return tarball_source(find_source_file(text), sha256)
+        accepted = (sha256, *also_sha256) if sha256 is not None else None
+        path, origin = locate_tarball(text, sha256, url)
+        return tarball_source(path, accepted, origin=origin)
     tree = Path(text).expanduser().resolve()
     if not tree.is_dir():
         raise UsageError(
@@ -271,6 +280,12 @@ def resolve_source(spec: str | Path, sha256: str | None = None, ref: str | None 
         return git_source(tree)
     refuse_built_in_place(tree)
     return plain_source(tree)
+
+
+def recipe_source(recipe: Recipe) -> Source:
+    """A recipe's source with all its known-good origins (sha256, url, also_sha256)."""
+    return resolve_source(recipe.source, recipe.sha256, recipe.ref, url=recipe.url,
+                          also_sha256=recipe.also_sha256)
 
 
 IN_TREE_BUILD_LEFTOVERS = (".config", "include/config", "include/generated")
@@ -314,16 +329,66 @@ def find_source_file(name: str) -> Path:
     )
 
 
+def locate_tarball(name: str, sha256: str | None, url: str | None) -> tuple[Path, str]:
+    """A tarball and where it came from: a local copy (by path, or by name in the search
+    path) wins; else `url`, fetched once into the cache when the network answers. With
+    neither, the error says the URL, the sha256 and the folder to put the file in."""
+    try:
+        path = find_source_file(name)
+    except UsageError:
+        if url is None or Path(urllib.parse.urlparse(url).path).name != Path(name).name:
+            raise
+        try:
+            return download(url, sha256), url
+        except DownloadError as e:
+            folder = source_search_path()[0]
+            raise UsageError(
+                f"kernel source {name} is not here and {url} could not be fetched "
+                f"({e.reason}); download it from {url} (sha256 {sha256}) into {folder}, or "
+                f"set {SOURCES_ENV}=DIR to the folder that holds it") from None
+    return path, f"local file {path}"
+
+
+def missing_tarball(name: str, sha256: str | None, url: str | None) -> str | None:
+    """None when the tarball is here or its URL answers (a 10 s HEAD request); else
+    where to get it: the URL, the sha256 and the folder to put it in."""
+    try:
+        find_source_file(name)
+        return None
+    except UsageError as e:
+        if url is None:
+            return str(e)
+    if (cache.cache_root() / "downloads" / (sha256 or "").lower()).is_dir():
+        return None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10):
+            return None
+    except OSError:
+        folder = source_search_path()[0]
+        return (f"{name} is not here and {url} does not answer: download it from {url} "
+                f"(sha256 {sha256}) into {folder}")
+
+
+class DownloadError(KernelError):
+    """A URL did not answer (no network, no such file): not a damaged download."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"cannot download {url}: {reason}")
+
+
 def _is_url(text: str) -> bool:
     return urllib.parse.urlparse(text).scheme in ("http", "https", "file")
 
 
-def _check_sha256(path: Path, sha256: str | None, origin: str) -> str:
-    """The file's sha256; KernelError when it is not the expected one."""
+def _check_sha256(path: Path, sha256: str | Sequence[str] | None, origin: str) -> str:
+    """The file's sha256; KernelError when it is not the expected one (or any of them)."""
     actual = cache.file_digest(path)
-    if sha256 is not None and actual != sha256.lower():
+    accepted = [sha256] if isinstance(sha256, str) else list(sha256 or ())
+    if accepted and actual not in [a.lower() for a in accepted]:
+        expected = accepted[0] if len(accepted) == 1 else f"one of {', '.join(accepted)}"
         raise KernelError(
-            f"{origin}: sha256 is {actual}, expected {sha256}; the file is damaged or "
+            f"{origin}: sha256 is {actual}, expected {expected}; the file is damaged or "
             "not the one the recipe names"
         )
     return actual
@@ -344,19 +409,22 @@ def download(url: str, sha256: str | None) -> Path:
                     (tmp / DOWNLOADED).open("wb") as out:
                 shutil.copyfileobj(response, out, 1 << 20)
         except OSError as e:
-            raise KernelError(f"cannot download {url}: {e}") from None
+            raise DownloadError(url, str(getattr(e, "reason", None) or e)) from None
         _check_sha256(tmp / DOWNLOADED, sha256, url)
 
     # Named by content: any URL with the same sha256 is the same tarball.
     return cache.entry("downloads", sha256.lower(), fetch) / DOWNLOADED
 
 
-def tarball_source(tarball: Path, sha256: str | None, origin: str | None = None) -> Source:
-    """A tarball unpacked once into the cache, keyed by its sha256."""
+def tarball_source(tarball: Path, sha256: str | Sequence[str] | None,
+                   origin: str | None = None) -> Source:
+    """A tarball unpacked once into the cache, keyed by its sha256; `origin` (a URL, or
+    "local file PATH") is recorded in the Source for the build's kernel.json."""
     digest = _check_sha256(tarball, sha256, origin or str(tarball))
 
     def unpack(tmp: Path) -> None:
-        if (origin or tarball.name).endswith(".xz") and shutil.which("xz") is None:
+        if (tarball.name.endswith(".xz") or (origin or "").endswith(".xz")) \
+                and shutil.which("xz") is None:
             raise MissingToolError("xz", "xz-utils")
         log.info("unpacking %s into the cache", tarball)
         run_text(["tar", "-xf", str(tarball), "-C", str(tmp), "--no-same-owner"])
@@ -365,7 +433,8 @@ def tarball_source(tarball: Path, sha256: str | None, origin: str | None = None)
     tops = [p for p in entry.iterdir() if p.is_dir()]
     if len(tops) != 1:
         raise KernelError(f"{tarball} does not unpack to a single folder ({entry})")
-    return _unpacked(tops[0], f"tarball:{digest}", "tarball")
+    return replace(_unpacked(tops[0], f"tarball:{digest}", "tarball"),
+                   origin=origin or f"local file {tarball}")
 
 
 def git_commit_source(repo: Path, commit: str) -> Source:
