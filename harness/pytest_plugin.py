@@ -223,15 +223,17 @@ def guest(guest_arch: str, guest_factory: Callable[..., Guest]) -> Guest:
 
 def unexpected_reports(item: pytest.Item, guests: list[Guest]) -> list[str]:
     """Titles of kernel reports in the guests' console logs that the test did not expect."""
-    allowed = [re.compile(p) for m in item.iter_markers("kernel_reports") for p in m.args]
+    # The titles are the guest's: the marker's patterns get parse-log --allow's time bound.
+    gate = kernel_log.Gate(tuple(kernel_log.gate.compile_pattern(p, "kernel_reports")
+                                 for m in item.iter_markers("kernel_reports") for p in m.args))
+    slow: set[str] = set()
     titles = []
     for g in guests:
         try:
             text = g.artifacts.console_log.read_text(errors="replace")
         except OSError:
             continue
-        reports = [r for r in kernel_log.parse(text).reports
-                   if not any(p.search(r.title) for p in allowed)]
+        reports = [r for r in kernel_log.parse(text).reports if gate.judge(r, slow).gating]
         # With the kernel's vmlinux (our builds) each title says where its function is.
         located = symbolize.symbolize_reports(reports, g.kernel.vmlinux, g.arch).reports
         for report in located:

@@ -4,11 +4,13 @@ summary or JSON printed."""
 
 from __future__ import annotations
 
+import codecs
+import itertools
 import json
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +30,12 @@ STDIN = "-"
 MAX_LINE_BYTES = 64 << 10
 # The file is read (and its lines handed to the scanner) this many bytes at a time.
 _BLOCK_BYTES = 1 << 20
+# Byte-order marks of the encodings a log saved on Windows or by PowerShell comes in
+# (the UTF-32 ones first: FF FE 00 00 starts with UTF-16 LE's mark).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+         (codecs.BOM_UTF8, "utf-8"))
+_SNIFF_BYTES = 4096
 
 
 def parse_file(path: str | Path) -> LogAnalysis:
@@ -48,7 +56,7 @@ def log_name(path: str | Path) -> str:
 
 def _parse_stream(f: IO[bytes], name: str) -> LogAnalysis:
     try:
-        return scan(_blocks(f))
+        return scan(_blocks(_utf8_chunks(f)))
     except OSError as exc:
         raise UsageError(f"console log {name}: cannot read it ({exc.strerror or exc})") from None
 
@@ -80,7 +88,41 @@ def _open_regular(p: Path) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def _blocks(f: IO[bytes]) -> Iterator[list[str]]:
+def text_encoding(start: bytes) -> tuple[str, int]:
+    """The encoding of a log that begins with `start`, and the length of its byte-order
+    mark. Without a mark, ASCII text in UTF-16 has a NUL in every other byte: NULs at
+    nearly all odd offsets and at almost no even ones (or the other way round) is UTF-16,
+    while a console's stray NULs (a serial line's noise) come in runs, at both."""
+    for bom, encoding in _BOMS:
+        if start.startswith(bom):
+            return encoding, len(bom)
+    sample = start[:_SNIFF_BYTES]
+    half = len(sample) // 2
+    if half >= 8:
+        even, odd = sample[0::2].count(0), sample[1::2].count(0)
+        if odd >= 0.9 * half and even <= 0.1 * half:
+            return "utf-16-le", 0
+        if even >= 0.9 * half and odd <= 0.1 * half:
+            return "utf-16-be", 0
+    return "utf-8", 0
+
+
+def _utf8_chunks(f: IO[bytes]) -> Iterator[bytes]:
+    """The file's bytes as UTF-8, a block at a time: a log in UTF-16 or UTF-32 (found by
+    text_encoding) is decoded as it is read (bad sequences become U+FFFD)."""
+    first = f.read(_BLOCK_BYTES)
+    encoding, skip = text_encoding(first)
+    chunks = itertools.chain([first[skip:]], iter(lambda: f.read(_BLOCK_BYTES), b""))
+    if encoding == "utf-8":
+        yield from chunks
+        return
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    for chunk in chunks:
+        yield decoder.decode(chunk).encode("utf-8", errors="replace")
+    yield decoder.decode(b"", final=True).encode("utf-8", errors="replace")
+
+
+def _blocks(chunks: Iterable[bytes]) -> Iterator[list[str]]:
     """The file's lines without their newlines, a block per read, as `text.split("\\n")`
     would give them (a last newline is followed by ""). A line is cut at MAX_LINE_BYTES
     and the rest of it skipped, so that no line, however long, is held whole. Decoding a
@@ -88,7 +130,7 @@ def _blocks(f: IO[bytes]) -> Iterator[list[str]]:
     newline byte."""
     carry = b""  # the start of a line whose end is not read yet
     skipping = False  # inside the rest of an overlong line
-    while chunk := f.read(_BLOCK_BYTES):
+    for chunk in chunks:
         if skipping:
             newline = chunk.find(b"\n")
             if newline < 0:
@@ -102,9 +144,15 @@ def _blocks(f: IO[bytes]) -> Iterator[list[str]]:
             carry, skipping = b"", True
         if parts:
             cut = [part[:MAX_LINE_BYTES] for part in parts]
-            yield b"\n".join(cut).decode("utf-8", errors="replace").split("\n")
+            yield _text(b"\n".join(cut)).split("\n")
     # An overlong last line counts as ended, as if its newline had been read.
-    yield [carry.decode("utf-8", errors="replace")] if carry else [""]
+    yield [_text(carry)] if carry else [""]
+
+
+def _text(data: bytes) -> str:
+    """Decoded, without NUL bytes: a serial console's noise, which would otherwise stick
+    to the start of the next line and hide its message from the scanner."""
+    return data.replace(b"\x00", b"").decode("utf-8", errors="replace")
 
 
 def summary(gated: GatedAnalysis, path: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import math
 import re
 import shlex
 import tomllib
@@ -29,6 +30,9 @@ from ..machine import MachineOptions
 from ..selftests.suite import CELL_BUDGET_S, LAB_SCENARIO
 
 EXPECTED = ("clean", "corrupted")
+# Cells in one matrix at most: a night of that many runs takes weeks already; past it the
+# expansion itself (`repeats = 1000000000`) would take minutes and gigabytes.
+MAX_CELLS = 10_000
 ACCELS = ("tcg", "kvm", "auto")
 TOP_KEYS = ("name", "description", "defaults", "cell")
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
@@ -391,7 +395,8 @@ def _expand_all(entries: list[Any], defaults: Mapping[str, Any], lines: _Lines, 
         if not isinstance(entry, dict):  # `cell = [1, 2]` instead of [[cell]] tables
             raise where.error(None, "each cell must be a table: write [[cell]] entries")
         _check_keys(entry, cell_keys(), where, _describe("cell", index))
-        for cell in _expand(_Entry(entry, defaults, where, dwhere), recipes):
+        for cell in _expand(_Entry(entry, defaults, where, dwhere), recipes,
+                            room=MAX_CELLS - len(cells)):
             if cell.id in seen:
                 raise where.error(None, f"cell {cell.id} is already in the matrix "
                                         f"(line {seen[cell.id]}); each cell may appear once")
@@ -495,10 +500,19 @@ def _axis_values(entry: _Entry, recipes: Sequence[str]) -> dict[str, list[Any]]:
     return values
 
 
-def _expand(entry: _Entry, recipes: Sequence[str]) -> list[Cell]:
-    """The product of the entry's axes, each combination `repeats` times."""
+def _expand(entry: _Entry, recipes: Sequence[str], room: int = MAX_CELLS) -> list[Cell]:
+    """The product of the entry's axes, each combination `repeats` times; MatrixError when
+    that is more than `room` cells (what MAX_CELLS leaves after the entries before)."""
     axes = _axis_values(entry, recipes)
     settings = _settings(entry)
+    combinations = math.prod(len(values) for values in axes.values())
+    if combinations * settings.repeats > room:
+        found = entry.get("repeats")
+        raise (found[1] if found else entry.where).error(
+            "repeats" if found else None,
+            f"{_describe('cell', entry.where.index)} makes {combinations * settings.repeats} "
+            f"cells ({combinations} combinations of its axes x repeats {settings.repeats}); "
+            f"a matrix holds at most {MAX_CELLS}: lower repeats or split the matrix")
     expected_value, expected_where = entry.get("expected") or ("clean", entry.where)
     cells = []
     for combination in itertools.product(*axes.values()):
