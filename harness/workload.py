@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import kernel_log, stress, verdict
-from .errors import HarnessError, UsageError
+from .errors import GuestCommandTimeout, HarnessError, UsageError
 from .guest import Guest
-from .repro import Reproducer, ReproRun, ReproSummary
+from .repro import NO_EXIT_CODE, Reproducer, ReproRun, ReproSummary
 from .runner import Runner
 
 
@@ -319,7 +319,7 @@ def _stop_reason(result: stress.StressResult, batch: StressBatch) -> str | None:
 
 
 REPRO_NAME = "repro"  # the scenario name of a run of the user's own reproducer
-REPRO_RUN_TIMEOUT = 120.0  # seconds one run of a reproducer may take
+REPRO_GRACE = 30.0  # seconds past the reproducer's timeout before the guest counts as hung
 
 
 def _kernel_reports(console_log: Path) -> int:
@@ -340,7 +340,6 @@ class ReproWorkload:
     iterations: int = 0  # runs; 0 = until the duration is spent
     duration_s: float = 30.0
     stop_on_first_detection: bool = False
-    run_timeout: float = REPRO_RUN_TIMEOUT
 
     @property
     def name(self) -> str:
@@ -355,13 +354,20 @@ class ReproWorkload:
         first_output, error = "", None
         while time.monotonic() < deadline and (not self.iterations
                                                or len(runs) < self.iterations):
+            begun = time.monotonic()
             try:
-                done = guest.runner.run(self.reproducer.command(), self.run_timeout)
-            except HarnessError as e:  # a hang or a lost guest: no verdict from this run
+                done = guest.runner.run(self.reproducer.command(),
+                                        self.reproducer.timeout + REPRO_GRACE)
+            except GuestCommandTimeout:  # not even the kill came back: the guest hangs
+                runs.append(ReproRun(NO_EXIT_CODE, _kernel_reports(console) - seen,
+                                     round(time.monotonic() - begun, 3), timed_out=True))
+                break
+            except HarnessError as e:  # a lost guest: no verdict from this run
                 error = f"run {len(runs) + 1} of the reproducer: {e}"
                 break
             now = _kernel_reports(console)
-            runs.append(ReproRun(done.exit_code, now - seen, round(done.seconds, 3)))
+            runs.append(ReproRun(done.exit_code, now - seen, round(done.seconds, 3),
+                                 self.reproducer.timed_out(done.exit_code, done.seconds)))
             seen = now
             if runs[-1].reproduced and not first_output:
                 first_output = done.stdout[-2000:]

@@ -167,7 +167,7 @@ def _run_guests(specs: list[RunSpec], run_dir: Path, results: list[RunResult]) -
 
 def _reproducer(args: argparse.Namespace) -> Reproducer | None:
     """--exec or --repro, which replace the scenario."""
-    reproducer = Reproducer.from_options(args.exec_command, args.repro)
+    reproducer = Reproducer.from_options(args.exec_command, args.repro, args.repro_timeout)
     if reproducer is not None and args.scenario is not None:
         raise UsageError(f"{reproducer.describe().split()[0]} runs your reproducer instead "
                          f"of a scenario: drop --scenario {args.scenario}")
@@ -307,6 +307,7 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
         repro=None if reproducer is None or reproducer.source is None
         else str(reproducer.source),
         exec_command=reproducer.exec_command if reproducer else None,
+        repro_timeout=args.repro_timeout if reproducer else None,
         append=list(args.append), cpu=args.cpu, host_cpus=args.host_cpus,
         kconfig=str(change.base) if change.base else None, kconfig_add=list(change.add))
 
