@@ -25,8 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness import bisect, cache, kbuild  # noqa: E402
+from harness import bisect, cache  # noqa: E402
 from harness.bisect.state import BisectState  # noqa: E402
+from harness.kernel.build import builder, prune, recipes  # noqa: E402
 from tests.bisect.test_bisect import fresh_clone, git, history_repo, tag_sha  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def forget_history_kernels(repo: Path) -> int:
     """Remove the kbuild cache entries built from the history's commits."""
     commits = set(git(repo, "rev-list", "--all").split())
     removed = 0
-    kind = cache.cache_root() / kbuild.KIND
+    kind = cache.cache_root() / prune.KIND
     for entry in kind.iterdir():
         record = entry / "kernel.json"
         if entry.name.startswith(".") or not record.is_file():
@@ -50,8 +51,8 @@ def forget_history_kernels(repo: Path) -> int:
 def warm_up(repo: Path, arch: str) -> float:
     """Build the good end once: ccache and the history's build directory are warm."""
     started = time.monotonic()
-    recipe = dataclasses.replace(kbuild.load_recipe("v6.1"), patches=())
-    kbuild.build(recipe, arch, source_path=repo, progress=False,
+    recipe = dataclasses.replace(recipes.load_recipe("v6.1"), patches=())
+    builder.build(recipe, arch, source_path=repo, progress=False,
                  commit=tag_sha(repo, "good-end"))
     return time.monotonic() - started
 

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import kernels
 from harness.arches import parse_arch_list
 from harness.guest import Guest
+from harness.kernel import resolve
 from harness.machine import MachineOptions
 
 READY = b"OOMRACE-READY"
@@ -53,7 +53,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = []
     for arch in parse_arch_list(args.arch or ["all"]):
-        image = kernels.resolve(args.kernel, arch)
+        image = resolve.resolve(args.kernel, arch)
         harness_s, guest_s, raw_s = [], [], []
         with tempfile.TemporaryDirectory(prefix="oomrace-bench-") as tmp:
             for i in range(args.runs):

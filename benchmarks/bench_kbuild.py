@@ -19,12 +19,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness import cache, kbuild  # noqa: E402
+from harness import cache  # noqa: E402
+from harness.kernel.build import builder, recipes, source  # noqa: E402
 
 
 def timed(recipe: str, arch: str) -> float:
     start = time.monotonic()
-    kbuild.build(recipe, arch, progress=False)
+    builder.build(recipe, arch, progress=False)
     return time.monotonic() - start
 
 
@@ -40,7 +41,7 @@ def main() -> int:
         (scratch / "sources").symlink_to(shared_sources)
     os.environ["OOMRACE_CACHE"] = str(scratch)
     try:
-        kbuild.resolve_source(kbuild.load_recipe("v6.1").source)  # unpack outside the timing
+        source.resolve_source(recipes.load_recipe("v6.1").source)  # unpack outside the timing
         for arch in arches:
             cold = timed("v6.1", arch)
             patched = timed("v6.1-reaper-fullmm", arch)

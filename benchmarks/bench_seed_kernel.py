@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from harness.arches import get_arch
-from harness.kernels import resolve_kernel
+from harness.kernel.resolve import resolve_kernel
 from harness.machine import MachineOptions
 from harness.run import RunSpec, run_one
 

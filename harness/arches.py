@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .errors import UsageError
-from .kversion import older_than
+from .kernel.version import older_than
 
 
 @dataclass(frozen=True)

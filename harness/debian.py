@@ -1,13 +1,18 @@
-"""Fetching and unpacking Debian packages for any guest architecture with apt-get."""
+"""Fetching and unpacking Debian packages for any guest architecture with apt-get, and
+installing a host package (a kernel source tarball) when a build needs it."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import shutil
 from pathlib import Path
 
 from . import cache, proc
-from .errors import HarnessError
+from .errors import HarnessError, KernelError, MissingToolError
+
+log = logging.getLogger(__name__)
 
 
 def _run(argv: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
@@ -102,3 +107,40 @@ def download(package: str, debian_arch: str, dest: Path) -> Path:
 def extract(deb: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     _run(["dpkg-deb", "-x", str(deb), str(dest)])
+
+
+# --- host packages ------------------------------------------------------------------------
+
+
+def installed_version(package: str) -> str | None:
+    """The version of `package` installed on the host; None when it is not installed."""
+    done = proc.run(["dpkg-query", "-W", "-f", "${Status}\t${Version}", package],
+                    check=False, package="dpkg")
+    status, _, version = done.stdout.partition("\t")
+    return version if done.returncode == 0 and status.endswith(" installed") else None
+
+
+def install(package: str, what: str, timeout: float = 3600.0) -> None:
+    """`apt-get install` a host package (`what` it is, for the message when sudo is
+    missing); as root or through `sudo -n`, with one `apt-get update` when apt does not
+    know the package yet."""
+    if shutil.which("apt-get") is None:
+        raise MissingToolError("apt-get", "apt")
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            raise MissingToolError(f"{package} ({what})", package)
+        prefix = ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log.info("installing %s with apt-get", package)
+    argv = [*prefix, "apt-get", "install", "-y", "--no-install-recommends", package]
+    done = proc.run(argv, env=env, check=False, package="apt", timeout=timeout)
+    if done.returncode != 0 and "Unable to locate package" in done.stderr:
+        proc.run([*prefix, "apt-get", "update"], env=env, check=False, package="apt")
+        done = proc.run(argv, env=env, check=False, package="apt", timeout=timeout)
+    if done.returncode != 0:
+        raise KernelError(
+            f"could not install {package}: {' '.join(argv)} failed\n"
+            f"{done.output.strip()[-2000:]}\n"
+            f"install it yourself with: sudo apt-get install {package}"
+        )

@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import atomicio, kbuild, kernels, schema
+from . import atomicio, schema
 from .arches import Arch
 from .errors import UsageError
 from .inputs import positive_number
-from .kernels import KernelImage, ResolvedKernel
+from .kernel.build import builder, recipes
+from .kernel.image import KernelImage, ResolvedKernel
+from .kernel.resolve import from_build
 from .machine import MachineOptions
 from .paths import data_path
 from .run import RunResult, RunSpec, run_one
@@ -77,9 +79,9 @@ def load_evaluation(name: str, path: Path = EVALUATIONS_FILE) -> Evaluation:
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{where}: needs bug, fixes, scenario, arches, bug_seconds and "
                          f"fix_seconds ({e})") from None
-    recipes = kbuild.recipe_names()
+    names = recipes.recipe_names()
     for recipe in (ev.bug, *ev.fixes):
-        if recipe not in recipes:
+        if recipe not in names:
             raise UsageError(f"{where}: unknown kernel recipe {recipe!r}")
     for key in ("bug_seconds", "fix_seconds"):
         positive_number(getattr(ev, key), f"{where}: {key}")
@@ -167,10 +169,10 @@ Resolver = Callable[[str, Arch], KernelImage]
 def recipe_resolver(source: str | None) -> Resolver:
     """Build a recipe for an arch (from `source` instead of its own, when given)."""
     def resolve(recipe: str, arch: Arch) -> KernelImage:
-        base = kbuild.load_recipe(recipe)
+        base = recipes.load_recipe(recipe)
         if source is not None:
             base = replace(base, source=source, sha256=None, ref=None)
-        return kernels.from_build(kbuild.build(base, arch.name))
+        return from_build(builder.build(base, arch.name))
 
     return resolve
 

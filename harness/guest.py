@@ -15,7 +15,7 @@ from . import accel, rootfs
 from .arches import Arch, GuestSpec, base_cmdline
 from .console import SerialRunner
 from .errors import GuestCommandError, HarnessError
-from .kernels import KernelImage
+from .kernel.image import KernelImage
 from .machine import Machine, MachineOptions
 from .runner import Command, CommandResult, Runner
 from .ssh import RunKey, SSHRunner
@@ -61,8 +61,8 @@ class Guest:
                  options: MachineOptions | None = None,
                  initramfs: rootfs.Initramfs | None = None,
                  extra_initrd: tuple[Path, ...] = ()) -> None:
-        if kernel.arch != arch.name:
-            raise HarnessError(f"kernel {kernel.description} is for {kernel.arch}, "
+        if kernel.arch != arch:
+            raise HarnessError(f"kernel {kernel.description} is for {kernel.arch.name}, "
                                f"not {arch.name}")
         self.arch = arch
         self.kernel = kernel

@@ -11,10 +11,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import kernel_log, kernels
+from . import kernel_log
 from .arches import parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
+from .kernel import resolve
 from .machine import MachineOptions
 
 RECIPE = "v6.1-lkdtm"
@@ -78,7 +79,7 @@ def record(arch_names: list[str], out: Path, names: list[str] | None = None) -> 
     """Record one console log per crash type and arch into out/<arch>/<TYPE>.log."""
     failures = 0
     for arch in parse_arch_list(arch_names):
-        image = kernels.resolve(RECIPE, arch)
+        image = resolve.resolve(RECIPE, arch)
         for crash in CRASH_TYPES:
             if names and crash.name not in names:
                 continue

@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from . import kbuild, kernel_log, kernels, symbolize
+from . import kernel_log, symbolize
 from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
 from .guest import Guest
+from .kernel import resolve
+from .kernel.build import recipes
+from .kernel.image import KernelImage
 from .kernel_log.symbols import location_of
-from .kernels import KernelImage
 from .machine import MachineOptions
 
 GUEST_FIXTURES = {"guest", "guest_factory", "guest_arch"}
@@ -24,8 +26,8 @@ GUEST_TEST_TIMEOUT = 600  # seconds; a test can ask for its own with @pytest.mar
 GUESTS_KEY = pytest.StashKey[list[Guest]]()
 
 
-# Our options, as --oomrace-NAME (dest oomrace_NAME). The plain --NAME of an older release
-# stays one release as a deprecated alias, registered only where no one else owns it.
+# Our options, as --oomrace-NAME (dest oomrace_NAME): prefixed, so that another plugin's
+# --arch or --kernel never clashes with ours.
 OPTIONS: dict[str, dict[str, Any]] = {
     "arch": {"action": "append", "default": None,
              "help": f"guest arch for guest tests: {arch_help()} (repeatable; default all)"},
@@ -40,13 +42,6 @@ OPTIONS: dict[str, dict[str, Any]] = {
                "help": "extra kernel command-line argument for every guest (repeatable)"},
     "cpu": {"default": None,
             "help": "QEMU CPU model under TCG (default: by arch and kernel version)"},
-}
-_ALIAS_DEST = "oomrace_deprecated_{}"
-_OLD_NAMES = ("arch", "kernel", "artifacts", "accel")  # the options that had a plain name
-
-
-# Options new in this release: no old name to keep.
-NEW_OPTIONS: dict[str, dict[str, Any]] = {
     "kconfig": {"default": None, "metavar": "FILE",
                 "help": "a full .config as the base of the --oomrace-kernel recipe's build"},
     "kconfig-add": {"action": "append", "default": [], "metavar": "CONFIG_X=y",
@@ -56,46 +51,8 @@ NEW_OPTIONS: dict[str, dict[str, Any]] = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("oomrace", "oomrace guests")
-    for name, spec in {**OPTIONS, **NEW_OPTIONS}.items():
+    for name, spec in OPTIONS.items():
         group.addoption(f"--oomrace-{name}", dest=f"oomrace_{name.replace('-', '_')}", **spec)
-
-
-def _taken_options(parser: pytest.Parser) -> set[str]:
-    """Every option name registered so far, by any plugin or conftest."""
-    groups = [parser._anonymous, *parser._groups]  # pytest has no public listing
-    return {n for group in groups for option in group.options for n in option.names()}
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
-                                  args: list[str]) -> Iterator[None]:
-    """After the conftests have added their options, the old names of ours that nobody
-    took (another plugin's --arch wins)."""
-    yield
-    taken = _taken_options(parser)
-    group = parser.getgroup("oomrace", "oomrace guests")
-    for name in _OLD_NAMES:
-        spec = OPTIONS[name]
-        if f"--{name}" not in taken:
-            alias = {k: v for k, v in spec.items() if k != "help"}
-            group.addoption(f"--{name}", dest=_ALIAS_DEST.format(name),
-                            **{**alias, "default": None},
-                            help=f"deprecated: use --oomrace-{name}")
-
-
-def _apply_deprecated_aliases(config: pytest.Config) -> None:
-    """A value given with an old option name counts, with a warning naming the new one."""
-    for name in _OLD_NAMES:
-        value = getattr(config.option, _ALIAS_DEST.format(name), None)
-        if value is None:
-            continue
-        config.issue_config_time_warning(pytest.PytestDeprecationWarning(
-            f"--{name} is deprecated and will be removed in the next release: use "
-            f"--oomrace-{name}"), stacklevel=2)
-        dest = f"oomrace_{name}"
-        if OPTIONS[name].get("action") == "append":
-            value = [*(getattr(config.option, dest) or []), *value]
-        setattr(config.option, dest, value)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,10 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "regexes are expected; any other report fails the test",
     ):
         config.addinivalue_line("markers", line)
-    _apply_deprecated_aliases(config)
     try:
         config.stash[_ARCHES_KEY] = parse_arch_list(config.getoption("oomrace_arch") or ["all"])
-        kbuild.kconfig_change(config.getoption("oomrace_kconfig"),
+        recipes.kconfig_change(config.getoption("oomrace_kconfig"),
                               config.getoption("oomrace_kconfig_add"))  # refused at once
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from e
@@ -155,19 +111,19 @@ def kernel_for(pytestconfig: pytest.Config) -> Callable[[str, str], KernelImage]
     --oomrace-kconfig/--oomrace-kconfig-add change the --oomrace-kernel recipe's build."""
     default = pytestconfig.getoption("oomrace_kernel")
     try:
-        change = kbuild.kconfig_change(pytestconfig.getoption("oomrace_kconfig"),
+        change = recipes.kconfig_change(pytestconfig.getoption("oomrace_kconfig"),
                                        pytestconfig.getoption("oomrace_kconfig_add"))
     except HarnessError as e:
         raise pytest.UsageError(str(e)) from e
 
-    def resolve(spec: str, arch: str) -> KernelImage:
+    def resolved(spec: str, arch: str) -> KernelImage:
         key = (spec, arch)
         if key not in _KERNELS:
-            _KERNELS[key] = kernels.resolve(spec, get_arch(arch),
+            _KERNELS[key] = resolve.resolve(spec, get_arch(arch),
                                             change if spec == default else None)
         return _KERNELS[key]
 
-    return resolve
+    return resolved
 
 
 def _test_dir(item: pytest.Item, root: Path) -> Path:

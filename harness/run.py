@@ -15,7 +15,7 @@ from . import atomicio, kernel_log, schema, signals, symbolize, verdict
 from .arches import Arch
 from .errors import HarnessError, UsageError
 from .guest import Guest
-from .kernels import KernelImage, ResolvedKernel
+from .kernel.image import KernelImage, ResolvedKernel
 from .ktap import write as ktap
 from .machine import MachineOptions
 from .repro import Reproducer
@@ -210,10 +210,6 @@ def finish(spec: RunSpec, seen: Seen, workdir: Path) -> RunResult:
     result.write(workdir / "result.json")
     ktap.write(workdir / ktap.FILE_NAME, ktap.run_document([result], spec.iterations))
     return result
-
-
-# The names before they were shared with the LAVA engine.
-_Seen, _finish = Seen, finish
 
 
 def _analyse(workdir: Path) -> kernel_log.LogAnalysis:

@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from .errors import GuestCommandError, UsageError
-from .kversion import older_than
+from .kernel.version import older_than
 from .runner import Runner
 
 DEFAULT_BINARY = "/bin/oomrace-stress"
@@ -48,6 +48,9 @@ class Scenario(StrEnum):
     """One thread munmaps (and re-mmaps) pages the other threads store to."""
     MADVISE = "madvise"
     """One thread MADV_DONTNEEDs pages the other threads store to."""
+    MREMAP = "mremap"
+    """mremap() moves a clean shmem mapping while single pages are punched out of it;
+    reader threads of the old address report stale reads (CVE-2018-18281)."""
 
     def unsupported_by(self, release: str | None) -> str | None:
         """Why a kernel of `release` cannot run this scenario; None when it can (or when
@@ -201,7 +204,8 @@ class Corruption:
     """One corrupted page as reported by the checker (or a writer's self-check)."""
 
     source: str
-    """"checker" (its fresh pages held a foreign word) or "writer" (self-check)."""
+    """"checker" (its fresh pages held a foreign word), "writer" (self-check) or
+    "reader" (a stale read through an old address: the mremap scenario)."""
     address: int
     expected: int
     found: int
@@ -212,6 +216,10 @@ class Corruption:
     round: int
     pass_index: int
     pid: int
+    evidence: str | None = None
+    """What proves a reader's stale read: "page_poison" (a freed page), "checker_page" (a
+    page the checker reused), "other_file_page", "writer_page" or "unknown_owner"."""
+    seconds_since_remap: float | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,6 +242,8 @@ class Corruption:
             "round": self.round,
             "pass": self.pass_index,
             "pid": self.pid,
+            "evidence": self.evidence,
+            "seconds_since_remap": self.seconds_since_remap,
         }
 
 
@@ -407,6 +417,8 @@ def parse_corruption(event: Mapping[str, Any]) -> Corruption:
         round=_int(event.get("round")),
         pass_index=_int(event.get("pass")),
         pid=_int(event.get("pid")),
+        evidence=str(event["evidence"]) if isinstance(event.get("evidence"), str) else None,
+        seconds_since_remap=_float_or_none(event.get("seconds_since_remap")),
         raw=dict(event),
     )
 

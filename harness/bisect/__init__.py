@@ -4,9 +4,10 @@ real `git bisect` and a statistical stopping rule.
 The bisect is driven from Python with git's own state: `git bisect start --no-checkout`,
 then `git bisect <term> <rev>` for the ends; git names the commit it wants tested next in
 BISECT_HEAD (the user's working tree never moves), we build it in a build directory of
-ours (kbuild_incr) and test it, and tell git `good`, `bad` or `skip`. `git bisect log` and
-`git bisect replay` therefore work as usual, and Ctrl-C leaves the repository in its
-bisect state; `oomrace bisect --resume` continues from our state file in the git dir.
+ours (kernel.build.incremental) and test it, and tell git `good`, `bad` or `skip`.
+`git bisect log` and `git bisect replay` therefore work as usual, and Ctrl-C leaves the
+repository in its bisect state; `oomrace bisect --resume` continues from our state file
+in the git dir.
 
 Statistics. A trial is one stress batch (5 iterations of the scenario on one booted
 guest, see workload.StressWorkload; stats.TRIAL_ITERATIONS says why 5) or one run of the

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from .. import kbuild, kernels, verdict
+from .. import verdict
 from ..arches import get_arch
 from ..errors import KernelError
-from ..kernels import ResolvedKernel
+from ..kernel import resolve
+from ..kernel.build import builder, recipes
+from ..kernel.image import ResolvedKernel
 from ..machine import MachineOptions
 from .engine import BisectAborted
 from .state import BisectConfig
@@ -30,12 +32,12 @@ class KernelStepRunner:
         from ..workload import REPRO_GRACE, REPRO_NAME
 
         cfg = self.config
-        recipe = kbuild.with_kconfig(
-            replace(kbuild.load_recipe(cfg.recipe_config), patches=()),
-            kbuild.kconfig_change(cfg.kconfig, cfg.kconfig_add))
+        recipe = recipes.with_kconfig(
+            replace(recipes.load_recipe(cfg.recipe_config), patches=()),
+            recipes.kconfig_change(cfg.kconfig, cfg.kconfig_add))
         started = time.monotonic()
         try:
-            built = kbuild.build(recipe, cfg.arch, source_path=cfg.repo,
+            built = builder.build(recipe, cfg.arch, source_path=cfg.repo,
                                  progress=self.progress, commit=request.commit)
         except KernelError as e:
             return StepOutcome(kind="build_failed", error=str(e),
@@ -55,7 +57,7 @@ class KernelStepRunner:
         # BATCH_SECONDS, a reproducer's run at most its timeout (--repro-timeout).
         per_trial = reproducer.timeout + REPRO_GRACE if reproducer else BATCH_SECONDS * 2
         # The kernel just built, passed down as it is: run_one resolves nothing.
-        kernel = ResolvedKernel(str(built.image), arch, kernels.from_build(built))
+        kernel = ResolvedKernel(str(built.image), arch, resolve.from_build(built))
         spec = RunSpec(kernel=kernel, scenario=REPRO_NAME if reproducer else cfg.scenario,
                        options=options, iterations=iterations,
                        duration_s=request.trials * per_trial + 30, reproducer=reproducer,

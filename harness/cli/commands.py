@@ -10,10 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import atomicio, kbuild, kernel_log, kernels, schema, signals, symbolize
+from .. import atomicio, kernel_log, schema, signals, symbolize
 from ..arches import parse_arch_list, qemu_argv
 from ..errors import EXIT_VERDICT, HarnessError, MissingToolError, UsageError
 from ..guest import guest_spec
+from ..kernel import resolve
+from ..kernel.build import builder, recipes
 from ..kernel_log.symbols import location_of
 from ..ktap import write as ktap
 from ..machine import MachineOptions
@@ -139,7 +141,7 @@ def _run_specs(args: argparse.Namespace) -> list[RunSpec]:
         if reproducer is not None:
             reproducer.initrd_part(arch)  # a reproducer that does not compile: exit 2 now
         # once: run_one reuses it
-        kernel = kernels.resolve_kernel(args.kernel, arch, _kconfig(args))
+        kernel = resolve.resolve_kernel(args.kernel, arch, _kconfig(args))
         scenario = REPRO_NAME if reproducer else \
             args.scenario or Scenario.strongest_for(kernel.release).value
         specs.append(RunSpec(kernel=kernel, scenario=scenario, options=options,
@@ -182,7 +184,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
     arch = parse_arch_list(args.arch or ["x86_64"])[0]
     options = _options(args)
-    image = kernels.resolve(args.kernel, arch, _kconfig(args))
+    image = resolve.resolve(args.kernel, arch, _kconfig(args))
     run_dir = new_run_dir(args.artifacts)
     key = RunKey.generate()
     key.save(run_dir / "id_ed25519")
@@ -196,8 +198,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return interactive(qemu_argv(arch, spec))
 
 
-def _kconfig(args: argparse.Namespace) -> kbuild.KconfigChange:
-    return kbuild.kconfig_change(args.kconfig, args.kconfig_add)
+def _kconfig(args: argparse.Namespace) -> recipes.KconfigChange:
+    return recipes.kconfig_change(args.kconfig, args.kconfig_add)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -212,15 +214,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_kernel_build(args: argparse.Namespace) -> int:
     """Exit 1 when a build fails (its "verdict"); 2 for a bad option or a missing tool."""
     if args.list:
-        for name in kbuild.recipe_names():
-            print(f"{name:<36} {kbuild.load_recipe(name).description}")
+        for name in recipes.recipe_names():
+            print(f"{name:<36} {recipes.load_recipe(name).description}")
         return 0
-    recipe = kbuild.with_kconfig(
-        kbuild.recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
+    recipe = recipes.with_kconfig(
+        recipes.recipe_for_cli(args.recipe, args.source, args.config_from, args.patch,
                               args.sha256, args.ref), _kconfig(args))
     arches = parse_arch_list(args.arch or ["aarch64"])
     try:
-        results = [kbuild.build(recipe, a.name, progress=not args.no_progress) for a in arches]
+        results = [builder.build(recipe, a.name, progress=not args.no_progress) for a in arches]
     except (UsageError, MissingToolError):
         raise  # bad input: exit 2 like every command
     except HarnessError as e:
@@ -228,7 +230,7 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
         return EXIT_VERDICT
     for r in results:
         if args.json != STDOUT:  # the image path last on stdout, for `$(oomrace kernel build)`
-            print(f"{r.recipe} {r.arch} ({r.kernel_version}): "
+            print(f"{r.recipe} {r.arch.name} ({r.kernel_version}): "
                   f"{'cached' if r.cached else 'built'}", file=sys.stderr)
             print(r.image)
     write_json(args.json, [r.to_dict() for r in results])
@@ -237,12 +239,6 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
 
 def cmd_parse_log(args: argparse.Namespace) -> int:
     path, destination = args.file, args.json
-    if path is None and destination not in (None, STDOUT):
-        # `parse-log --json LOG`, the form from before --json took a FILE: LOG is the log
-        # to read (never a file to overwrite), and the JSON goes to stdout.
-        path, destination = destination, STDOUT
-    if path is None:
-        raise UsageError("parse-log needs the log FILE to read ('-' for stdin)")
     if args.arch is not None and args.vmlinux is None:
         raise UsageError("parse-log --arch names the arch of --vmlinux; give --vmlinux FILE")
     # The patterns and the vmlinux are checked before the log is read: a typo or a wrong
@@ -293,7 +289,7 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
         reproducer.initrd_part(arch[0])  # a reproducer that does not compile: exit 2 now
     else:
         get_workload(args.scenario or "mrelease")
-    kbuild.load_recipe(args.recipe_config)
+    recipes.load_recipe(args.recipe_config)
     change = _kconfig(args)
     artifacts = args.artifacts or DEFAULT_ARTIFACTS / f"bisect-{_bisect_stamp()}"
     return bisect.BisectConfig(
@@ -319,23 +315,23 @@ def _bisect_stamp() -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .. import cache_admin, kbuild_incr
+    from ..kernel.build import prune
 
     if args.action == "list":
         if args.max_dirs is not None or args.max_size is not None \
                 or args.kernels_unused_for is not None:
             raise UsageError("--max-dirs, --max-size and --kernels-unused-for are limits "
                              "for `oomrace cache prune`")
-        data = cache_admin.listing()
+        data = prune.listing()
         if args.json != STDOUT:
-            print(cache_admin.text(data))
+            print(prune.text(data))
     else:
         if args.max_dirs is not None and args.max_dirs < 0:
             raise UsageError("--max-dirs must be >= 0")
-        max_dirs = kbuild_incr.max_build_dirs() if args.max_dirs is None and \
+        max_dirs = prune.max_build_dirs() if args.max_dirs is None and \
             args.max_size is None else args.max_dirs
         max_bytes = None if args.max_size is None else int(args.max_size * (1 << 30))
-        data = cache_admin.prune(max_dirs, max_bytes, args.kernels_unused_for)
+        data = prune.prune(max_dirs, max_bytes, args.kernels_unused_for)
         if args.json != STDOUT:
             for what in ("removed_build_dirs", "removed_kernels"):
                 items = data[what]

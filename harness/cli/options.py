@@ -10,7 +10,7 @@ from pathlib import Path
 from ..arches import arch_help
 from ..errors import UsageError
 from ..inputs import positive_number
-from ..kbuild import DEFAULT_CONFIG_RECIPE
+from ..kernel.build.recipes import DEFAULT_CONFIG_RECIPE
 from ..repro import REPRO_RUN_TIMEOUT
 from ..stress import Scenario
 from ..workload import WORKLOADS
@@ -124,9 +124,7 @@ def add_doctor_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parse_log_options(p: argparse.ArgumentParser) -> None:
-    # Optional only so that the old `parse-log --json LOG` still reads LOG (see cmd_parse_log)
-    p.add_argument("file", nargs="?",
-                   help="the console log or dmesg to read; '-' reads stdin (a pipe)")
+    p.add_argument("file", help="the console log or dmesg to read; '-' reads stdin (a pipe)")
     p.add_argument("--allow", action="append", default=[], metavar="REGEX",
                    help="reports whose title this regex matches (re.search) are expected: "
                         "listed, marked allowed, and do not fail (exit 1); repeatable")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from .lines import CPU_LINE
 from .model import Event
-from .reports import CPU_LINE
 
 # Literal words of every event line (the scanner's prefilter looks for them).
 EVENT_KEYS = (

@@ -17,6 +17,11 @@ _PREFIX_RE = re.compile(
 _QUESTIONABLE = re.compile(r"^\s*(?:\[<?[0-9a-f]+>?\]\s*)?\? ")
 # The context of a line with a timestamp but no caller tag.
 CONSOLE = "console"
+# The line of a report (and of a taint event) naming the CPU, task and taint.
+CPU_LINE = re.compile(
+    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.*?) "
+    r"(?:Not tainted|Tainted: (?P<taint>[A-Z](?:[A-Z ]*[A-Z])?))"
+)
 
 
 def split_prefix(line: str) -> tuple[str, str]:

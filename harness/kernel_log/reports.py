@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..arches import ARCHES
 from .frames import SKIP_RE, frames_of, guilty_file
-from .lines import CONSOLE, Window
+from .lines import CONSOLE, CPU_LINE, Window
 from .model import Report
 from .spec import CALL_TRACE, RIP, Family
 from .taxonomy import classify_title
@@ -21,10 +21,6 @@ from .titles import title_of
 MAX_REPORT_LINES = 1000
 MAX_REPORT_BYTES = 1 << 20
 
-CPU_LINE = re.compile(
-    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.*?) "
-    r"(?:Not tainted|Tainted: (?P<taint>[A-Z](?:[A-Z ]*[A-Z])?))"
-)
 _WARN_OLD = re.compile(r"WARNING: CPU: (\d+) PID: (\d+) at ([\w/.-]+\.[a-zA-Z]+):\d+")
 _WARN_NEW = re.compile(r"WARNING: ([\w/.-]+\.[a-zA-Z]+):\d+ at [^,]*, CPU#(\d+): (.*)/(\d+)")
 _KERNEL_BUG_AT = re.compile(r"kernel BUG at ([\w/.-]+\.[a-zA-Z]+):\d+")

@@ -8,7 +8,6 @@ import functools
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import threading
@@ -18,10 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .. import __version__, cache, kernels, rootfs, schema, signals
+from .. import __version__, cache, rootfs, schema, signals
 from ..arches import get_arch
 from ..errors import HarnessError
-from ..kernels import KernelImage, ResolvedKernel
+from ..kernel import resolve
+from ..kernel.image import KernelImage, ResolvedKernel, option
 from ..paths import PROJECT_ROOT
 from ..proc import run
 from ..selftests.suite import LAB_SCENARIO
@@ -77,7 +77,7 @@ class Plan:
 
 def _resolved_from_dict(data: Mapping[str, Any]) -> ResolvedKernel:
     image = KernelImage.from_dict(data["image"])
-    return ResolvedKernel(str(data["requested"]), get_arch(image.arch), image)
+    return ResolvedKernel(str(data["requested"]), image.arch, image)
 
 
 def plan_from_env() -> Plan | None:
@@ -129,7 +129,7 @@ def _prepare_arch(arch_name: str, names: list[str], prepared: Prepared,
     for name in names:
         key = build_key(arch_name, name)
         try:
-            kernel = kernels.resolve_kernel(name, arch)
+            kernel = resolve.resolve_kernel(name, arch)
         except HarnessError as e:
             with prepared.lock:
                 prepared.errors[key] = f"kernel {name} for {arch_name}: {e}"
@@ -181,24 +181,16 @@ def host_record() -> dict[str, Any]:
     }
 
 
-def _config_compiler(config: Path | None) -> str | None:
-    if config is None or not config.is_file():
-        return None
-    match = re.search(r'^CONFIG_CC_VERSION_TEXT="([^"]*)"', config.read_text(errors="replace"),
-                      re.M)
-    return match.group(1) if match else None
-
-
 def kernel_record(spec: str, image: KernelImage) -> dict[str, Any]:
     return {
         "spec": spec, "description": image.description, "path": str(image.path),
-        "release": image.release, "source": dict(image.source),
-        "source_identity": image.source.get("identity") or image.source.get("version"),
-        "patches": [p for p in image.source.get("patches", "").split(",") if p],
+        "release": image.release, "source": image.source.to_dict(),
+        "source_identity": image.source.source_identity,
+        "patches": list(image.source.patches or ()),
         "config": str(image.config) if image.config else None,
         "config_sha256": cache.file_digest(image.config) if image.config and
         image.config.is_file() else None,
-        "compiler": _config_compiler(image.config),
+        "compiler": option(image.config, "CC_VERSION_TEXT", unquote=True),
         "cmdline_extra": list(image.cmdline_extra),
     }
 
@@ -248,7 +240,7 @@ def run_cell(cell: Cell, plan: Plan) -> CellRecord:
                              error=f"build failed: {failure}")
         else:
             if kernel is None:  # a plan made without prepare(): resolve it here
-                kernel = kernels.resolve_kernel(cell.kernel, get_arch(cell.arch))
+                kernel = resolve.resolve_kernel(cell.kernel, get_arch(cell.arch))
             record, qemu_argv, result = _run(cell, kernel, directory, record)
     except (KeyboardInterrupt, SystemExit):
         raise

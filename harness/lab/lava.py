@@ -25,7 +25,7 @@ from pathlib import Path
 from .. import rootfs, signals
 from ..arches import get_arch
 from ..errors import HarnessError, UsageError
-from ..kernels import ResolvedKernel
+from ..kernel.image import ResolvedKernel
 from ..proc import run
 from ..run import RunResult, Seen, finish
 from .cells import (

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..arches import base_cmdline, get_arch
 from ..errors import UsageError
-from ..kernels import KernelImage
+from ..kernel.image import KernelImage
 from ..stress import EXIT_CLEAN, EXIT_CORRUPTED, StressOptions
 from ..workload import StressWorkload, get_workload
 from .matrix import Cell, is_stress

@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .. import kbuild, stress
+from .. import stress
 from ..arches import ALIASES, ARCHES
 from ..errors import UsageError
 from ..inputs import positive_number
+from ..kernel.build.recipes import recipe_names
 from ..machine import MachineOptions
 from ..selftests.suite import CELL_BUDGET_S, LAB_SCENARIO
 
@@ -363,7 +364,7 @@ def parse_matrix(text: str, path: Path | str = "<matrix>",
         raise MatrixError(path, int(match.group(1)) if match else None,
                           f"not valid TOML: {e}") from None
     if recipes is None:
-        recipes = kbuild.recipe_names()
+        recipes = recipe_names()
     lines = _Lines(text)
     top = _Where(lines, path, "", 0)
     _check_keys(data, TOP_KEYS, top, "the matrix (top level)")

@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import atomicio, cache, proc, rootfs, schema
 from ..arches import Arch
 from ..errors import KernelError
-from ..ksource import Source
+from ..kernel.build.source import Source
 from .suite import SUITE_DIRS
 
 log = logging.getLogger(__name__)

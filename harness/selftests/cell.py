@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ktap, rootfs
-from ..arches import get_arch
 from ..guest import Guest
-from ..kernels import KernelImage
+from ..kernel.image import KernelImage
 from ..machine import MachineOptions
 from . import build, layer, run, suite
 
@@ -61,7 +60,7 @@ def _known_failure(name: str, arch: str) -> str:
 def run_cell(image: KernelImage, options: MachineOptions, directory: Path,
              per_test: float = run.PER_TEST_TIMEOUT) -> CellOutcome:
     """Build (or find) the suite for the kernel's source, boot, run every test."""
-    arch = get_arch(image.arch)
+    arch = image.arch
     built = build.build(run.selftest_source(image), arch)
     initramfs = layer.with_selftests(rootfs.build(arch), built)
     tests = suite.planned(list(built.built), default_tier_only=False)

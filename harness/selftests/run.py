@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import atomicio, kbuild, kernel_log, ksource, ktap, schema
+from .. import atomicio, kernel_log, ktap, schema
 from ..errors import GuestCommandError, HarnessError
 from ..guest import Guest
-from ..kernels import KernelImage
+from ..kernel.build import recipes
+from ..kernel.build.source import Source, resolve_source
+from ..kernel.image import KernelImage
 from .build import SelftestBuild
 from .layer import BEGIN_MARKER, END_MARKER, GUEST_ROOT
 from .suite import SUITE_NAME, Selftest
@@ -36,11 +38,11 @@ RESULT_FILE = "kselftest.json"
 KTAP_FILE = "kselftest.ktap"
 
 
-def selftest_source(kernel: KernelImage) -> ksource.Source:
+def selftest_source(kernel: KernelImage) -> Source:
     """The tree the selftests of `kernel` are built from: its recipe's source, Debian's
     linux-source for Debian's kernel and for an image given by path (the v6.1 recipe's)."""
-    recipe = kbuild.load_recipe(kernel.source.get("recipe") or kbuild.DEFAULT_CONFIG_RECIPE)
-    return ksource.resolve_source(recipe.source, recipe.sha256, recipe.ref)
+    recipe = recipes.load_recipe(kernel.source.recipe or recipes.DEFAULT_CONFIG_RECIPE)
+    return resolve_source(recipe.source, recipe.sha256, recipe.ref)
 
 
 @dataclass(frozen=True)

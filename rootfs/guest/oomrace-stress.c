@@ -100,7 +100,7 @@ enum exit_code { EXIT_CLEAN = 0, EXIT_CORRUPTED = 1, EXIT_USAGE = 2, EXIT_RUNTIM
 
 /* ------------------------------------------------------------------ options */
 
-enum scenario_id { SC_MRELEASE, SC_OOM, SC_MUNMAP, SC_MADVISE };
+enum scenario_id { SC_MRELEASE, SC_OOM, SC_MUNMAP, SC_MADVISE, SC_MREMAP };
 
 struct options {
 	enum scenario_id scenario;
@@ -118,6 +118,8 @@ struct options {
 	double progress_s;
 	const char *cgroup_root;
 	bool inject;       /* plant one foreign word: proves the detector end to end */
+	bool region_given; /* --region-mb on the command line (mremap has its own default) */
+	bool checker_mb_given;
 };
 
 /* Everything the controller, victims, the mutator and the checker share. */
@@ -137,6 +139,15 @@ struct shared {
 	uint64_t corrupt_pages;
 	uint64_t corrupt_words;
 	uint32_t reports;
+	uint64_t moves;        /* mremap: moves of the whole mapping */
+	uint64_t punches;      /* mremap: single-page punch holes during a move */
+	uint64_t reader_passes;
+	uint64_t dropped_passes; /* mremap: passes whose round changed under them */
+	uint64_t zero_reads;   /* mremap: zero words read (unproven: see the scenario) */
+	uint64_t move_ns;      /* mremap: total time inside mremap() */
+	uint64_t exposed_passes; /* mremap: passes begun after a punch and ended in the same move:
+				  * the race window was open to the readers */
+
 	int child_errno;       /* a child's setup failure, for the controller to report */
 	char child_what[96];
 };
@@ -1276,18 +1287,19 @@ static void mutator_main(void)
 	_exit(EXIT_CLEAN);
 }
 
-static void run_mutate(void)
+/* Run `child_main` in a child process and wait for it, printing progress. */
+static void run_in_child(void (*child_main)(void), const char *name)
 {
 	pid_t parent = getpid();
 	int64_t next = now_ns() + (int64_t)(opt.progress_s * 1e9);
 	pid_t pid = fork();
 	if (pid < 0) {
-		report_error(true, "fork", errno, "cannot fork the mutator");
+		report_error(true, "fork", errno, "cannot fork the %s", name);
 		return;
 	}
 	if (pid == 0) {
 		become_child(parent);
-		mutator_main();
+		child_main();
 	}
 	g_worker_pid = pid;
 	for (;;) {
@@ -1295,16 +1307,490 @@ static void run_mutate(void)
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			g_worker_pid = 0;
 			if (LOAD(sh->child_errno) || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-				report_child_death("mutator", st);
+				report_child_death(name, st);
 			return;
 		}
 		if (should_stop())
-			return; /* main() stops the mutator */
+			return; /* main() stops the child */
 		maybe_progress(&next);
 		sleep_us(10000);
 	}
 }
 
+static void run_mutate(void) { run_in_child(mutator_main, "mutator"); }
+
+/* ------------------------------------------------------------------ mremap: stale reads */
+
+/*
+ * CVE-2018-18281: move_ptes() moved clean PTEs and left the old range's TLB flush to the end
+ * of move_page_tables(), after the page-table locks were dropped. A punch hole that runs in
+ * between zaps the page at its NEW address, flushes only that address and frees the page,
+ * while a reader still holds a TLB entry for the OLD one. A clean PTE's entry is read-only in
+ * practice (x86 walks the tables to set the dirty bit; arm64 without DBM maps it read-only),
+ * so the evidence is a stale READ of the freed page through the old address.
+ *
+ * What a correct kernel can show a reader of the old address, and so what proves nothing:
+ *  - the page's own tag (its PTE not moved yet, or moved and flushed in time);
+ *  - a fault: after the move the old address has no vma (SIGSEGV), counted;
+ *  - zero: a punch that beat the move to the mmap lock lets a read fault map a fresh page
+ *    (shmem fills holes), so zeros are counted apart (zero_reads), never as a detection.
+ * Everything else is proof: page poison (the freed page, with page_poison=1), the checker's
+ * tag (the page reused), another file page's tag, a writer's word, or any other value.
+ *
+ * Traps avoided:
+ *  - the mapping moves through MREMAP_SLOTS address slots kept reserved (PROT_NONE) between
+ *    uses, and a reader drops any pass during which the round changed: a reader descheduled
+ *    across rounds cannot read a later round's legitimately punched page as stale;
+ *  - the file is filled with pwrite(), never through the mapping, so every PTE stays clean
+ *    (a dirty PTE takes the flush-under-lock path and hides the bug);
+ *  - consecutive slots sit at different offsets within a PMD, so the kernel's whole-PMD
+ *    moves (move_normal_pmd, 4.20 and later) never apply and every move runs move_ptes;
+ *  - punches are single pages (a range flush stays a range flush: x86 flushes the whole mm
+ *    past 33 pages, arm64 past 1024) and go to the readers' pages, which the move takes first.
+ */
+#define FILE_MAGIC 0xf11eULL
+#define POISON_WORD 0xaaaaaaaaaaaaaaaaULL /* PAGE_POISON (0xaa) in every byte */
+#define MREMAP_DEFAULT_MB 4096 /* the mapping's size; mostly holes (see mremap_setup) */
+#define MREMAP_SPARSE_STEP (2UL << 20) /* one present page per PMD outside the readers' pages */
+#define MREMAP_SLOTS 4
+#define MREMAP_CHECKER_MB 2
+#define PUNCHES_PER_MOVE 16
+#define READ_STRIDE 8          /* one word per 64-byte line: every line keeps the entry hot */
+#define MAX_PUNCHED PUNCHES_PER_MOVE
+#define SUSPECTS_MAX 8
+
+static inline uint64_t file_word(size_t page, size_t word)
+{
+	return FILE_MAGIC << 48 | (uint64_t)(page & 0xffffff) << 24 | (uint64_t)(word & 0xffffff);
+}
+
+static inline bool is_file_word(uint64_t w) { return w >> 48 == FILE_MAGIC; }
+
+/* The mover process's state; readers and the puncher are its threads. */
+static struct {
+	int fd;
+	size_t bytes;
+	char *slot0;
+	size_t stride;
+	int readers;
+	size_t reader_pages;      /* pages each reader scans, from the mapping's start */
+	uint32_t seq;             /* seqlock over base: odd while it changes */
+	char *base;               /* where the mapping is this round */
+	uint32_t round;
+	uint32_t move_seq;        /* futex word: bumped when a move starts */
+	uint32_t moving;
+	int64_t move_start_ns;
+	int64_t move_est_ns;      /* how long the last move took */
+	uint32_t punch_ack;       /* the move_seq the puncher has finished with */
+	size_t punched[MAX_PUNCHED];
+	uint32_t n_punched;
+	uint32_t punch_seq;       /* the move_seq of the last punch */
+	size_t locked_punched[MAX_PUNCHED]; /* pages punched while the move held the mmap lock */
+	uint32_t n_locked_punches;
+	pid_t sensor_tid;
+	uint64_t sensor_page[PAGE_WORDS_MAX] __attribute__((aligned(65536)));
+	uint64_t passes[MAX_WRITERS];
+} mv;
+
+static char *mremap_slot(uint32_t round) { return mv.slot0 + (size_t)(round % MREMAP_SLOTS) * mv.stride; }
+
+static void fill_file_page(size_t page)
+{
+	static __thread uint64_t buf[PAGE_WORDS_MAX];
+	for (size_t i = 0; i < page_words; i++)
+		buf[i] = file_word(page, i);
+	if (pwrite(mv.fd, buf, (size_t)page_size, (off_t)(page * (size_t)page_size)) != page_size)
+		child_fail("pwrite", errno);
+}
+
+static const char *stale_evidence(uint64_t w)
+{
+	if (w == POISON_WORD)
+		return "page_poison";
+	if (w >> 48 == CHECK_MAGIC)
+		return "checker_page";
+	if (is_file_word(w))
+		return "other_file_page";
+	if (is_writer_word(w))
+		return "writer_page";
+	return "unknown_owner";
+}
+
+/* One line per stale page read: what was read through the old address, and when. */
+static void report_stale_read(uintptr_t addr, uint64_t expected, uint64_t found, uint64_t bad_words,
+			      uint32_t round)
+{
+	ADD(sh->corrupt_pages, 1);
+	ADD(sh->corrupt_words, bad_words);
+	if (ADD(sh->reports, 1) > MAX_REPORTS)
+		return;
+	int64_t now = now_ns(), punch = LOAD(sh->last_reap_ns), move = LOAD(mv.move_start_ns);
+	struct line l;
+	line_begin(&l, "corruption");
+	line_str(&l, "source", "reader");
+	line_str(&l, "evidence", stale_evidence(found));
+	line_hex(&l, "address", addr);
+	line_hex(&l, "expected", expected);
+	line_hex(&l, "found", found);
+	line_obj_begin(&l, "expected_owner");
+	line_u64(&l, "file_page", (expected >> 24) & 0xffffff);
+	line_u64(&l, "word", expected & 0xffffff);
+	line_obj_end(&l);
+	if (is_writer_word(found)) {
+		line_obj_begin(&l, "provenance");
+		line_u64(&l, "pid", (found >> 32) & 0xffff);
+		line_u64(&l, "thread", (found >> 24) & 0xff);
+		line_u64(&l, "iteration", found & 0xffffff);
+		line_obj_end(&l);
+	} else if (is_file_word(found)) {
+		line_obj_begin(&l, "found_owner");
+		line_u64(&l, "file_page", (found >> 24) & 0xffffff);
+		line_u64(&l, "word", found & 0xffffff);
+		line_obj_end(&l);
+	}
+	line_key(&l, "seconds_since_reap"); /* the last punch: the page's free */
+	if (punch)
+		line_put(&l, "%.6f", (double)(now - punch) / 1e9);
+	else
+		line_put(&l, "null");
+	line_f64(&l, "seconds_since_remap", (double)(now - move) / 1e9);
+	line_u64(&l, "bad_words", bad_words);
+	line_u64(&l, "round", round);
+	line_i64(&l, "pass", 0);
+	line_i64(&l, "pid", getpid());
+	line_emit(&l);
+}
+
+/* Before 6.4 every page fault takes the mmap lock; from 6.4 a fault may take only its vma's
+ * lock, so a blocked sensor no longer proves that faults wait: zero proves nothing there. */
+static bool g_faults_need_mmap_lock;
+
+static bool kernel_older_than(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+	if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+		return false;
+	return ma < major || (ma == major && mi < minor);
+}
+
+/* True when `pg` was punched during the current move while the mmap lock was held (or
+ * wanted) by the move: from then on no fault at the old address can complete before the
+ * move ends, so nothing a fault maps can be read there. */
+static bool zero_is_proof(size_t pg)
+{
+	if (!g_faults_need_mmap_lock)
+		return false;
+	uint32_t n = LOAD(mv.n_locked_punches);
+	for (uint32_t i = 0; i < n && i < MAX_PUNCHED; i++)
+		if (mv.locked_punched[i] == pg)
+			return true;
+	return false;
+}
+
+struct suspect {
+	const volatile uint64_t *addr;
+	uint64_t expected, found, bad;
+};
+
+/* One pass over a reader's pages at `base`; the suspects are kept, not judged yet. */
+static int read_pass(const char *base, size_t first, struct suspect *sus)
+{
+	int n = 0;
+	for (size_t pg = first; pg < first + mv.reader_pages; pg++) {
+		const volatile uint64_t *p = (const volatile uint64_t *)(base + pg * (size_t)page_size);
+		struct suspect *cur = NULL;
+		for (size_t i = 0; i < page_words; i += READ_STRIDE) {
+			uint64_t w = p[i], want = file_word(pg, i);
+			if (w == want)
+				continue;
+			/* Zero is a freed page that was reused zeroed only when this page was
+			 * punched after the move held the mmap lock (see zero_is_proof);
+			 * otherwise a legitimate fault may have mapped a fresh page. */
+			if (w == 0 && !zero_is_proof(pg)) {
+				ADD(sh->zero_reads, 1);
+				continue;
+			}
+			if (!cur && n < SUSPECTS_MAX) {
+				cur = &sus[n++];
+				*cur = (struct suspect){ &p[i], want, w, 0 };
+			}
+			if (cur)
+				cur->bad++;
+		}
+	}
+	return n;
+}
+
+static void *reader_main(void *arg)
+{
+	int idx = (int)(intptr_t)arg;
+	size_t first = (size_t)idx * mv.reader_pages;
+	struct suspect sus[SUSPECTS_MAX];
+	if (n_other_cpus > 1)
+		pin_to(other_cpus[1 + idx % (n_other_cpus - 1)]);
+	static __thread volatile uint32_t pass_seq;
+	if (sigsetjmp(t_jmp, 0) != 0) {
+		/* The old address faulted: its vma is gone. Wait for the base the pass began
+		 * with to be replaced (it may be already). */
+		ADD(sh->faults, 1);
+		while (LOAD(mv.seq) == pass_seq && !LOAD(sh->stop))
+			sleep_us(20);
+	}
+	t_armed = 1;
+	while (!LOAD(sh->stop)) {
+		uint32_t s1 = LOAD(mv.seq);
+		if (s1 & 1)
+			continue;
+		pass_seq = s1;
+		const char *base = LOAD(mv.base);
+		uint32_t round = LOAD(mv.round);
+		bool moving = LOAD(mv.moving);
+		bool exposed = moving && LOAD(mv.punch_seq) == LOAD(mv.move_seq);
+		int n = read_pass(base, first, sus);
+		if (exposed && LOAD(mv.moving))
+			ADD(sh->exposed_passes, 1);
+		if (LOAD(mv.seq) != s1) {
+			ADD(sh->dropped_passes, 1); /* the base moved on: no read of it can be judged */
+			continue;
+		}
+		for (int i = 0; i < n; i++)
+			report_stale_read((uintptr_t)sus[i].addr, sus[i].expected, sus[i].found, sus[i].bad,
+					  round);
+		ADD(mv.passes[idx], 1);
+		ADD(sh->reader_passes, 1);
+	}
+	t_armed = 0;
+	return NULL;
+}
+
+/* A reader page not punched yet during this move (random), or SIZE_MAX. */
+static size_t pick_punch_page(uint64_t *rng)
+{
+	size_t total = (size_t)mv.readers * mv.reader_pages;
+	for (int tries = 0; tries < 16; tries++) {
+		size_t pg = (size_t)(xorshift64(rng) % total);
+		bool seen = false;
+		for (uint32_t i = 0; i < mv.n_punched; i++)
+			seen |= mv.punched[i] == pg;
+		if (!seen)
+			return pg;
+	}
+	return SIZE_MAX;
+}
+
+/* The lock sensor: a thread that asks for the mmap lock for reading again and again
+ * (mincore takes it). While a writer holds it or waits for it, the sensor sleeps in
+ * state D; a writer that holds or waits for it during a move is the move itself. */
+static void *sensor_main(void *arg)
+{
+	(void)arg;
+	unsigned char vec;
+	STORE(mv.sensor_tid, (pid_t)syscall(SYS_gettid));
+	if (n_other_cpus)
+		pin_to(other_cpus[0]);
+	while (!LOAD(sh->stop))
+		mincore(mv.sensor_page, (size_t)page_size, &vec);
+	return NULL;
+}
+
+static bool sensor_blocked(void)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)LOAD(mv.sensor_tid));
+	if (!read_file(path, buf, sizeof(buf)))
+		return false;
+	const char *paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' && paren[2] == 'D';
+}
+
+/* Punch single reader pages, one after another, for as long as a move runs. Timing proves
+ * nothing either way: a punch that comes before a page's PTE has moved is flushed properly
+ * (the reader faults), so only punches after it can expose poison, and the earlier the
+ * punch, the longer the stale window that follows. So no delay, and no sleep. */
+static void *puncher_main(void *arg)
+{
+	(void)arg;
+	uint64_t rng = opt.seed ^ 0x9e3779b9ULL;
+	uint32_t seen = LOAD(mv.move_seq);
+	if (n_other_cpus)
+		pin_to(other_cpus[0]);
+	while (!LOAD(sh->stop)) {
+		futex_wait_ms(&mv.move_seq, seen, 100);
+		uint32_t m = LOAD(mv.move_seq);
+		if (m == seen)
+			continue;
+		seen = m;
+		bool locked = false;
+		while (LOAD(mv.moving) && mv.n_punched < PUNCHES_PER_MOVE) {
+			locked = locked || sensor_blocked();
+			size_t pg = pick_punch_page(&rng);
+			if (pg == SIZE_MAX)
+				break;
+			if (fallocate(mv.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      (off_t)(pg * (size_t)page_size), (off_t)page_size) != 0)
+				child_fail("fallocate(FALLOC_FL_PUNCH_HOLE)", errno);
+			mv.punched[mv.n_punched++] = pg;
+			if (locked) {
+				uint32_t i = LOAD(mv.n_locked_punches);
+				mv.locked_punched[i] = pg;
+				STORE(mv.n_locked_punches, i + 1);
+			}
+			STORE(mv.punch_seq, m);
+			ADD(sh->punches, 1);
+			announce_reap(); /* the checker allocates: the freed page may become its own */
+		}
+		STORE(mv.punch_ack, m);
+	}
+	return NULL;
+}
+
+/* Wait (bounded) until every reader has made `passes` more passes over the current base. */
+static void wait_reader_passes(uint64_t passes)
+{
+	uint64_t start[MAX_WRITERS];
+	for (int i = 0; i < mv.readers; i++)
+		start[i] = LOAD(mv.passes[i]);
+	int64_t deadline = now_ns() + 500000000LL;
+	for (int i = 0; i < mv.readers && !LOAD(sh->stop); i++)
+		while (LOAD(mv.passes[i]) < start[i] + passes && now_ns() < deadline && !LOAD(sh->stop))
+			sleep_us(50);
+}
+
+/* The destination of the next move must be a hole: unmapping a reservation there inside
+ * mremap() would flush the whole mm (the range is past every per-page flush limit) right
+ * before the move, and readers that did not run again in time would fault instead of
+ * reading through their old entries. So it is unreserved a round early, while readers can
+ * still refill their TLBs from the present PTEs. */
+static void unreserve_slot(uint32_t round)
+{
+	if (munmap(mremap_slot(round), mv.bytes) != 0)
+		child_fail("munmap slot reservation", errno);
+}
+
+static void mremap_setup(void)
+{
+	g_faults_need_mmap_lock = kernel_older_than(6, 4);
+	mv.bytes = region_bytes();
+	mv.readers = opt.writers > 1 ? opt.writers - 1 : 1; /* one thread punches */
+	mv.reader_pages = (size_t)opt.hot_pages;
+	if ((size_t)mv.readers * mv.reader_pages * (size_t)page_size > mv.bytes)
+		child_fail("mremap: --writers x --hot-pages exceed --region-mb", EINVAL);
+	mv.fd = memfd_create("oomrace-mremap", 0);
+	if (mv.fd < 0)
+		child_fail("memfd_create", errno);
+	if (ftruncate(mv.fd, (off_t)mv.bytes) != 0)
+		child_fail("ftruncate", errno);
+	/* The stale window lasts as long as the move, and under TCG it must outlast the host's
+	 * scheduling slices (a dense 128 MiB move takes ~1.5 ms when the mover runs alone: the
+	 * readers' vCPUs never run during it). A move's cost is the page-table entries it walks,
+	 * present or not, so the mapping is large and sparse: the readers' pages dense at the
+	 * start, then one page per PMD, which makes every PTE table exist. */
+	size_t dense = (size_t)mv.readers * mv.reader_pages;
+	for (size_t pg = 0; pg < dense; pg++)
+		fill_file_page(pg);
+	size_t step = MREMAP_SPARSE_STEP / (size_t)page_size;
+	for (size_t pg = step; pg < mv.bytes / (size_t)page_size; pg += step)
+		fill_file_page(pg);
+
+	size_t pmd = 2UL << 20; /* covers arm64 4K (2 MiB) and x86_64 PMDs; any PMD size works */
+	mv.stride = mv.bytes + pmd + (size_t)page_size;
+	size_t span = MREMAP_SLOTS * mv.stride + pmd;
+	char *res = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		child_fail("mmap slot reservation", errno);
+	mv.slot0 = (char *)(((uintptr_t)res + pmd - 1) & ~(pmd - 1));
+	g_region_lo = (uintptr_t)res;
+	g_region_hi = (uintptr_t)res + span;
+	if (mmap(mv.slot0, mv.bytes, PROT_READ, MAP_SHARED | MAP_FIXED, mv.fd, 0) == MAP_FAILED)
+		child_fail("mmap(MAP_SHARED) of the memfd", errno);
+	/* Read faults map the written pages clean; holes are never touched (a read of one would
+	 * allocate a zero page). */
+	volatile uint64_t sink = 0;
+	for (size_t pg = 0; pg < dense; pg++)
+		sink += *(volatile uint64_t *)(mv.slot0 + pg * (size_t)page_size);
+	for (size_t pg = step; pg < mv.bytes / (size_t)page_size; pg += step)
+		sink += *(volatile uint64_t *)(mv.slot0 + pg * (size_t)page_size);
+	(void)sink;
+	mv.base = mv.slot0;
+}
+
+/* One round: move the mapping to the next slot while the puncher frees pages under it. */
+static void mremap_round(uint32_t round)
+{
+	char *cur = mremap_slot(round), *next = mremap_slot(round + 1);
+	wait_reader_passes(2); /* every reader's entries for `cur` are in its TLB */
+	mv.n_punched = 0;
+	STORE(mv.n_locked_punches, 0u);
+	STORE(mv.move_start_ns, now_ns());
+	STORE(mv.moving, 1u);
+	uint32_t m = ADD(mv.move_seq, 1);
+	futex_wake_all(&mv.move_seq);
+	void *p = mremap(cur, mv.bytes, mv.bytes, MREMAP_MAYMOVE | MREMAP_FIXED, next);
+	int e = errno;
+	int64_t took = now_ns() - LOAD(mv.move_start_ns);
+	STORE(mv.moving, 0u);
+	if (p == MAP_FAILED)
+		child_fail("mremap", e);
+	STORE(mv.move_est_ns, took);
+	ADD(sh->move_ns, (uint64_t)took);
+	ADD(sh->moves, 1);
+	int64_t deadline = now_ns() + 2000000000LL;
+	while (LOAD(mv.punch_ack) != m && now_ns() < deadline && !LOAD(sh->stop))
+		sleep_us(50);
+	/* Keep the old slot reserved (it is a hole now: no flush), open the next destination,
+	 * and give punched pages their tags back, before readers are pointed at the new slot
+	 * (a fault on a hole would map a zero page). */
+	if (mmap(cur, mv.bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+		child_fail("mmap slot re-reservation", errno);
+	unreserve_slot(round + 2);
+	for (uint32_t i = 0; i < mv.n_punched; i++)
+		fill_file_page(mv.punched[i]);
+	uint32_t s = LOAD(mv.seq);
+	STORE(mv.seq, s + 1);
+	STORE(mv.base, next);
+	STORE(mv.round, round + 1);
+	STORE(mv.seq, s + 2);
+}
+
+static void mover_main(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+	mremap_setup();
+
+	pthread_t punch, sensor, readers[MAX_WRITERS];
+	int e = pthread_create(&punch, NULL, puncher_main, NULL);
+	if (!e)
+		e = pthread_create(&sensor, NULL, sensor_main, NULL);
+	for (int i = 0; !e && i < mv.readers; i++)
+		e = pthread_create(&readers[i], NULL, reader_main, (void *)(intptr_t)i);
+	if (e)
+		child_fail("pthread_create", e);
+	/* Only now: a hole open while threads start could take a thread's stack, and the
+	 * move onto it (MREMAP_FIXED) would unmap that stack. Nothing in this process maps
+	 * memory from here on. */
+	unreserve_slot(1);
+	pin_to(reap_cpu);
+	for (uint32_t r = 0; !LOAD(sh->stop) && !iterations_done(LOAD(sh->iterations)); r++) {
+		STORE(sh->iteration, r + 1);
+		mremap_round(r);
+		ADD(sh->iterations, 1);
+	}
+	STORE(sh->stop, 1);
+	futex_wake_all(&mv.move_seq);
+	pthread_join(punch, NULL);
+	pthread_join(sensor, NULL);
+	for (int i = 0; i < mv.readers; i++)
+		pthread_join(readers[i], NULL);
+	_exit(EXIT_CLEAN);
+}
+
+static void run_mremap(void) { run_in_child(mover_main, "mover"); }
 /* ------------------------------------------------------------------ scenarios */
 
 struct scenario {
@@ -1322,6 +1808,8 @@ static const struct scenario scenarios[] = {
 			"munmap/re-mmap pages other threads of the same process are storing to" },
 	[SC_MADVISE] = { "madvise", run_mutate,
 			 "MADV_DONTNEED pages other threads of the same process are storing to" },
+	[SC_MREMAP] = { "mremap", run_mremap,
+			"mremap a clean shmem mapping while holes are punched in it; readers of the old address" },
 };
 #define N_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -1435,12 +1923,12 @@ static void parse_options(int argc, char **argv)
 		case O_ITER: opt.iterations = parse_long("iterations", optarg, 0, 0xffffff); break;
 		case O_DUR: opt.duration_s = parse_seconds("duration", optarg); break;
 		case O_WRITERS: opt.writers = (int)parse_long("writers", optarg, 1, MAX_WRITERS); break;
-		case O_REGION: opt.region_mb = parse_long("region-mb", optarg, 1, 1 << 16); break;
+		case O_REGION: opt.region_mb = parse_long("region-mb", optarg, 1, 1 << 16); opt.region_given = true; break;
 		case O_HOT: opt.hot_pages = (int)parse_long("hot-pages", optarg, 1, 4096); break;
 		case O_SEED: opt.seed = (uint64_t)parse_long("seed", optarg, 0, LONG_MAX); break;
 		case O_CHECK: opt.checker = true; break;
 		case O_NOCHECK: opt.checker = false; break;
-		case O_CHECK_MB: opt.checker_mb = parse_long("checker-mb", optarg, 1, 1 << 14); break;
+		case O_CHECK_MB: opt.checker_mb = parse_long("checker-mb", optarg, 1, 1 << 14); opt.checker_mb_given = true; break;
 		case O_WINDOW: opt.window_ms = (int)parse_long("window-ms", optarg, 1, 60000); break;
 		case O_PAUSE: opt.pause_us = (int)parse_long("pause-us", optarg, 0, 1000000); break;
 		case O_NOPIN: opt.pin = false; break;
@@ -1459,6 +1947,13 @@ static void parse_options(int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	if (opt.scenario == SC_MREMAP && !opt.region_given)
+		opt.region_mb = MREMAP_DEFAULT_MB;
+	/* arm64 flushes a munmap of more than 4 MiB by ASID, and TCG turns an ASID flush into
+	 * a flush of every vCPU's TLB (its entries carry no ASID): a bigger checker would wipe
+	 * the very stale entries the mremap readers look for. Hardware keeps them apart. */
+	if (opt.scenario == SC_MREMAP && !opt.checker_mb_given)
+		opt.checker_mb = MREMAP_CHECKER_MB;
 	if ((size_t)opt.writers * (size_t)opt.hot_pages * (size_t)page_size > region_bytes())
 		usage_error("--writers x --hot-pages pages do not fit in --region-mb %ld", opt.region_mb);
 }
@@ -1559,6 +2054,16 @@ static int emit_summary(void)
 	line_u64(&l, "checker_alloc_failures", LOAD(sh->checker_alloc_failures));
 	line_u64(&l, "corruptions", corrupt);
 	line_u64(&l, "corrupted_words", LOAD(sh->corrupt_words));
+	if (opt.scenario == SC_MREMAP) {
+		line_u64(&l, "moves", LOAD(sh->moves));
+		line_u64(&l, "punches", LOAD(sh->punches));
+		line_u64(&l, "reader_passes", LOAD(sh->reader_passes));
+		line_u64(&l, "dropped_passes", LOAD(sh->dropped_passes));
+		line_u64(&l, "zero_reads", LOAD(sh->zero_reads));
+		line_u64(&l, "exposed_passes", LOAD(sh->exposed_passes));
+
+		line_f64(&l, "move_seconds", (double)LOAD(sh->move_ns) / 1e9);
+	}
 	line_u64(&l, "corruption_reports", LOAD(sh->reports) < MAX_REPORTS ? LOAD(sh->reports) : MAX_REPORTS);
 	line_u64(&l, "errors", g_errors);
 	line_bool(&l, "interrupted", g_signalled != 0);
@@ -1596,8 +2101,8 @@ int main(int argc, char **argv)
 	/* Stop everything before the summary so its counters are final. */
 	STORE(sh->stop, 1);
 	if (g_worker_pid > 0) {
-		if (opt.scenario == SC_MUNMAP || opt.scenario == SC_MADVISE)
-			stop_child(&g_worker_pid, "mutator");
+		if (opt.scenario == SC_MUNMAP || opt.scenario == SC_MADVISE || opt.scenario == SC_MREMAP)
+			stop_child(&g_worker_pid, opt.scenario == SC_MREMAP ? "mover" : "mutator");
 		else
 			kill_and_reap(g_worker_pid, NULL);
 		g_worker_pid = 0;

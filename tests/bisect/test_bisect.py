@@ -21,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect, cache, kbuild
+from harness import bisect, cache
+from harness.kernel.build import recipes
+from harness.kernel.build.source import debian_source
+from harness.kernel.build.tree import apply_patch, patched_paths, unshare
 
 from ..conftest import REPO
 
@@ -29,8 +32,8 @@ pytestmark = [pytest.mark.guest, pytest.mark.kernel_build, pytest.mark.slow]
 
 HISTORY_SCHEME = 1
 DEBIAN_PACKAGE = "linux-source-6.1"
-BUG_PATCH = kbuild.PATCHES_DIR / "0001-oom_reaper-gather-whole-mm-with-fullmm.patch"
-FIX_PATCH = kbuild.PATCHES_DIR / "0002-mmu_gather-fullmm-only-without-mm-users.patch"
+BUG_PATCH = recipes.PATCHES_DIR / "0001-oom_reaper-gather-whole-mm-with-fullmm.patch"
+FIX_PATCH = recipes.PATCHES_DIR / "0002-mmu_gather-fullmm-only-without-mm-users.patch"
 DOC = "Documentation/admin-guide/README.rst"
 BROKEN_FILE = "kernel/fork.c"  # compiled in every tinyconfig kernel
 
@@ -93,16 +96,16 @@ def _apply(tree: Path, action: tuple[str, ...], broken_original: list[str]) -> l
         return [BROKEN_FILE]
     if kind == "patch":
         patch = Path(action[1])
-        paths = kbuild.patched_paths(patch.read_text())
+        paths = patched_paths(patch.read_text())
         for rel in paths:
-            kbuild.unshare(tree / rel)
-        kbuild.apply_patch(tree, patch)
+            unshare(tree / rel)
+        apply_patch(tree, patch)
         return paths
     raise ValueError(kind)
 
 
 def _build_history(out: Path) -> None:
-    source = kbuild.debian_source(DEBIAN_PACKAGE)
+    source = debian_source(DEBIAN_PACKAGE)
     tree = out / "repo"
     subprocess.run(["cp", "-al", str(source.tree), str(tree)], check=True)
     env = dict(os.environ, GIT_AUTHOR_NAME="oomrace", GIT_AUTHOR_EMAIL="oomrace@localhost",
@@ -141,7 +144,7 @@ def _build_history(out: Path) -> None:
 
 def history_repo() -> Path:
     """The cached history repository (built on first use: a few minutes)."""
-    source = kbuild.debian_source(DEBIAN_PACKAGE)
+    source = debian_source(DEBIAN_PACKAGE)
     key = cache.digest("bisect-history", HISTORY_SCHEME, source.identity, PLAN,
                        cache.file_digest(BUG_PATCH), cache.file_digest(FIX_PATCH))
     return cache.entry("bisect-history", key, _build_history) / "repo"

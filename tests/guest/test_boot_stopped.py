@@ -22,13 +22,13 @@ pytestmark = [pytest.mark.guest, pytest.mark.full]  # a boot and a 30 s stop: ov
 BOOT = """
 import sys
 from pathlib import Path
-from harness import kernels
+from harness.kernel import resolve
 from harness.arches import get_arch
 from harness.guest import Guest
 from harness.machine import MachineOptions
 
 arch, work = get_arch("x86_64"), Path(sys.argv[1])
-image = kernels.resolve("debian", arch)
+image = resolve.resolve("debian", arch)
 print("launching", flush=True)
 options = MachineOptions(idle_timeout=20, boot_timeout=600, ssh=False)
 with Guest(arch, image, work, options) as guest:

@@ -23,9 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import bisect, cache, kbuild, ksource, rootfs
+from harness import bisect, cache, rootfs
 from harness.arches import get_arch
 from harness.errors import UsageError
+from harness.kernel.build import builder, recipes
+from harness.kernel.build.source import find_source_file
 
 from ..bisect.test_bisect import fresh_clone, git, history_repo
 from ..conftest import REPO, missing_shared, qemu_processes_with
@@ -51,19 +53,21 @@ duration = 20
 expected = "corrupted"
 """
 # A build that takes long enough to be killed: the harness's own logged, process-group
-# build step (kbuild_progress.run_logged, as for tuxmake) running a long sleep inside a cache
+# build step (progress.run_logged, as for tuxmake) running a long sleep inside a cache
 # entry; `started` appears in the temporary directory once the build process runs.
 FAKE_BUILD = textwrap.dedent("""\
     import os, sys
-    from harness import cache, kbuild_progress, signals
+    from harness import cache, signals
+    from harness.kernel.build import builder, progress, recipes
+    from harness.kernel.build.source import find_source_file
 
     signals.install()
 
     def build(tmp):
         script = 'echo started > "$1/started"; exec sleep 600'
         with (tmp / "build.log").open("w") as log:
-            kbuild_progress.run_logged(["sh", "-c", script, "sh", str(tmp)], log, os.environ,
-                                       kbuild_progress.BuildProgress("fake", False), "build",
+            progress.run_logged(["sh", "-c", script, "sh", str(tmp)], log, os.environ,
+                                       progress.BuildProgress("fake", False), "build",
                                        tmp, None)
 
     try:
@@ -302,12 +306,12 @@ def check_cache(fake_cache: Path, key: str, pid: int, what: str) -> None:
 def built() -> None:
     """The kernel and initramfs the killed commands boot, built before the first kill
     (a cold cache builds them once here, not inside a command about to be killed)."""
-    recipe = kbuild.load_recipe("v4.14.2")
+    recipe = recipes.load_recipe("v4.14.2")
     try:
-        ksource.find_source_file(recipe.source)
+        find_source_file(recipe.source)
     except UsageError as e:
         missing_shared(f"the Linux 4.14.2 tarball is not here: {e}")
-    kbuild.build(recipe, "aarch64", progress=False)
+    builder.build(recipe, "aarch64", progress=False)
     rootfs.build(get_arch("aarch64"))
     history_repo()  # the bisect kills clone it
 

@@ -21,7 +21,7 @@ from harness import ktap, rootfs
 from harness.arches import get_arch, parse_arch_list
 from harness.errors import HarnessError
 from harness.guest import Guest
-from harness.kernels import KernelImage
+from harness.kernel.image import KernelImage
 from harness.machine import MachineOptions
 from harness.selftests import build, layer, run, suite
 

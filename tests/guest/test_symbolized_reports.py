@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, kernel_log, kernels, lkdtm, symbolize
+from harness import kernel_log, lkdtm, symbolize
 from harness.arches import get_arch
 from harness.guest import Guest
+from harness.kernel import resolve
+from harness.kernel.build import builder, recipes
+from harness.kernel.build.source import resolve_source
 from harness.kernel_log.symbols import location_of
 from harness.machine import MachineOptions
 
@@ -26,9 +29,9 @@ pytestmark = [pytest.mark.guest, pytest.mark.kernel_build, pytest.mark.slow,
 
 def test_a_report_of_our_build_names_file_and_line(tmp_path: Path) -> None:
     arch = get_arch(ARCH)
-    built = kbuild.build(lkdtm.RECIPE, ARCH, progress=True)
+    built = builder.build(lkdtm.RECIPE, ARCH, progress=True)
     assert built.vmlinux is not None and built.has_option("DEBUG_INFO")
-    image = kernels.from_build(built)
+    image = resolve.from_build(built)
     assert image.vmlinux == built.vmlinux
     with Guest(arch, image, tmp_path, MachineOptions(cpus=2)) as guest:
         text = lkdtm.provoke(guest, lkdtm.crash_type("WARNING"))
@@ -44,8 +47,8 @@ def test_a_report_of_our_build_names_file_and_line(tmp_path: Path) -> None:
     # The kernel says where itself: `WARNING: CPU: 1 PID: 55 at drivers/...bugs.c:85 ...`.
     assert f" at {where} " in report.lines[0], (report.lines[0], where)
     # The line is in the kernel the build compiled, and it is the WARN_ON itself.
-    recipe = kbuild.load_recipe(lkdtm.RECIPE)
-    tree = kbuild.resolve_source(recipe.source, recipe.sha256, recipe.ref).tree
+    recipe = recipes.load_recipe(lkdtm.RECIPE)
+    tree = resolve_source(recipe.source, recipe.sha256, recipe.ref).tree
     source = (tree / where.file).read_text().splitlines()
     assert 0 < where.line <= len(source)
     assert "WARN_ON" in source[where.line - 1], source[where.line - 1]

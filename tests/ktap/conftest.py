@@ -1,6 +1,7 @@
 """The kernel's KTAP parser, kunit_parser.py, from the Debian 6.1 source tree the kernel
-recipes build (ksource gets it as a kernel build does: apt installs linux-source-6.1 when
-missing, and the cache keeps it unpacked), and how its view compares with ours."""
+recipes build (kernel.build.source gets it as a kernel build does: apt installs
+linux-source-6.1 when missing, and the cache keeps it unpacked), and how its view
+compares with ours."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from harness import ksource, ktap
+from harness import ktap
 from harness.errors import HarnessError
+from harness.kernel.build.source import resolve_source
 
 SOURCE = "debian:linux-source-6.1"  # the v6.1 recipes' source (configs/kernels.toml)
 
@@ -25,7 +27,7 @@ SOURCE = "debian:linux-source-6.1"  # the v6.1 recipes' source (configs/kernels.
 @pytest.fixture(scope="session")
 def kunit_dir() -> Path:
     try:
-        tree = ksource.resolve_source(SOURCE).tree
+        tree = resolve_source(SOURCE).tree
     except HarnessError as e:  # no root for apt, no network to the archive
         if os.environ.get("CI"):
             pytest.fail(f"{SOURCE} is needed for the KTAP oracle: {e}")

@@ -1,6 +1,6 @@
 """The kernel's own KTAP parser as the oracle: tools/testing/kunit/kunit_parser.py from
-the Debian 6.1 source tree the kernel recipes build (ksource gets it the way a kernel
-build does: apt installs linux-source-6.1 when missing, the cache holds it unpacked).
+the Debian 6.1 source tree the kernel recipes build (kernel.build.source gets it the way a
+kernel build does: apt installs linux-source-6.1 when missing, the cache holds it unpacked).
 
 Our KTAP files must parse there with no error and the same tests, names and statuses as
 the typed results they come from; and our parser must read the kunit tool's own test

@@ -80,7 +80,7 @@ def test_wheel_runs_oomrace_outside_the_checkout(tmp_path: Path) -> None:
     elsewhere.mkdir()
     env = _env_without_checkout()
     # The package, its data folders and the recipes all come from the venv.
-    probe = ("import json, harness, harness.kbuild as k, harness.paths as p; "
+    probe = ("import json, harness, harness.kernel.build.recipes as k, harness.paths as p; "
              "print(json.dumps({'package': harness.__file__, "
              "'kernels': str(p.project_dir('kernels')), 'rootfs': str(p.project_dir('rootfs')), "
              "'recipes': k.recipe_names(), 'patches': sorted(x.name for x in "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.arches import get_arch
-from harness.kernels import resolve_kernel
+from harness.kernel.resolve import resolve_kernel
 from harness.machine import MachineOptions
 from harness.run import RunResult, RunSpec, run_one
 

@@ -18,18 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, ksource
 from harness.errors import BootError, UsageError
+from harness.kernel.build import recipes
+from harness.kernel.build.source import find_source_file
 
 from ..conftest import REPO, missing_shared, qemu_processes_with
 
-TARBALL = kbuild.load_recipe("v4.14.2").source
+TARBALL = recipes.load_recipe("v4.14.2").source
 BUG_SECONDS = 80  # 8 batches: the bug showed in 5-6 of 6 batches per minute when measured
 
 
 def _seed_source() -> Path | None:
     try:
-        return ksource.find_source_file(TARBALL)
+        return find_source_file(TARBALL)
     except UsageError as e:
         missing_shared(f"the Linux 4.14.2 tarball is not here: {e}")
     return None
@@ -107,7 +108,7 @@ def test_process_mrelease_scenario_is_refused_before_boot_on_4_14(tmp_path: Path
 
 @pytest.mark.timeout(900)
 def test_any_source_builds_with_our_config_and_the_image_path_boots(tmp_path: Path) -> None:
-    patch = kbuild.PATCHES_DIR / "4.14" / "gather-each-vma.patch"
+    patch = recipes.PATCHES_DIR / "4.14" / "gather-each-vma.patch"
     proc = oomrace("kernel", "build", "--source", TARBALL, "--arch", "aarch64",
                    "--config-from", "v4.14.2", "--patch", str(patch), "--no-progress",
                    timeout=800)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, kbuild_tuxmake, kernels
 from harness.arches import ARCHES, Arch, GuestSpec, arch_help, get_arch, parse_arch_list, qemu_argv
 from harness.errors import KernelError, UsageError
+from harness.kernel.build import builder, recipes, tuxmake
+from harness.kernel.build.source import Source
+from harness.kernel.image import detect_arch, image_from_path
 from harness.kernel_log import parse
-from harness.ksource import Source
 
 RISCV64 = Arch(
     name="riscv64",
@@ -90,13 +91,13 @@ def test_qemu_argv(riscv64: Arch, tmp_path: Path) -> None:
 
 
 def test_kernel_build_make_arguments(riscv64: Arch, tmp_path: Path) -> None:
-    recipe = kbuild.load_recipe("v6.1")
+    recipe = recipes.load_recipe("v6.1")
     fragments = recipe.fragment_paths("riscv64")
-    assert kbuild.FRAGMENTS_DIR / "virt-riscv.config" in fragments  # the one file to add
+    assert recipes.FRAGMENTS_DIR / "virt-riscv.config" in fragments  # the one file to add
     source = Source(tree=tmp_path, identity="tree:x", kind="tree", version="6.1.0", timestamp=0)
-    job = kbuild_tuxmake.BuildJob(recipe, riscv64, source, tuple(fragments), (), "gcc", "key",
+    job = tuxmake.BuildJob(recipe, riscv64, source, tuple(fragments), (), "gcc", "key",
                                   tux=("tuxmake",))
-    argv = kbuild_tuxmake.tuxmake_argv(job, tmp_path, tmp_path / "build", tmp_path / "o", "kernel")
+    argv = tuxmake.tuxmake_argv(job, tmp_path, tmp_path / "build", tmp_path / "o", "kernel")
     assert "--target-arch=riscv" in argv  # tuxmake's ARCH=
     assert "--kernel-image=Image" in argv
     assert argv[-2:] == ["CROSS_COMPILE=riscv64-linux-gnu-", "kernel"]
@@ -105,30 +106,30 @@ def test_kernel_build_make_arguments(riscv64: Arch, tmp_path: Path) -> None:
 
 def test_a_build_asks_for_its_fragment(riscv64: Arch) -> None:
     with pytest.raises(UsageError, match=r"virt-riscv\.config does not exist"):
-        kbuild.build("v6.1", "riscv64", progress=False)
+        builder.build("v6.1", "riscv64", progress=False)
 
 
 def test_every_arch_has_the_fragments_of_every_recipe() -> None:
-    for name in kbuild.recipe_names():
+    for name in recipes.recipe_names():
         for arch in ARCHES:
-            missing = [p for p in kbuild.load_recipe(name).fragment_paths(arch) if not p.is_file()]
+            missing = [p for p in recipes.load_recipe(name).fragment_paths(arch) if not p.is_file()]
             assert missing == [], (name, arch)
 
 
 def test_image_detection(riscv64: Arch, tmp_path: Path) -> None:
-    assert kernels.detect_arch(image_for(riscv64, tmp_path / "Image")) == "riscv64"
-    assert kernels.detect_arch(image_for(riscv64, tmp_path / "vmlinuz", compress=True)) == "riscv64"
-    image = kernels.image_from_path(image_for(riscv64, tmp_path / "Image"), riscv64)
-    assert image.arch == "riscv64"
+    assert detect_arch(image_for(riscv64, tmp_path / "Image")) == "riscv64"
+    assert detect_arch(image_for(riscv64, tmp_path / "vmlinuz", compress=True)) == "riscv64"
+    image = image_from_path(image_for(riscv64, tmp_path / "Image"), riscv64)
+    assert image.arch is riscv64
     elf = bytearray(0x400)
     elf[:4] = b"\x7fELF"
     elf[18:20] = (243).to_bytes(2, "little")
     (tmp_path / "vmlinux").write_bytes(bytes(elf))
     with pytest.raises(KernelError, match=r"ELF vmlinux \(riscv64\).*arch/riscv/boot/Image"):
-        kernels.detect_arch(tmp_path / "vmlinux")
+        detect_arch(tmp_path / "vmlinux")
     (tmp_path / "junk").write_bytes(b"junk" * 200)
     with pytest.raises(KernelError, match="a riscv Image, optionally gzipped"):
-        kernels.detect_arch(tmp_path / "junk")
+        detect_arch(tmp_path / "junk")
 
 
 def test_log_arch_guess(riscv64: Arch) -> None:

@@ -12,7 +12,7 @@ from harness import lab
 from harness.arches import get_arch, qemu_argv
 from harness.cli import commands
 from harness.guest import guest_spec
-from harness.kernels import KernelImage
+from harness.kernel.image import KernelImage
 from harness.machine import MachineOptions
 from harness.ssh import RunKey
 
@@ -24,7 +24,7 @@ KEY = RunKey.generate()
 def _argv(options: MachineOptions, release: str | None = "6.1.0",
           recipe_cmdline: tuple[str, ...] = ()) -> list[str]:
     arch = get_arch("aarch64")
-    image = KernelImage(Path("/k/Image"), "aarch64", "test", release=release,
+    image = KernelImage(Path("/k/Image"), arch, "test", release=release,
                         cmdline_extra=recipe_cmdline)
     return qemu_argv(arch, guest_spec(arch, image, Path("/i.cpio"), KEY, options,
                                       Path("/c.log")))

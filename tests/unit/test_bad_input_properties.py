@@ -19,9 +19,10 @@ hypothesis = pytest.importorskip("hypothesis")  # in the dev extras (pip install
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from harness import bisect, cli, kbuild, kernel_log, lab  # noqa: E402
+from harness import bisect, cli, kernel_log, lab  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
 from harness.inputs import positive_number  # noqa: E402
+from harness.kernel.build import recipes  # noqa: E402
 
 RECIPES = ["v6.1", "v6.1-reaper-fullmm"]
 FAST = settings(max_examples=150, deadline=None,
@@ -125,7 +126,7 @@ def test_recipe_loader_accepts_or_refuses(tmp_path: Path, text: str) -> None:
     path = tmp_path / "kernels.toml"
     path.write_text(text)
     try:
-        recipe = kbuild.load_recipe("r", path)
+        recipe = recipes.load_recipe("r", path)
         recipe.fragment_paths("aarch64")
     except UsageError:
         pass

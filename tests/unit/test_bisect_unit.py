@@ -476,10 +476,10 @@ def test_a_step_runs_batches_of_the_trial_size(tmp_path: Path) -> None:
     """The size reaches the stress workload through RunSpec (KernelStepRunner sets it)."""
     from harness import run
     from harness.arches import get_arch
-    from harness.kernels import KernelImage, ResolvedKernel
+    from harness.kernel.image import KernelImage, ResolvedKernel
     from harness.workload import BATCH_ITERATIONS, StressWorkload
 
-    image = KernelImage(path=tmp_path / "Image", arch="aarch64", description="fake")
+    image = KernelImage(path=tmp_path / "Image", arch=get_arch("aarch64"), description="fake")
     kernel = ResolvedKernel("fake", get_arch("aarch64"), image)
     work = run.RunSpec(kernel=kernel, scenario="mrelease", iterations=40,
                        batch_iterations=5).workload()

@@ -67,8 +67,11 @@ def test_doctor_json_to_stdout_and_to_a_file(tmp_path: Path,
 def test_parse_log_json_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["parse-log", str(LOG), "--json"]) == 1
     alone = json.loads(capsys.readouterr().out)
-    assert cli.main(["parse-log", "--json", str(LOG)]) == 1  # the form before FILE existed
-    assert json.loads(capsys.readouterr().out) == alone
+    before = LOG.read_bytes()
+    # `--json LOG` with no FILE (the form before --json took a FILE) is refused: LOG is
+    # neither read as the log nor overwritten with JSON.
+    assert cli.main(["parse-log", "--json", str(LOG)]) == 2
+    assert "file" in capsys.readouterr().err and LOG.read_bytes() == before
     assert cli.main(["parse-log", "--json", STDOUT, str(LOG)]) == 1
     assert json.loads(capsys.readouterr().out) == alone
     target = tmp_path / "log.json"

@@ -1,6 +1,7 @@
-"""The redesign's size rules (issue 11), kept: no module of harness/ over 700 lines but
-the crash-family data table, no function over 60 lines. A change that breaks one splits
-the module or the function along its seam instead of raising the limit."""
+"""The redesign's size rules (issue 11, tightened by issue 20), kept: no module of harness/
+over 600 lines but the crash-family data table, no function over 60 lines. A change that
+breaks one splits the module or the function along its seam instead of raising the
+limit."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import ast
 from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parents[2] / "harness"
-MAX_MODULE_LINES = 700
+MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 60
 DATA_TABLES = {"kernel_log/families.py"}  # data, not logic: one entry per crash family
 

@@ -11,7 +11,7 @@ import pytest
 from harness import evaluate
 from harness.arches import get_arch
 from harness.errors import UsageError
-from harness.kernels import KernelImage
+from harness.kernel.image import KernelImage
 from harness.machine import MachineOptions
 from harness.run import RunResult, RunSpec
 from harness.schema import SCHEMA_VERSION
@@ -80,8 +80,8 @@ class FakeRunner:
 
 
 def _image(recipe: str, arch: object) -> KernelImage:
-    name = get_arch(str(getattr(arch, "name", arch))).name
-    return KernelImage(path=Path(f"/k/{recipe}"), arch=name, description=recipe,
+    found = get_arch(str(getattr(arch, "name", arch)))
+    return KernelImage(path=Path(f"/k/{recipe}"), arch=found, description=recipe,
                        release="4.14.2")
 
 

@@ -266,13 +266,13 @@ def test_bisect_state_of_the_wrong_shape(tmp_path: Path, capsys: pytest.CaptureF
 
 @pytest.mark.parametrize("fragment", ["{foo}.config", "{0}.config", "{arch.x}", "{", "}"])
 def test_recipe_fragment_with_braces(tmp_path: Path, fragment: str) -> None:
-    from harness import kbuild
+    from harness.kernel.build.recipes import load_recipe
 
-    recipes = tmp_path / "kernels.toml"
-    recipes.write_text(f'[recipe.r]\nsource = "debian:linux-source-6.1"\n'
-                       f'fragments = ["{fragment}"]\n')
+    toml = tmp_path / "kernels.toml"
+    toml.write_text(f'[recipe.r]\nsource = "debian:linux-source-6.1"\n'
+                    f'fragments = ["{fragment}"]\n')
     with pytest.raises(UsageError, match="fragment"):
-        kbuild.load_recipe("r", recipes).fragment_paths("aarch64")
+        load_recipe("r", toml).fragment_paths("aarch64")
 
 
 def test_lab_out_that_is_a_regular_file(tmp_path: Path,
@@ -310,14 +310,14 @@ def test_unexpected_exception_is_exit_70_with_a_saved_traceback(
 def test_kernel_build_main_follows_the_same_rule(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from harness import kbuild
+    from harness.kernel.build import builder
 
     monkeypatch.setenv("OOMRACE_CACHE", str(tmp_path / "cache"))
 
     def boom(*a: object, **k: object) -> None:
         raise KeyError("oops")
 
-    monkeypatch.setattr(kbuild, "build", boom)
+    monkeypatch.setattr(builder, "build", boom)
     assert cli.main(["kernel", "build", "--recipe", "v6.1", "--arch", "aarch64"]) == 70
     assert cli.main(["kernel", "build", "--arch", "sparc"]) == 2
     assert cli.main(["kernel", "build", "--frobnicate"]) == 2
@@ -499,7 +499,7 @@ def test_a_guest_in_a_reused_folder_replaces_the_old_key(tmp_path: Path,
     # turn the earlier run's key file into a FileExistsError.
     from harness import guest as guest_module
     from harness.errors import HarnessError
-    from harness.kernels import KernelImage
+    from harness.kernel.image import KernelImage
 
     class Stop(HarnessError):
         pass
@@ -511,7 +511,7 @@ def test_a_guest_in_a_reused_folder_replaces_the_old_key(tmp_path: Path,
     monkeypatch.setattr(guest_module.Guest, "_machine", stop)
     old = tmp_path / "id_ed25519"
     old.write_text("an earlier run's key")
-    image = KernelImage(path=tmp_path / "k", arch="x86_64", description="k")
+    image = KernelImage(path=tmp_path / "k", arch=get_arch("x86_64"), description="k")
     with pytest.raises(Stop):
         guest_module.Guest(get_arch("x86_64"), image, tmp_path).__enter__()
     assert "OPENSSH PRIVATE KEY" in old.read_text()

@@ -20,7 +20,7 @@ import pytest
 from harness import cli, run, signals
 from harness.cli import commands
 from harness.guest import GuestArtifacts
-from harness.kernels import ResolvedKernel
+from harness.kernel.image import ResolvedKernel
 from harness.machine import MachineOptions
 from harness.runner import CommandResult
 
@@ -87,7 +87,7 @@ def test_sigterm_in_the_second_guest_keeps_the_first_in_the_files_asked_for(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = SimpleNamespace(description="fake", path=tmp_path / "Image", release="6.1",
                             vmlinux=None)
-    monkeypatch.setattr(commands.kernels, "resolve_kernel",
+    monkeypatch.setattr(commands.resolve, "resolve_kernel",
                         lambda requested, arch, kconfig: ResolvedKernel(requested, arch, image))
     monkeypatch.setattr(run, "Guest", StandInGuest)
     out = tmp_path / "out.json"

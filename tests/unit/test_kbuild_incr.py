@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache_admin, kbuild, kbuild_incr
 from harness.errors import UsageError
-from harness.ksource import status_paths
+from harness.kernel import resolve
+from harness.kernel.build import incremental, prune, recipes
+from harness.kernel.build.source import resolve_source, status_paths
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +46,11 @@ def _mtimes(tree: Path) -> dict[str, int]:
             for p in (tree / "mm").iterdir()}
 
 
-def _check_out(tree: Path, patches: tuple[Path, ...] = ()) -> kbuild_incr.Checkout:
-    source = kbuild.resolve_source(tree)
-    key = kbuild_incr.build_dir_key(source, "aarch64", "config", "gcc")
-    with kbuild_incr.held(source, key) as bd:
-        return kbuild_incr.check_out(bd, source, (), patches, io.StringIO())
+def _check_out(tree: Path, patches: tuple[Path, ...] = ()) -> incremental.Checkout:
+    source = resolve_source(tree)
+    key = incremental.build_dir_key(source, "aarch64", "config", "gcc")
+    with incremental.held(source, key) as bd:
+        return incremental.check_out(bd, source, (), patches, io.StringIO())
 
 
 def test_a_new_commit_rewrites_only_the_files_it_changes(tmp_path: Path) -> None:
@@ -110,7 +111,7 @@ def test_objects_of_a_killed_build_are_removed(tmp_path: Path) -> None:
     old, new = got.build / "old.o", got.build / "new.o"
     old.write_text("complete")
     os.utime(old, (time.time() - 100, time.time() - 100))
-    record = got.tree.parent / kbuild_incr.RECORD
+    record = got.tree.parent / prune.RECORD
     data = record.read_text().replace('"idle"', '"building"')
     record.write_text(data)  # as a SIGKILL leaves it: no `finally` ran
     new.write_text("half written")
@@ -131,12 +132,12 @@ def test_patches_are_a_commit_on_top(tmp_path: Path) -> None:
 
 def test_which_sources_build_incrementally(tmp_path: Path) -> None:
     tree = _repo(tmp_path)
-    git_source = kbuild.resolve_source(tree)
-    assert kbuild_incr.incremental(git_source, patched=True)
+    git_source = resolve_source(tree)
+    assert incremental.incremental(git_source, patched=True)
     (tree / ".git").rename(tmp_path / "git")
-    plain = kbuild.resolve_source(tree)
-    assert kbuild_incr.incremental(plain, patched=False)
-    assert not kbuild_incr.incremental(plain, patched=True)  # patched: a private copy
+    plain = resolve_source(tree)
+    assert incremental.incremental(plain, patched=False)
+    assert not incremental.incremental(plain, patched=True)  # patched: a private copy
 
 
 def test_status_paths_of_renames_and_spaces() -> None:
@@ -148,45 +149,44 @@ def test_overlay_never_leaves_the_tree(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "dest").mkdir()
     (tmp_path / "evil.c").write_text("x")
-    assert kbuild_incr.overlay(tmp_path / "dest", tmp_path / "src", ["../evil.c"]) == ()
+    assert incremental.overlay(tmp_path / "dest", tmp_path / "src", ["../evil.c"]) == ()
     assert (tmp_path / "evil.c").read_text() == "x"
 
 
 def test_kconfig_options(tmp_path: Path) -> None:
-    change = kbuild.kconfig_change(None, ["CONFIG_KASAN=y", 'CONFIG_CMDLINE="a b"',
+    change = recipes.kconfig_change(None, ["CONFIG_KASAN=y", 'CONFIG_CMDLINE="a b"',
                                           "CONFIG_NR_CPUS=8"])
-    recipe = kbuild.with_kconfig(kbuild.load_recipe("v6.1"), change)
+    recipe = recipes.with_kconfig(recipes.load_recipe("v6.1"), change)
     added = Path(recipe.fragments[-1])
     assert added.read_text() == 'CONFIG_KASAN=y\nCONFIG_CMDLINE="a b"\nCONFIG_NR_CPUS=8\n'
     assert recipe.fragment_paths("aarch64")[-1] == added
     for bad in ("KASAN=y", "CONFIG_KASAN", "CONFIG_X=yes please", "CONFIG_X=$(rm)"):
         with pytest.raises(UsageError, match=r"--kconfig-add .*CONFIG_NAME=VALUE"):
-            kbuild.kconfig_change(None, [bad])
+            recipes.kconfig_change(None, [bad])
     with pytest.raises(UsageError, match=r"--kconfig .*no such file"):
-        kbuild.kconfig_change(tmp_path / "nope.config")
+        recipes.kconfig_change(tmp_path / "nope.config")
     full = tmp_path / "my.config"
     full.write_text("CONFIG_A=y\n")
-    based = kbuild.with_kconfig(kbuild.load_recipe("v6.1"), kbuild.kconfig_change(full))
+    based = recipes.with_kconfig(recipes.load_recipe("v6.1"), recipes.kconfig_change(full))
     assert based.base_config == str(full.resolve())
-    assert kbuild.with_kconfig(recipe, kbuild.KconfigChange()) is recipe
+    assert recipes.with_kconfig(recipe, recipes.KconfigChange()) is recipe
 
 
 def test_kconfig_needs_a_recipe_kernel() -> None:
-    from harness import kernels
     from harness.arches import get_arch
 
     with pytest.raises(UsageError, match="--kernel debian is not a recipe"):
-        kernels.resolve("debian", get_arch("aarch64"),
-                        kbuild.kconfig_change(None, ["CONFIG_A=y"]))
+        resolve.resolve("debian", get_arch("aarch64"),
+                        recipes.kconfig_change(None, ["CONFIG_A=y"]))
 
 
 def _fake_dir(key: str, used: float, size: int) -> None:
-    path = kbuild_incr.root() / key
-    origin = kbuild_incr.root().parent / "o" / key
+    path = prune.build_dirs_root() / key
+    origin = prune.build_dirs_root().parent / "o" / key
     origin.mkdir(parents=True)
     (path / "src").mkdir(parents=True)
     (path / "src" / "blob").write_bytes(b"x" * size)
-    (path / kbuild_incr.RECORD).write_text(
+    (path / prune.RECORD).write_text(
         f'{{"schema_version": 1, "origin": "{origin}", "in_place": true, '
         f'"last_used": {used}}}')
 
@@ -195,26 +195,26 @@ def test_prune_removes_the_least_recently_used(tmp_path: Path) -> None:
     now = time.time()
     for i, key in enumerate(("old", "mid", "new")):
         _fake_dir(key, now - 100 * (3 - i), 64 << 10)
-    assert [d.key for d in kbuild_incr.build_dirs()] == ["new", "mid", "old"]
-    assert [d.key for d in kbuild_incr.prune(max_dirs=2)] == ["old"]
-    assert [d.key for d in kbuild_incr.prune(max_bytes=100 << 10)] == ["mid"]
-    with kbuild_incr.cache.locked(kbuild_incr.root() / ".new.lock"):
+    assert [d.key for d in prune.build_dirs()] == ["new", "mid", "old"]
+    assert [d.key for d in prune.prune_build_dirs(max_dirs=2)] == ["old"]
+    assert [d.key for d in prune.prune_build_dirs(max_bytes=100 << 10)] == ["mid"]
+    with incremental.cache.locked(prune.build_dirs_root() / ".new.lock"):
         pass  # a free lock: prunable
-    listing = cache_admin.listing()
+    listing = prune.listing()
     assert [d["key"] for d in listing["build_dirs"]] == ["new"]  # type: ignore[index]
 
 
 def test_prune_skips_a_directory_in_use(tmp_path: Path) -> None:
     _fake_dir("busy", time.time() - 500, 10)
     _fake_dir("idle", time.time(), 10)
-    lock = kbuild_incr.root() / ".busy.lock"
-    with kbuild_incr.cache.locked(lock):
+    lock = prune.build_dirs_root() / ".busy.lock"
+    with incremental.cache.locked(lock):
         pid = os.fork()
         if pid == 0:  # another process: its prune must not take our lock
-            os._exit(0 if kbuild_incr.prune(max_dirs=1) == [] else 1)
+            os._exit(0 if prune.prune_build_dirs(max_dirs=1) == [] else 1)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert (kbuild_incr.root() / "busy").is_dir()
+    assert (prune.build_dirs_root() / "busy").is_dir()
 
 
 def test_cache_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -224,12 +224,12 @@ def test_cache_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert cli.main(["cache"]) == 0
     assert "/o/d1" in capsys.readouterr().out
     _fake_dir("d2", time.time() - 10, 10)
-    (kbuild_incr.root().parent / "o" / "d2").rmdir()  # its origin deleted: removed at once
-    assert [d.key for d in kbuild_incr.prune(max_dirs=5)] == ["d2"]
+    (prune.build_dirs_root().parent / "o" / "d2").rmdir()  # its origin deleted: removed at once
+    assert [d.key for d in prune.prune_build_dirs(max_dirs=5)] == ["d2"]
     assert cli.main(["cache", "--max-dirs", "1"]) == 2  # a limit without prune
     assert cli.main(["cache", "prune", "--max-dirs", "0"]) == 0
     assert "removed build dirs: 1" in capsys.readouterr().out
-    assert not (kbuild_incr.root() / "d1").exists()
+    assert not (prune.build_dirs_root() / "d1").exists()
 
 
 def test_prune_kernels_by_last_use(tmp_path: Path) -> None:
@@ -241,7 +241,7 @@ def test_prune_kernels_by_last_use(tmp_path: Path) -> None:
         entry.mkdir(parents=True)
         (entry / "kernel.json").write_text('{"schema_version": 1, "recipe": "v6.1"}')
         os.utime(entry / "kernel.json", (old, old))
-    (cache_root() / "kbuild" / "used" / ".last-used").touch()  # as kbuild.build does
-    removed = cache_admin.prune(None, None, kernels_unused_days=5)
+    (cache_root() / "kbuild" / "used" / ".last-used").touch()  # as builder.build does
+    removed = prune.prune(None, None, kernels_unused_days=5)
     assert [k["key"] for k in removed["removed_kernels"]] == ["unused"]  # type: ignore[index]
     assert (cache_root() / "kbuild" / "used").is_dir()

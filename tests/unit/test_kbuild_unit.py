@@ -7,37 +7,42 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, kbuild, kbuild_progress
+from harness import cli
+from harness.arches import get_arch
 from harness.errors import KernelError, UsageError
+from harness.kernel import kconfig
+from harness.kernel.build import builder, progress, recipes
+from harness.kernel.build.source import makefile_version, resolve_source
+from harness.kernel.build.tree import apply_patch, link_tree, patched_paths
 
 # --- recipes -------------------------------------------------------------------------
 
 
 def test_shipped_recipes_load() -> None:
-    names = kbuild.recipe_names()
+    names = recipes.recipe_names()
     assert names[:4] == [
         "v6.1",
         "v6.1-reaper-fullmm",
         "v6.1-reaper-fullmm+mm-users-fix",
         "v6.1-reaper-fullmm+lazy-flag-fix",
     ]
-    base = kbuild.load_recipe("v6.1")
+    base = recipes.load_recipe("v6.1")
     assert base.source == "debian:linux-source-6.1"
     assert base.base_config == "tinyconfig"
     assert base.patches == ()
     assert "page_poison=1" in base.cmdline
-    bug = kbuild.load_recipe("v6.1-reaper-fullmm")
+    bug = recipes.load_recipe("v6.1-reaper-fullmm")
     assert bug.fragments == base.fragments  # inherited through `extends`
     assert bug.patches == ("0001-oom_reaper-gather-whole-mm-with-fullmm.patch",)
     for name in names:
-        recipe = kbuild.load_recipe(name)
+        recipe = recipes.load_recipe(name)
         for arch in ("x86_64", "aarch64"):
             for path in [*recipe.fragment_paths(arch), *recipe.patch_paths()]:
                 assert path.is_file(), f"{name}: {path}"
 
 
 def test_arch_placeholder_picks_the_fragment() -> None:
-    recipe = kbuild.load_recipe("v6.1")
+    recipe = recipes.load_recipe("v6.1")
     assert recipe.fragment_paths("aarch64")[0].name == "virt-arm64.config"
     assert recipe.fragment_paths("arm64")[0].name == "virt-arm64.config"
     assert recipe.fragment_paths("x86_64")[0].name == "virt-x86_64.config"
@@ -45,7 +50,7 @@ def test_arch_placeholder_picks_the_fragment() -> None:
 
 def test_unknown_recipe_lists_valid_names() -> None:
     with pytest.raises(UsageError) as e:
-        kbuild.load_recipe("v9.9")
+        recipes.load_recipe("v9.9")
     assert "v9.9" in str(e.value)
     assert "v6.1-reaper-fullmm" in str(e.value)
 
@@ -54,24 +59,24 @@ def test_recipe_file_errors(tmp_path: Path) -> None:
     toml = tmp_path / "k.toml"
     toml.write_text('[recipe.a]\nsource = "/x"\nbogus = 1\n[recipe.b]\nextends = "zz"\n')
     with pytest.raises(UsageError, match="unknown keys"):
-        kbuild.load_recipe("a", toml)
+        recipes.load_recipe("a", toml)
     with pytest.raises(UsageError, match="extends unknown recipe 'zz'"):
-        kbuild.load_recipe("b", toml)
+        recipes.load_recipe("b", toml)
     toml.write_text('[recipe.a]\nextends = "b"\n[recipe.b]\nextends = "a"\n')
     with pytest.raises(UsageError, match="loops"):
-        kbuild.load_recipe("a", toml)
+        recipes.load_recipe("a", toml)
 
 
 def test_unknown_arch_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
-        kbuild.load_recipe("v6.1").fragment_paths("riscv64")
+        recipes.load_recipe("v6.1").fragment_paths("riscv64")
 
 
 # --- config checking -----------------------------------------------------------------
 
 
 def test_parse_kconfig() -> None:
-    opts = kbuild.parse_kconfig(
+    opts = kconfig.parse_kconfig(
         'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C="x y"\nCONFIG_N=16\n# comment\n'
     )
     assert opts == {"CONFIG_A": "y", "CONFIG_B": "n", "CONFIG_C": '"x y"', "CONFIG_N": "16"}
@@ -86,12 +91,12 @@ def test_check_config_reports_option_and_fragment(tmp_path: Path) -> None:
         "CONFIG_SMP=y\nCONFIG_NR_CPUS=8\nCONFIG_PAGE_POISONING=y\n"
         "# CONFIG_PANIC_ON_OOPS is not set\n"
     )
-    bad = kbuild.check_config(final, [virt, debug])
+    bad = kconfig.check_config(final, [virt, debug])
     assert {(m.option, m.wanted, m.got, m.fragment) for m in bad} == {
         ("CONFIG_NR_CPUS", "16", "8", "virt.config"),
         ("CONFIG_TYPO_OPTION", "y", "n", "virt.config"),
     }
-    message = str(kbuild.config_error(bad, tmp_path / ".config"))
+    message = str(kconfig.config_error(bad, tmp_path / ".config"))
     assert "CONFIG_TYPO_OPTION" in message and "virt.config" in message
     assert "not set" in message
 
@@ -101,27 +106,27 @@ def test_check_config_later_fragment_wins_and_unset_matches_absent(tmp_path: Pat
     a.write_text("CONFIG_X=y\nCONFIG_Y=y\n")
     b = tmp_path / "b.config"
     b.write_text("# CONFIG_X is not set\n")
-    assert kbuild.check_config("CONFIG_Y=y\n", [a, b]) == []
-    bad = kbuild.check_config("CONFIG_X=y\nCONFIG_Y=y\n", [a, b])
+    assert kconfig.check_config("CONFIG_Y=y\n", [a, b]) == []
+    bad = kconfig.check_config("CONFIG_X=y\nCONFIG_Y=y\n", [a, b])
     assert [(m.option, m.fragment) for m in bad] == [("CONFIG_X", "b.config")]
 
 
 def test_shipped_fragments_parse() -> None:
     for arch in ("x86_64", "aarch64"):
-        wanted = kbuild.requested_options(kbuild.load_recipe("v6.1").fragment_paths(arch))
+        wanted = kconfig.requested_options(recipes.load_recipe("v6.1").fragment_paths(arch))
         assert wanted["CONFIG_PAGE_POISONING"] == ("y", "debug.config")
         assert wanted["CONFIG_MEMCG"][0] == "y"
         assert wanted["CONFIG_PANIC_ON_OOPS"][0] == "n"
-    assert "CONFIG_64BIT" in kbuild.requested_options(
-        kbuild.load_recipe("v6.1").fragment_paths("x86_64")
+    assert "CONFIG_64BIT" in kconfig.requested_options(
+        recipes.load_recipe("v6.1").fragment_paths("x86_64")
     )
 
 
 def test_has_option(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text('CONFIG_A=y\nCONFIG_M=m\n# CONFIG_B is not set\nCONFIG_S="s"\n')
-    k = kbuild.BuiltKernel(
-        arch="aarch64",
+    k = builder.BuiltKernel(
+        arch=get_arch("aarch64"),
         image=tmp_path / "Image",
         config=config,
         source_identity="x",
@@ -160,7 +165,7 @@ def _diff(old: str, new: str) -> str:
 def test_patched_paths() -> None:
     text = _diff("\ta", "\tb") + "--- /dev/null\n+++ b/new/file.c\t2020-01-01\n"
     text += "diff --git a/x b/y\nrename from old/name.c\nrename to new/name.c\n"
-    assert kbuild.patched_paths(text) == ["mm/oom_kill.c", "new/file.c", "old/name.c"]
+    assert patched_paths(text) == ["mm/oom_kill.c", "new/file.c", "old/name.c"]
 
 
 def test_patch_into_hardlinked_copy_leaves_original_alone(tmp_path: Path) -> None:
@@ -170,7 +175,7 @@ def test_patch_into_hardlinked_copy_leaves_original_alone(tmp_path: Path) -> Non
     assert (copy / "mm" / "oom_kill.c").stat().st_nlink == 2
     patch = tmp_path / "0001-good.patch"
     patch.write_text(_diff("\ttlb_gather_mmu(&tlb, mm);", "\ttlb_gather_mmu_fullmm(&tlb, mm);"))
-    kbuild.apply_patch(copy, patch)
+    apply_patch(copy, patch)
     assert "tlb_gather_mmu_fullmm" in (copy / "mm" / "oom_kill.c").read_text()
     assert "tlb_gather_mmu_fullmm" not in (tree / "mm" / "oom_kill.c").read_text()
     assert (tree / "mm" / "oom_kill.c").stat().st_nlink == 1
@@ -181,7 +186,7 @@ def test_patch_failure_names_patch_and_hunk(tmp_path: Path) -> None:
     patch = tmp_path / "0009-bad.patch"
     patch.write_text(_diff("\tsomething_else(&tlb);", "\tnew_thing(&tlb);"))
     with pytest.raises(KernelError) as e:
-        kbuild.apply_patch(tree, patch)
+        apply_patch(tree, patch)
     text = str(e.value)
     assert "0009-bad.patch" in text
     assert "Hunk #1 FAILED" in text
@@ -193,7 +198,7 @@ def test_patch_without_diff_is_rejected(tmp_path: Path) -> None:
     patch = tmp_path / "empty.patch"
     patch.write_text("just words\n")
     with pytest.raises(KernelError, match="no diff"):
-        kbuild.apply_patch(tree, patch)
+        apply_patch(tree, patch)
 
 
 # --- cache keys ----------------------------------------------------------------------
@@ -215,7 +220,7 @@ def test_cache_key_follows_patch_content(tmp_path: Path) -> None:
             "compiler": "gcc 12",
         }
         args.update(kw)
-        return kbuild.cache_key(**args)  # type: ignore[arg-type]
+        return builder.cache_key(**args)  # type: ignore[arg-type]
 
     first = key()
     assert key() == first
@@ -232,15 +237,15 @@ def test_cache_key_follows_patch_content(tmp_path: Path) -> None:
 
 def test_shipped_recipes_have_distinct_keys() -> None:
     keys = set()
-    for name in kbuild.recipe_names():
-        r = kbuild.load_recipe(name)
+    for name in recipes.recipe_names():
+        r = recipes.load_recipe(name)
         keys.add(
-            kbuild.cache_key(
+            builder.cache_key(
                 r.source, r.base_config, r.fragment_paths("aarch64"), r.patch_paths(), "aarch64",
                 "g",
             )
         )
-    assert len(keys) == len(kbuild.recipe_names())
+    assert len(keys) == len(recipes.recipe_names())
 
 
 # --- sources -------------------------------------------------------------------------
@@ -259,32 +264,32 @@ def _fake_kernel_tree(root: Path) -> Path:
 
 def test_makefile_version_and_not_a_tree(tmp_path: Path) -> None:
     tree = _fake_kernel_tree(tmp_path / "linux")
-    assert kbuild.makefile_version(tree) == "6.1.9-rc1"
+    assert makefile_version(tree) == "6.1.9-rc1"
     with pytest.raises(UsageError):
-        kbuild.resolve_source(tmp_path / "nowhere")
+        resolve_source(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="not a kernel source tree"):
-        kbuild.resolve_source(tmp_path / "empty")
+        resolve_source(tmp_path / "empty")
 
 
 def test_plain_tree_identity_changes_with_edits(tmp_path: Path) -> None:
     tree = _fake_kernel_tree(tmp_path / "linux")
-    first = kbuild.resolve_source(tree)
+    first = resolve_source(tree)
     assert first.kind == "tree" and first.identity.startswith("tree:6.1.9-rc1:")
-    assert kbuild.resolve_source(tree).identity == first.identity
+    assert resolve_source(tree).identity == first.identity
     (tree / "mm" / "a.c").write_text("int a, b;\n")
-    assert kbuild.resolve_source(tree).identity != first.identity
+    assert resolve_source(tree).identity != first.identity
 
 
 def test_in_place_built_tree_is_refused(tmp_path: Path) -> None:
     tree = _fake_kernel_tree(tmp_path / "linux")
     (tree / ".config").write_text("CONFIG_A=y\n")
     with pytest.raises(UsageError, match=r"built in place \(\.config exists\).*mrproper"):
-        kbuild.resolve_source(tree)
+        resolve_source(tree)
     (tree / ".config").unlink()
     (tree / "include" / "generated").mkdir(parents=True)
     with pytest.raises(UsageError, match="include/generated exists"):
-        kbuild.resolve_source(tree)
+        resolve_source(tree)
 
 
 def _git(tree: Path, *args: str) -> str:
@@ -301,15 +306,15 @@ def test_git_identity_and_copy(tmp_path: Path) -> None:
     _git(tree, "add", "-A")
     _git(tree, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
     head = _git(tree, "rev-parse", "HEAD").strip()
-    clean = kbuild.resolve_source(tree)
+    clean = resolve_source(tree)
     assert clean.kind == "git" and clean.identity == f"git:{head}"
     (tree / "mm" / "a.c").write_text("int changed;\n")
-    dirty = kbuild.resolve_source(tree)
+    dirty = resolve_source(tree)
     assert dirty.identity.startswith(f"git:{head}+dirty.")
     (tree / "mm" / "a.c").write_text("int changed again;\n")
-    assert kbuild.resolve_source(tree).identity != dirty.identity
+    assert resolve_source(tree).identity != dirty.identity
     copy = tmp_path / "copy"
-    kbuild.link_tree(kbuild.resolve_source(tree), copy)
+    link_tree(resolve_source(tree), copy)
     assert (copy / "mm" / "a.c").read_text() == "int changed again;\n"
     assert not (copy / "mm" / "a.o").exists()  # ignored build products stay behind
     assert not (copy / ".git").exists()
@@ -321,7 +326,7 @@ def test_git_identity_and_copy(tmp_path: Path) -> None:
 def test_progress_plain_lines_when_not_a_tty(tmp_path: Path) -> None:
     out = tmp_path / "progress.txt"
     with out.open("w") as stream:
-        p = kbuild_progress.BuildProgress("kbuild x", True, stream)
+        p = progress.BuildProgress("kbuild x", True, stream)
         p.update("compiling: 1 objects")
         p.update("compiling: 2 objects")  # within 30 s of the first: not printed
         p.done("built Image")

@@ -6,7 +6,15 @@ import pytest
 from harness.arches import get_arch
 from harness.cpio import CpioWriter
 from harness.errors import KernelError, UsageError
-from harness.kernels import detect_arch, image_from_path, module_load_order, resolve
+from harness.kernel.image import (
+    KernelImage,
+    KernelSource,
+    SourceKind,
+    detect_arch,
+    image_from_path,
+    option,
+)
+from harness.kernel.resolve import module_load_order, resolve
 
 
 def bzimage(path: Path) -> Path:
@@ -107,3 +115,64 @@ def test_image_by_path_finds_its_version_and_the_config_of_an_o_build(tmp_path: 
     assert kernel.debug_cmdline() == ["page_poison=1"]
     (boot / "config").write_text("CONFIG_PAGE_POISONING=y\n")  # a cache entry's: beside it
     assert image_from_path(image, get_arch("aarch64")).config == boot / "config"
+
+
+# The source records results and lab plans have always held, one per kind (and one from a
+# record that did not say its kind): read back typed, written again byte for byte.
+OLD_SOURCES = [
+    {"kind": "path", "path": "/k/Image"},
+    {"kind": "debian", "package": "linux-image-6.1.0-28-arm64-unsigned", "version": "6.1.119-1"},
+    {"kind": "recipe", "recipe": "v6.1-reaper-fullmm", "identity": "debian:linux-source-6.1",
+     "patches": "0001-a.patch,0002-b.patch", "cache_key": "a6037f2060fa02757719"},
+    {"kind": "recipe", "recipe": "v6.1", "identity": "git:abc", "patches": "",
+     "cache_key": "k"},
+    {"identity": "tarball:d30468"},
+]
+
+
+@pytest.mark.parametrize("record", OLD_SOURCES)
+def test_kernel_source_reads_and_writes_the_old_json(record: dict[str, str]) -> None:
+    source = KernelSource.from_dict(record)
+    assert source.to_dict() == record
+    assert list(source.to_dict()) == list(record)  # the same key order
+
+
+def test_kernel_source_is_typed() -> None:
+    recipe = KernelSource.from_dict(OLD_SOURCES[2])
+    assert recipe.kind is SourceKind.RECIPE
+    assert recipe.patches == ("0001-a.patch", "0002-b.patch")
+    assert recipe.source_identity == "debian:linux-source-6.1"
+    debian = KernelSource.from_dict(OLD_SOURCES[1])
+    assert debian.kind is SourceKind.DEBIAN and debian.source_identity == "6.1.119-1"
+    assert KernelSource.from_dict(OLD_SOURCES[3]).patches == ()
+    assert KernelSource.from_dict({}) == KernelSource()
+    assert KernelSource.from_dict({"kind": "floppy"}).kind is None  # not a kind we know
+
+
+def test_an_old_lab_plan_image_reads_back(tmp_path: Path) -> None:
+    old = {"path": "/k/Image", "arch": "aarch64", "description": "recipe v6.1 (git:abc)",
+           "release": "6.1.0", "config": "/k/config", "modules_cpio": None,
+           "cmdline_extra": ["a=1"], "source": OLD_SOURCES[3], "vmlinux": None}
+    image = KernelImage.from_dict(old)
+    assert image.arch is get_arch("aarch64") and image.source.recipe == "v6.1"
+    assert image.to_dict() == old
+
+
+def test_one_option_helper(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text('CONFIG_A=y\nCONFIG_M=m\n# CONFIG_B is not set\nCONFIG_N=n\n'
+                      'CONFIG_CC_VERSION_TEXT="gcc (Debian 12.2.0-14) 12.2.0"\n'
+                      'CONFIG_CMDLINE="say \\"hi\\" \\\\o/"\nCONFIG_NR=8\n')
+    assert option(config, "A") == "y" and option(config, "CONFIG_M") == "m"
+    assert option(config, "B") is None and option(config, "N") is None
+    assert option(config, "NOPE") is None and option(None, "A") is None
+    assert option(tmp_path / "missing", "A") is None
+    assert option(config, "CC_VERSION_TEXT") == '"gcc (Debian 12.2.0-14) 12.2.0"'
+    assert option(config, "CC_VERSION_TEXT", unquote=True) == "gcc (Debian 12.2.0-14) 12.2.0"
+    assert option(config, "CMDLINE", unquote=True) == 'say "hi" \\o/'
+    assert option(config, "NR", unquote=True) == "8"
+    # A KernelImage's question is y or m; None while its config is unknown.
+    image = KernelImage(tmp_path / "Image", get_arch("aarch64"), "k", config=config)
+    assert image.has_option("A") and image.has_option("M")
+    assert image.has_option("NR") is False and image.has_option("B") is False
+    assert KernelImage(tmp_path / "Image", get_arch("aarch64"), "k").has_option("A") is None

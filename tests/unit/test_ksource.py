@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, kbuild_tuxmake, ksource
 from harness.errors import KernelError, UsageError
-from harness.kversion import image_release, older_than, version_tuple
+from harness.kernel.build import recipes, tuxmake
+from harness.kernel.build.source import SHARED_SOURCES, SOURCES_ENV, resolve_source
+from harness.kernel.build.tree import COMPAT_DIR, apply_compat, compat_fixes
+from harness.kernel.version import image_release, older_than, version_tuple
 
 MAKEFILE = "VERSION = 4\nPATCHLEVEL = 14\nSUBLEVEL = 2\nEXTRAVERSION =\n"
 
@@ -46,7 +48,7 @@ def make_tree(root: Path, version: str = "4.14.2") -> Path:
         f"VERSION = {major}\nPATCHLEVEL = {minor}\nSUBLEVEL = {sub}\nEXTRAVERSION =\n"
     )
     (root / "Kconfig").write_text("config FOO\n\tbool \"foo\"\nmenuconfig BAR\n\tbool\n")
-    for name, text in preimage(ksource.COMPAT_DIR / "dtc-extern-yylloc.patch").items():
+    for name, text in preimage(COMPAT_DIR / "dtc-extern-yylloc.patch").items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
     return root
@@ -62,35 +64,35 @@ def make_tarball(tmp_path: Path, name: str = "linux-4.14.2.tar.gz") -> tuple[Pat
 
 def test_tarball_by_path_is_unpacked_once_and_named_by_content(tmp_path: Path) -> None:
     tarball, sha = make_tarball(tmp_path)
-    source = ksource.resolve_source(str(tarball), sha)
+    source = resolve_source(str(tarball), sha)
     assert source.kind == "tarball" and source.identity == f"tarball:{sha}"
     assert source.version == "4.14.2" and (source.tree / "Makefile").is_file()
-    again = ksource.resolve_source(str(tarball))  # no sha256 given: still its content
+    again = resolve_source(str(tarball))  # no sha256 given: still its content
     assert again.tree == source.tree and again.identity == source.identity
 
 
 def test_tarball_with_the_wrong_sha256_is_refused(tmp_path: Path) -> None:
     tarball, _ = make_tarball(tmp_path)
     with pytest.raises(KernelError, match=r"sha256 is .*expected 00"):
-        ksource.resolve_source(str(tarball), "00" * 32)
+        resolve_source(str(tarball), "00" * 32)
 
 
 def test_tarball_by_name_searches_the_source_path(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     tarball, sha = make_tarball(tmp_path)
-    monkeypatch.setenv(ksource.SOURCES_ENV, f"{tmp_path / 'nowhere'}:{tmp_path}")
-    assert ksource.resolve_source(tarball.name, sha).identity == f"tarball:{sha}"
+    monkeypatch.setenv(SOURCES_ENV, f"{tmp_path / 'nowhere'}:{tmp_path}")
+    assert resolve_source(tarball.name, sha).identity == f"tarball:{sha}"
 
 
 def test_a_missing_source_says_where_it_looked(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ksource.SOURCES_ENV, str(tmp_path / "here"))
+    monkeypatch.setenv(SOURCES_ENV, str(tmp_path / "here"))
     with pytest.raises(UsageError) as e:
-        ksource.resolve_source("linux-9.9.tar.xz")
+        resolve_source("linux-9.9.tar.xz")
     message = str(e.value)
     assert "\n" not in message
-    assert str(tmp_path / "here") in message and str(ksource.SHARED_SOURCES) in message
-    assert ksource.SOURCES_ENV in message
+    assert str(tmp_path / "here") in message and str(SHARED_SOURCES) in message
+    assert SOURCES_ENV in message
 
 
 @pytest.fixture
@@ -115,14 +117,14 @@ def test_url_source_is_downloaded_checked_and_cached(tmp_path: Path,
     tarball, sha = make_tarball(tmp_path)
     (folder / tarball.name).write_bytes(tarball.read_bytes())
     url = f"{base}/{tarball.name}"
-    source = ksource.resolve_source(url, sha)
+    source = resolve_source(url, sha)
     assert source.identity == f"tarball:{sha}" and source.version == "4.14.2"
     (folder / tarball.name).unlink()  # a second use needs no server
-    assert ksource.resolve_source(url, sha).tree == source.tree
+    assert resolve_source(url, sha).tree == source.tree
     with pytest.raises(UsageError, match="needs its sha256"):
-        ksource.resolve_source(url)
+        resolve_source(url)
     with pytest.raises(KernelError, match="cannot download"):
-        ksource.resolve_source(f"{base}/missing.tar.gz", "11" * 32)
+        resolve_source(f"{base}/missing.tar.gz", "11" * 32)
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -141,25 +143,25 @@ def test_git_ref_source_exports_that_commit_and_leaves_the_repo_alone(tmp_path: 
     (repo / "Makefile").write_text(MAKEFILE.replace("SUBLEVEL = 2", "SUBLEVEL = 3"))
     _git(repo, "commit", "-qam", "4.14.3")
     (repo / "dirty").write_text("uncommitted\n")
-    source = ksource.resolve_source(str(repo), ref=first)
+    source = resolve_source(str(repo), ref=first)
     assert source.identity == f"git:{first}" and source.version == "4.14.2"
     assert not (source.tree / "dirty").exists()
     assert _git(repo, "status", "--porcelain") == "?? dirty"
     assert _git(repo, "rev-parse", "HEAD") != first  # HEAD untouched
     with pytest.raises(UsageError, match="has no commit 'nope'"):
-        ksource.resolve_source(str(repo), ref="nope")
+        resolve_source(str(repo), ref="nope")
 
 
 def test_compat_fix_is_chosen_by_version_and_applied_to_the_copy_only(tmp_path: Path) -> None:
-    assert [f.patch.name for f in ksource.compat_fixes("4.14.2")] == ["dtc-extern-yylloc.patch"]
-    assert ksource.compat_fixes("6.1.0") == []
+    assert [f.patch.name for f in compat_fixes("4.14.2")] == ["dtc-extern-yylloc.patch"]
+    assert compat_fixes("6.1.0") == []
     tree = make_tree(tmp_path / "tree")
     log = io.StringIO()
-    fix = ksource.compat_fixes("4.14.2")[0]
-    assert ksource.apply_compat(tree, fix, log)
+    fix = compat_fixes("4.14.2")[0]
+    assert apply_compat(tree, fix, log)
     lexer = tree / "scripts" / "dtc" / "dtc-lexer.l"
     assert "extern YYLTYPE yylloc;" in lexer.read_text()
-    assert not ksource.apply_compat(tree, fix, log)  # already there: skipped, not an error
+    assert not apply_compat(tree, fix, log)  # already there: skipped, not an error
     assert "skipped" in log.getvalue()
 
 
@@ -170,11 +172,11 @@ def test_options_this_kernel_lacks_are_logged_not_errors(tmp_path: Path) -> None
     config = tmp_path / ".config"
     config.write_text("CONFIG_FOO=y\n")
     log = io.StringIO()
-    kbuild_tuxmake.check_fragments(tree, config, [frag], log)
+    tuxmake.check_fragments(tree, config, [frag], log)
     assert "CONFIG_NOT_IN_THIS_KERNEL (frag.config) does not exist in this kernel" in log.getvalue()
     config.write_text("# CONFIG_FOO is not set\n")  # known to the tree, but off: an error
     with pytest.raises(KernelError, match="CONFIG_FOO"):
-        kbuild_tuxmake.check_fragments(tree, config, [frag], log)
+        tuxmake.check_fragments(tree, config, [frag], log)
 
 
 def test_version_helpers(tmp_path: Path) -> None:
@@ -201,27 +203,27 @@ def test_version_helpers(tmp_path: Path) -> None:
 def test_cli_recipe_from_a_source_keeps_the_config_and_adds_patches(tmp_path: Path) -> None:
     patch = tmp_path / "mine.patch"
     patch.write_text("--- a/x\n+++ b/x\n")
-    recipe = kbuild.recipe_for_cli(None, "/src/linux", "v4.14.2", [patch], None, None)
-    base = kbuild.load_recipe("v4.14.2")
+    recipe = recipes.recipe_for_cli(None, "/src/linux", "v4.14.2", [patch], None, None)
+    base = recipes.load_recipe("v4.14.2")
     assert recipe.source == "/src/linux" and recipe.sha256 is None
     assert recipe.fragments == base.fragments and recipe.cmdline == base.cmdline
     assert recipe.patches == (str(patch.resolve()),)
-    named = kbuild.recipe_for_cli("v4.14.2+mm-users-fix", None, "v6.1", [patch], None, None)
+    named = recipes.recipe_for_cli("v4.14.2+mm-users-fix", None, "v6.1", [patch], None, None)
     assert named.patches == ("4.14/mm-users-fix.patch", str(patch.resolve()))
     with pytest.raises(UsageError, match="--recipe NAME or --source"):
-        kbuild.recipe_for_cli(None, None, "v6.1", [], None, None)
+        recipes.recipe_for_cli(None, None, "v6.1", [], None, None)
     with pytest.raises(UsageError, match="does not exist"):
-        kbuild.recipe_for_cli("v6.1", None, "v6.1", [tmp_path / "nope.patch"], None, None)
+        recipes.recipe_for_cli("v6.1", None, "v6.1", [tmp_path / "nope.patch"], None, None)
 
 
 def test_seed_kernel_recipes_and_their_patches() -> None:
-    names = kbuild.recipe_names()
+    names = recipes.recipe_names()
     for name in ("v4.14.2", "v4.14.2+gather-each-vma", "v4.14.2+mm-users-fix",
                  "v4.14.2+lazy-flag-fix"):
         assert name in names
-        recipe = kbuild.load_recipe(name)
+        recipe = recipes.load_recipe(name)
         assert recipe.source == "linux-4.14.2.tar.xz" and recipe.sha256
         assert "page_poison=1" in recipe.cmdline
         for patch in recipe.patch_paths():
             assert patch.is_file(), patch
-    assert kbuild.load_recipe("v4.14.2").patches == ()
+    assert recipes.load_recipe("v4.14.2").patches == ()

@@ -10,7 +10,7 @@ import pytest
 
 from harness import cli, ktap, run
 from harness.arches import get_arch
-from harness.kernels import KernelImage, ResolvedKernel
+from harness.kernel.image import KernelImage, ResolvedKernel
 from harness.ktap import write
 from harness.workload import SmokeCheck, WorkloadResult
 from tests.conftest import kernel_report, stress_workload
@@ -80,11 +80,11 @@ def test_smoke_checks_are_the_subtests_and_names_lose_their_hash() -> None:
 
 
 def test_a_run_writes_ktap_beside_result_json(tmp_path: Path) -> None:
-    image = KernelImage(path=tmp_path / "Image", arch="aarch64", description="fake")
+    image = KernelImage(path=tmp_path / "Image", arch=get_arch("aarch64"), description="fake")
     spec = run.RunSpec(kernel=ResolvedKernel("fake", get_arch("aarch64"), image),
                        scenario="mrelease")
-    seen = run._Seen(0.0, "2026-01-01T00:00:00+00:00", image=image, error="no guest")
-    result = run._finish(spec, seen, tmp_path)
+    seen = run.Seen(0.0, "2026-01-01T00:00:00+00:00", image=image, error="no guest")
+    result = run.finish(spec, seen, tmp_path)
     doc = ktap.parse((tmp_path / write.FILE_NAME).read_text())
     assert (tmp_path / "result.json").is_file() and result.verdict == "error"
     assert [(t.name, t.result.value) for t in doc.tests] == [("aarch64", "fail")]

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from harness import cli, kernels, lab, run
+from harness import cli, lab, run
 from harness.errors import HarnessError
+from harness.kernel.image import KernelImage, KernelSource, ResolvedKernel
 from harness.lab import cells, matrix, report
 
 RECIPES = ["v6.1"]
@@ -119,15 +120,15 @@ def test_each_kernel_is_resolved_once_per_night(monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
     resolved: list[tuple[str, str]] = []
 
-    def resolve(spec: str, arch: Any) -> kernels.ResolvedKernel:
+    def resolve(spec: str, arch: Any) -> ResolvedKernel:
         resolved.append((spec, arch.name))
         if spec == "broken":
             raise HarnessError("no such kernel")
-        image = kernels.KernelImage(path=tmp_path / f"{spec}-{arch.name}", arch=arch.name,
-                                    description=spec, source={"identity": spec})
-        return kernels.ResolvedKernel(spec, arch, image)
+        image = KernelImage(path=tmp_path / f"{spec}-{arch.name}", arch=arch,
+                            description=spec, source=KernelSource(identity=spec))
+        return ResolvedKernel(spec, arch, image)
 
-    monkeypatch.setattr(cells.kernels, "resolve_kernel", resolve)
+    monkeypatch.setattr(cells.resolve, "resolve_kernel", resolve)
     monkeypatch.setattr(cells.rootfs, "build", lambda arch: SimpleNamespace(key="initramfs"))
     night = [lab.Cell(arch=a, kernel=k, scenario=s, repeat=r)
              for a in ("x86_64", "aarch64") for k in ("debian", "broken")
@@ -141,14 +142,14 @@ def test_each_kernel_is_resolved_once_per_night(monkeypatch: pytest.MonkeyPatch,
                     cells=night, kernels=prepared.kernels, build_errors=prepared.errors)
     plan = lab.Plan.read(plan.write())
     assert plan.kernels == prepared.kernels
-    booted: list[kernels.ResolvedKernel] = []
+    booted: list[ResolvedKernel] = []
     monkeypatch.setattr(run, "run_one", _fake_run(booted))
     record = lab.run_cell(night[0], plan)
     assert booted == [prepared.kernels["x86_64:debian"]] and len(resolved) == 4
     assert record.repro["kernel"]["source_identity"] == "debian"
 
 
-def _fake_run(booted: list[kernels.ResolvedKernel]
+def _fake_run(booted: list[ResolvedKernel]
               ) -> Callable[[run.RunSpec, Path], run.RunResult]:
     def run_one(spec: run.RunSpec, workdir: Path) -> run.RunResult:
         booted.append(spec.kernel)

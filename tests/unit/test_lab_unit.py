@@ -15,8 +15,8 @@ import pytest
 from harness import cli, ktap, lab
 from harness.arches import Arch
 from harness.errors import HarnessError
+from harness.kernel.image import KernelImage, ResolvedKernel
 from harness.kernel_log import Event
-from harness.kernels import KernelImage, ResolvedKernel
 from harness.lab import report as lab_report
 from harness.verdict import wilson_interval
 from tests.conftest import kernel_report, stress_workload
@@ -501,11 +501,11 @@ def test_run_cell_writes_its_record_at_once(tmp_path: Path,
         raise HarnessError("no kernel here")
 
     def fake_kernel(requested: str, arch: Arch) -> ResolvedKernel:
-        return ResolvedKernel(requested, arch, KernelImage(Path("/k"), arch.name, "fake"))
+        return ResolvedKernel(requested, arch, KernelImage(Path("/k"), arch, "fake"))
 
     monkeypatch.setattr(run, "run_one", fake_run_one)
-    monkeypatch.setattr(lab.cells.kernels, "resolve_kernel", fake_kernel)
-    monkeypatch.setattr(lab.cells.kernels, "resolve", no_kernel)
+    monkeypatch.setattr(lab.cells.resolve, "resolve_kernel", fake_kernel)
+    monkeypatch.setattr(lab.cells.resolve, "resolve", no_kernel)
     monkeypatch.setattr(lab.cells.rootfs, "build", no_kernel)
     bug, control = (lab.Cell(*BUG, expected="corrupted", seed=3),
                     lab.Cell(*CONTROL, expected="clean"))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.arches import get_arch
 from harness.errors import UsageError
-from harness.kernels import KernelImage
+from harness.kernel.image import KernelImage
 from harness.lab import lava_job, lava_log
 from harness.lab.lava import TOKEN_ENV, target_from_args
 from harness.lab.matrix import Cell
@@ -21,7 +22,7 @@ CELL = Cell(arch="aarch64", kernel="v6.1-reaper-fullmm", scenario="mrelease", it
 
 
 def image(arch: str = "aarch64") -> KernelImage:
-    return KernelImage(arch=arch, path=Path("/cache/Image"), description="test kernel",
+    return KernelImage(arch=get_arch(arch), path=Path("/cache/Image"), description="test kernel",
                        release="6.1.192", cmdline_extra=("page_poison=1",))
 
 

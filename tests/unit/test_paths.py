@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, paths
+from harness import paths
 from harness.errors import HarnessError
+from harness.kernel.build import recipes
 
 
 def test_kernels_folder_holds_every_recipe_input() -> None:
     kernels = paths.project_dir("kernels")
     assert (paths.project_dir("configs") / "kernels.toml").is_file()
-    for name in kbuild.recipe_names():
-        recipe = kbuild.load_recipe(name)
+    for name in recipes.recipe_names():
+        recipe = recipes.load_recipe(name)
         for patch in recipe.patch_paths():
             assert patch.is_file() and patch.is_relative_to(kernels), patch
 

@@ -1,5 +1,5 @@
-"""The pytest plugin's options: --oomrace-NAME, the old --NAME kept one release as a
-deprecated alias, and no clash with another plugin's --arch."""
+"""The pytest plugin's options: --oomrace-NAME only (the old plain --NAME aliases ended
+after their one release), and no clash with another plugin's --arch."""
 
 from __future__ import annotations
 
@@ -30,16 +30,14 @@ def pytest_in(folder: Path, *argv: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_new_names_and_deprecated_aliases(tmp_path: Path) -> None:
+def test_prefixed_names_only(tmp_path: Path) -> None:
     (tmp_path / "test_show.py").write_text(SHOW)
     new = pytest_in(tmp_path, "--oomrace-arch", "aarch64", "--oomrace-accel", "kvm")
-    assert "OOMRACE ['aarch64'] debian kvm" in new.stdout and "deprecated" not in new.stdout
-    old = pytest_in(tmp_path, "--arch", "x86_64", "--kernel", "v6.1")
-    assert old.returncode == 0, old.stdout + old.stderr
-    assert "OOMRACE ['x86_64'] v6.1 tcg" in old.stdout
-    assert "--arch is deprecated and will be removed in the next release: use --oomrace-arch" \
-        in old.stdout
-    assert "use --oomrace-kernel" in old.stdout
+    assert new.returncode == 0, new.stdout + new.stderr
+    assert "OOMRACE ['aarch64'] debian kvm" in new.stdout
+    old = pytest_in(tmp_path, "--arch", "x86_64")
+    assert old.returncode == 4, old.stdout + old.stderr  # pytest's usage error
+    assert "unrecognized arguments: --arch" in old.stderr
 
 
 def test_another_plugins_arch_option_wins(tmp_path: Path) -> None:
@@ -51,7 +49,6 @@ def test_another_plugins_arch_option_wins(tmp_path: Path) -> None:
     proc = pytest_in(tmp_path, "--arch", "riscv", "--oomrace-arch", "x86_64")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "THEIRS riscv" in proc.stdout and "OOMRACE ['x86_64']" in proc.stdout
-    assert "--arch is deprecated" not in proc.stdout
 
 
 def test_kconfig_options_are_checked_at_start(tmp_path: Path) -> None:

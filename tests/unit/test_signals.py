@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, evaluate, kbuild, lab, signals
+from harness import cli, evaluate, lab, signals
 from harness import proc as host_proc
+from harness.kernel.build import builder
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +102,7 @@ def test_kernel_build_installs_the_handlers(monkeypatch: pytest.MonkeyPatch) -> 
         _deliver(signal.SIGTERM)
         raise AssertionError("not reached")
 
-    monkeypatch.setattr(kbuild, "build", fake_build)
+    monkeypatch.setattr(builder, "build", fake_build)
     assert cli.main(["kernel", "build", "--recipe", "v4.14.2", "--arch", "aarch64"]) == \
         128 + signal.SIGTERM
 
@@ -211,7 +212,7 @@ def test_a_run_cut_by_sigterm_still_writes_result_json(tmp_path: Path,
     from harness import run
     from harness.arches import get_arch
     from harness.guest import GuestArtifacts
-    from harness.kernels import ResolvedKernel
+    from harness.kernel.image import ResolvedKernel
 
     class BootCut:
         """A guest whose boot is cut by SIGTERM after the console log has started."""

@@ -17,6 +17,7 @@ import pytest
 from harness import cli, kernel_log, symbolize
 from harness.arches import get_arch
 from harness.errors import UsageError
+from harness.kernel.image import KernelImage, image_from_path
 from harness.kernel_log import Report
 from harness.kernel_log.frames import frame_of
 from harness.kernel_log.symbols import (
@@ -27,7 +28,6 @@ from harness.kernel_log.symbols import (
     location_of,
     stack_lines,
 )
-from harness.kernels import KernelImage, image_from_path
 from harness.symbolize import Symbolizer, SymbolTable, parse_addr2line, source_path
 
 X86_REPORT = """\
@@ -378,14 +378,14 @@ def test_a_run_of_a_kernel_with_a_vmlinux_writes_located_frames(
         small_vmlinux: Path, tmp_path: Path) -> None:
     from harness import run
     from harness.cli.commands import _summary
-    from harness.kernels import ResolvedKernel
+    from harness.kernel.image import ResolvedKernel
 
     (tmp_path / "console.log").write_text(_report_for(small_vmlinux))
-    image = KernelImage(path=tmp_path / "bzImage", arch="x86_64", description="fake",
+    image = KernelImage(path=tmp_path / "bzImage", arch=get_arch("x86_64"), description="fake",
                         vmlinux=small_vmlinux)
     spec = run.RunSpec(kernel=ResolvedKernel("fake", get_arch("x86_64"), image))
-    seen = run._Seen(0.0, "2026-01-01T00:00:00+00:00", image=image)
-    result = run._finish(spec, seen, tmp_path)
+    seen = run.Seen(0.0, "2026-01-01T00:00:00+00:00", image=image)
+    result = run.finish(spec, seen, tmp_path)
     assert result.symbolization == f"5 of 6 frames located in {small_vmlinux}"
     written = run.RunResult.from_json(json.loads((tmp_path / "result.json").read_text()))
     assert written.reports == result.reports

@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import cache
-from .arches import Arch
-from .errors import HarnessError, KernelError, MissingToolError
-from .kbuild_progress import BuildProgress, run_logged
-from .kbuild_recipes import Recipe
-from .kconfig import ConfigMismatch, check_config, config_error, kconfig_symbols
-from .ksource import CompatFix, Source, run_text
+from ... import cache
+from ...arches import Arch
+from ...errors import HarnessError, KernelError, MissingToolError
+from ..kconfig import ConfigMismatch, check_config, config_error, kconfig_symbols
+from .progress import BuildProgress, run_logged
+from .prune import KIND
+from .recipes import Recipe
+from .source import Source, run_text
+from .tree import CompatFix
 
 BUILD_SUBDIR = "build"  # O= directory, a direct child of the copied source tree
-KIND = "kbuild"  # cache_root()/kbuild/<key>: built kernels
 
 
 @dataclass(frozen=True)

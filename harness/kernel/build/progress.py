@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from . import signals
-from .proc import end_group
+from ... import signals
+from ...proc import end_group
 
 
 def count_objects(build_dir: Path) -> int:

@@ -11,7 +11,7 @@ import re
 import zlib
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 
 _BANNER = re.compile(rb"Linux version (\d+\.\d+[\w.+-]*) \(")
 _SCAN_LIMIT = 64 << 20  # an uncompressed arm64 Image is ~4-40 MB; the banner is in .rodata

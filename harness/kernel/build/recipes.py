@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .arches import get_arch
-from .errors import UsageError
-from .paths import data_path
+from ...arches import get_arch
+from ...errors import UsageError
+from ...paths import data_path
 
 KERNELS_DIR = data_path("kernels")
 FRAGMENTS_DIR = KERNELS_DIR / "fragments"
@@ -202,7 +203,7 @@ def with_kconfig(recipe: Recipe, change: KconfigChange) -> Recipe:
 def _added_fragment(options: Sequence[str]) -> Path:
     """The --kconfig-add options as a fragment file, named by its content (the build's
     cache key hashes fragment contents, so equal options share kernels)."""
-    from . import atomicio, cache
+    from ... import atomicio, cache
 
     text = "".join(f"{o}\n" for o in options)
     path = cache.cache_root() / "kconfig-add" / f"kconfig-add-{cache.digest(text)}.config"
@@ -210,3 +211,33 @@ def _added_fragment(options: Sequence[str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomicio.write_text(path, text)
     return path
+
+
+# --- the recipe of `oomrace kernel build` ----------------------------------------------
+
+
+DEFAULT_CONFIG_RECIPE = "v6.1"
+
+
+def recipe_for_cli(name: str | None, source: str | None, config_from: str,
+                   patches: Sequence[Path], sha256: str | None, ref: str | None) -> Recipe:
+    """The recipe `kernel build` options describe: a named one (its source replaced by
+    --source), or --source with the config of --config-from; --patch files appended."""
+    if name is None and source is None:
+        raise UsageError(
+            "give --recipe NAME or --source PATH_OR_URL; valid recipes: "
+            + ", ".join(recipe_names())
+        )
+    base = load_recipe(name or config_from)
+    extra = tuple(str(p.expanduser().resolve()) for p in patches)
+    for p in patches:
+        if not p.is_file():
+            raise UsageError(f"patch {p} does not exist")
+    if source is None:
+        return replace(base, patches=base.patches + extra)
+    label = name or f"{Path(urllib.parse.urlparse(source).path).name or source}"
+    return replace(
+        base, name=label, source=source, sha256=sha256, ref=ref,
+        patches=(base.patches if name else ()) + extra,
+        description=f"{source} with the config of {base.name}",
+    )

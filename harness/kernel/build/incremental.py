@@ -21,7 +21,8 @@ A build directory lives in ``cache_root()/kbuild-dirs/<key>``:
 
 The key leaves out the commit and the patches: those are what changes from one build to
 the next. A build directory is used by one build at a time (a lock beside it); the
-least recently used are removed beyond MAX_BUILD_DIRS (``oomrace cache prune`` for more).
+least recently used are removed beyond prune.max_build_dirs() (``oomrace cache prune`` for
+more).
 Each kernel build still gets its own sealed cache entry (kbuild/<key>) recording the
 commit, config, patches and compiler, as before.
 """
@@ -38,25 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import atomicio, cache, proc, schema, signals
-from .errors import KernelError
-from .kbuild_tuxmake import BUILD_SUBDIR
-from .ksource import (
-    SOURCE_TIMEOUT,
-    CompatFix,
-    Source,
-    apply_compat,
-    apply_patch,
-    patched_paths,
-)
+from ... import atomicio, cache, proc, schema, signals
+from ...errors import KernelError
+from . import prune
+from .source import SOURCE_TIMEOUT, Source
+from .tree import CompatFix, apply_compat, apply_patch, patched_paths
+from .tuxmake import BUILD_SUBDIR
 
 log = logging.getLogger(__name__)
-
-KIND = "kbuild-dirs"
-RECORD = "build-dir.json"
-MAX_BUILD_DIRS_ENV = "OOMRACE_MAX_BUILD_DIRS"
-DEFAULT_MAX_BUILD_DIRS = 4
-"""A 6.1 build directory is its checkout (~1.3 GB) plus objects (~0.3-1 GB)."""
 
 _COMMITTER = {
     "GIT_AUTHOR_NAME": "oomrace", "GIT_AUTHOR_EMAIL": "oomrace@localhost",
@@ -122,17 +112,11 @@ def _origin(source: Source) -> str:
     return "git:" + ",".join(sorted(roots))
 
 
-def root() -> Path:
-    path = cache.cache_root() / KIND
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 @contextlib.contextmanager
 def held(source: Source, key: str) -> Iterator[BuildDir]:
     """The build directory `key`, locked for one build; its record updated at the end,
     and the least recently used directories beyond the limit removed."""
-    bd = BuildDir(key, root() / key, in_place=source.repo is None)
+    bd = BuildDir(key, prune.build_dirs_root() / key, in_place=source.repo is None)
     with cache.locked(bd.lock):
         bd.path.mkdir(exist_ok=True)
         _after_a_kill(bd)
@@ -141,11 +125,11 @@ def held(source: Source, key: str) -> Iterator[BuildDir]:
             yield bd
         finally:
             _write_record(bd, source, "idle")
-    prune(max_dirs=max_build_dirs(), keep=(key,))
+    prune.prune_build_dirs(max_dirs=prune.max_build_dirs(), keep=(key,))
 
 
 def _write_record(bd: BuildDir, source: Source, state: str) -> None:
-    atomicio.write_json(bd.path / RECORD, schema.versioned({
+    atomicio.write_json(bd.path / prune.RECORD, schema.versioned({
         "origin": str(source.repo or source.tree), "in_place": bd.in_place,
         "last_commit": source.commit, "state": state, "last_used": time.time(),
     }))
@@ -156,7 +140,7 @@ def _after_a_kill(bd: BuildDir) -> None:
     written and newer than its source, which make would take as up to date: remove every
     object written since that build started. (Ctrl-C and SIGTERM need nothing: make
     deletes the target it was building.)"""
-    record = atomicio.read_json_object(bd.path / RECORD) or {}
+    record = atomicio.read_json_object(bd.path / prune.RECORD) or {}
     started = record.get("last_used")
     if record.get("state") != "building" or not isinstance(started, int | float):
         return
@@ -169,13 +153,6 @@ def _after_a_kill(bd: BuildDir) -> None:
             with contextlib.suppress(OSError):
                 if name.endswith(".o") and os.stat(path).st_mtime >= started:
                     os.unlink(path)
-
-
-def max_build_dirs() -> int:
-    try:
-        return max(1, int(os.environ.get(MAX_BUILD_DIRS_ENV, DEFAULT_MAX_BUILD_DIRS)))
-    except ValueError:
-        return DEFAULT_MAX_BUILD_DIRS
 
 
 # --- our clone -------------------------------------------------------------------------
@@ -294,75 +271,3 @@ def objects_since(build_dir: Path, started: float) -> int:
                 with contextlib.suppress(OSError):
                     n += os.stat(os.path.join(dirpath, name)).st_mtime >= started
     return n
-
-
-# --- listing and pruning -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DirInfo:
-    key: str
-    path: Path
-    origin: str
-    in_place: bool
-    last_commit: str | None
-    last_used: float
-    bytes: int | None  # None: not measured
-
-    def to_dict(self) -> dict[str, object]:
-        return {"key": self.key, "path": str(self.path), "origin": self.origin,
-                "in_place": self.in_place, "last_commit": self.last_commit,
-                "last_used": round(self.last_used), "bytes": self.bytes}
-
-
-def tree_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, names in os.walk(path):
-        for name in names:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-    return total
-
-
-def build_dirs(measure: bool = True) -> list[DirInfo]:
-    """The build directories, most recently used first."""
-    found = []
-    for path in sorted(root().iterdir()):
-        if not path.is_dir() or path.name.startswith("."):
-            continue
-        record = atomicio.read_json_object(path / RECORD) or {}
-        used = record.get("last_used")
-        found.append(DirInfo(
-            key=path.name, path=path, origin=str(record.get("origin", "?")),
-            in_place=record.get("in_place") is True,
-            last_commit=record.get("last_commit") if isinstance(
-                record.get("last_commit"), str) else None,
-            last_used=float(used) if isinstance(used, int | float) else path.stat().st_mtime,
-            bytes=tree_bytes(path) if measure else None))
-    return sorted(found, key=lambda d: d.last_used, reverse=True)
-
-
-def prune(max_dirs: int | None = None, max_bytes: int | None = None,
-          keep: Sequence[str] = ()) -> list[DirInfo]:
-    """Remove the least recently used build directories beyond `max_dirs` or beyond
-    `max_bytes` in all; a directory in use (its lock held) is skipped. The removed ones."""
-    dirs = build_dirs(measure=max_bytes is not None)
-    removed: list[DirInfo] = []
-    total = 0
-    for i, d in enumerate(dirs):
-        total += d.bytes or 0
-        # A plain tree's build directory is useless once the tree is gone (a git
-        # history's clone holds its own objects).
-        gone = d.in_place and not Path(d.origin).exists()
-        over = gone or (max_dirs is not None and i >= max_dirs) or (
-            max_bytes is not None and total > max_bytes)
-        if not over or d.key in keep:
-            continue
-        with cache._lock_if_free(root() / f".{d.key}.lock") as free:
-            if not free:
-                continue
-            shutil.rmtree(d.path, ignore_errors=True)
-        total -= d.bytes or 0
-        removed.append(d)
-        log.info("removed build directory %s (%s)", d.path, d.origin)
-    return removed

@@ -16,14 +16,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from . import atomicio, cache, kbuild_incr, schema
-from .arches import Arch, get_arch
-from .errors import KernelError, UsageError
-from .kbuild_progress import BuildProgress, count_objects
-from .kbuild_recipes import Recipe, load_recipe
-from .kbuild_tuxmake import (
+from ... import atomicio, cache, schema
+from ...arches import Arch, get_arch
+from ...errors import KernelError, UsageError
+from ..image import option as config_option
+from . import incremental
+from .progress import BuildProgress, count_objects
+from .prune import KIND, LAST_USED
+from .recipes import Recipe, load_recipe
+from .source import Source, git_commit_source, resolve_source
+from .tree import apply_compat, apply_patch, compat_fixes, link_tree
+from .tuxmake import (
     BUILD_SUBDIR,
-    KIND,
     BuildJob,
     compiler_version,
     objects_hint_file,
@@ -31,18 +35,6 @@ from .kbuild_tuxmake import (
     run_tuxmake,
     tuxmake_command,
 )
-from .kconfig import parse_kconfig
-from .ksource import (
-    Source,
-    apply_compat,
-    apply_patch,
-    compat_fixes,
-    git_commit_source,
-    link_tree,
-    resolve_source,
-)
-
-LAST_USED = ".last-used"
 
 # Bump when the way a build is done changes in a way that changes its output.
 BUILD_SCHEME = 2
@@ -52,7 +44,7 @@ BUILD_SCHEME = 2
 class BuiltKernel:
     """A kernel built from a recipe, with everything needed to boot and describe it."""
 
-    arch: str  # an arches.ARCHES name
+    arch: Arch
     image: Path
     config: Path
     source_identity: str
@@ -72,9 +64,7 @@ class BuiltKernel:
 
     def option(self, name: str) -> str | None:
         """The value of CONFIG_<name> in the .config; None when not set."""
-        key = name if name.startswith("CONFIG_") else f"CONFIG_{name}"
-        value = parse_kconfig(self.config.read_text(errors="replace")).get(key)
-        return None if value in (None, "n") else value
+        return config_option(self.config, name)
 
     def has_option(self, name: str) -> bool:
         """Whether CONFIG_<name> is set (=y, =m or any value) in the .config."""
@@ -85,6 +75,8 @@ class BuiltKernel:
         for key, value in self.__dict__.items():
             if isinstance(value, Path):
                 d[key] = str(value)
+            elif isinstance(value, Arch):
+                d[key] = value.name
             elif isinstance(value, tuple):
                 d[key] = list(value)
             else:
@@ -192,7 +184,7 @@ def _built_kernel(job: BuildJob, entry: Path, cached: bool) -> BuiltKernel:
     vmlinux = entry / "vmlinux"
     system_map = entry / "System.map"
     return BuiltKernel(
-        arch=job.arch.name,
+        arch=job.arch,
         image=entry / job.arch.image_name,
         config=entry / "config",
         source_identity=job.source.identity,
@@ -214,26 +206,26 @@ def _built_kernel(job: BuildJob, entry: Path, cached: bool) -> BuiltKernel:
 
 def _build_into(out: Path, job: BuildJob, progress: BuildProgress) -> None:
     """Fill the cache entry directory `out`: in a persistent build directory when the
-    source allows it (kbuild_incr), else in out/work, removed at the end."""
-    if not kbuild_incr.incremental(job.source, bool(job.patches or job.compat)):
+    source allows it (incremental), else in out/work, removed at the end."""
+    if not incremental.incremental(job.source, bool(job.patches or job.compat)):
         work = out / "work"
         work.mkdir()
         tree = work / "src"
 
-        def fresh_copy(log: IO[str]) -> kbuild_incr.Checkout:
+        def fresh_copy(log: IO[str]) -> incremental.Checkout:
             compat = _prepare_tree(tree, job, log, progress)
-            return kbuild_incr.Checkout(tree, tree / BUILD_SUBDIR, None, (), tuple(compat))
+            return incremental.Checkout(tree, tree / BUILD_SUBDIR, None, (), tuple(compat))
 
         _build_with(out, job, progress, fresh_copy, tree / BUILD_SUBDIR)
         shutil.rmtree(work)
         return
     config = cache.digest(*_config_of(job))
-    key = kbuild_incr.build_dir_key(job.source, job.arch.name, config, job.compiler)
-    with kbuild_incr.held(job.source, key) as bd:
+    key = incremental.build_dir_key(job.source, job.arch.name, config, job.compiler)
+    with incremental.held(job.source, key) as bd:
 
-        def check_out(log: IO[str]) -> kbuild_incr.Checkout:
+        def check_out(log: IO[str]) -> incremental.Checkout:
             progress.update(f"checking out in build directory {bd.key}")
-            return kbuild_incr.check_out(bd, job.source, job.compat, job.patches, log)
+            return incremental.check_out(bd, job.source, job.compat, job.patches, log)
 
         _build_with(out, job, progress, check_out, bd.build_for(job.source))
 
@@ -243,7 +235,7 @@ def _config_of(job: BuildJob) -> list[object]:
 
 
 def _build_with(out: Path, job: BuildJob, progress: BuildProgress,
-                prepare: Callable[[IO[str]], kbuild_incr.Checkout], build_dir: Path) -> None:
+                prepare: Callable[[IO[str]], incremental.Checkout], build_dir: Path) -> None:
     """Prepare the tree, configure and compile, keep the artifacts and the record."""
     log_path = out / "build.log"
     started = time.time()
@@ -254,7 +246,7 @@ def _build_with(out: Path, job: BuildJob, progress: BuildProgress,
             checkout = prepare(log)
             run_tuxmake(job, out, checkout.tree, checkout.build, log, progress)
         objects = _keep_artifacts(out, checkout.build, job)
-        rebuilt = kbuild_incr.objects_since(checkout.build, started)
+        rebuilt = incremental.objects_since(checkout.build, started)
         _write_record(out, job, checkout, (objects, rebuilt), progress)
         progress.done(f"built {job.arch.image_name} ({rebuilt} of {objects} objects compiled)")
     except BaseException as e:
@@ -311,7 +303,7 @@ def _keep_artifacts(out: Path, build_dir: Path, job: BuildJob) -> int:
     return objects
 
 
-def _write_record(out: Path, job: BuildJob, checkout: kbuild_incr.Checkout,
+def _write_record(out: Path, job: BuildJob, checkout: incremental.Checkout,
                   objects: tuple[int, int], progress: BuildProgress) -> None:
     info = {
         "recipe": job.recipe.name,
