@@ -30,11 +30,12 @@ STDIN = "-"
 MAX_LINE_BYTES = 64 << 10
 # The file is read (and its lines handed to the scanner) this many bytes at a time.
 _BLOCK_BYTES = 1 << 20
-# Byte-order marks of the encodings a log saved on Windows or by PowerShell comes in
-# (the UTF-32 ones first: FF FE 00 00 starts with UTF-16 LE's mark).
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
-         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
-         (codecs.BOM_UTF8, "utf-8"))
+# The encodings a log saved on Windows or by PowerShell comes in: the byte-order mark,
+# and which bytes of each ASCII character are NUL (UTF-32 first: its LE mark starts with
+# UTF-16 LE's).
+_WIDE = (("utf-32-le", codecs.BOM_UTF32_LE, (1, 2, 3)),
+         ("utf-32-be", codecs.BOM_UTF32_BE, (0, 1, 2)),
+         ("utf-16-le", codecs.BOM_UTF16_LE, (1,)), ("utf-16-be", codecs.BOM_UTF16_BE, (0,)))
 _SNIFF_BYTES = 4096
 
 
@@ -90,21 +91,28 @@ def _open_regular(p: Path) -> IO[bytes]:
 
 def text_encoding(start: bytes) -> tuple[str, int]:
     """The encoding of a log that begins with `start`, and the length of its byte-order
-    mark. Without a mark, ASCII text in UTF-16 has a NUL in every other byte: NULs at
-    nearly all odd offsets and at almost no even ones (or the other way round) is UTF-16,
-    while a console's stray NULs (a serial line's noise) come in runs, at both."""
-    for bom, encoding in _BOMS:
-        if start.startswith(bom):
-            return encoding, len(bom)
-    sample = start[:_SNIFF_BYTES]
-    half = len(sample) // 2
-    if half >= 8:
-        even, odd = sample[0::2].count(0), sample[1::2].count(0)
-        if odd >= 0.9 * half and even <= 0.1 * half:
-            return "utf-16-le", 0
-        if even >= 0.9 * half and odd <= 0.1 * half:
-            return "utf-16-be", 0
+    mark to skip. A console log is mostly ASCII, so UTF-16 or UTF-32 shows as NULs in
+    the same bytes of nearly every character (and in almost none of the others), with or
+    without a mark; a console's stray NULs come in runs instead, and bytes that only look
+    like a mark (FF FE in a log of random bytes) are not enough."""
+    if start.startswith(codecs.BOM_UTF8):
+        return "utf-8", len(codecs.BOM_UTF8)
+    for encoding, bom, nuls in _WIDE:
+        skip = len(bom) if start.startswith(bom) else 0
+        if _ascii_in(start[skip:skip + _SNIFF_BYTES], 4 if len(bom) == 4 else 2, nuls):
+            return encoding, skip
     return "utf-8", 0
+
+
+def _ascii_in(sample: bytes, width: int, nuls: tuple[int, ...]) -> bool:
+    units = len(sample) // width
+    if units < 8:
+        return False
+    for offset in range(width):
+        share = sample[offset:units * width:width].count(0) / units
+        if (share < 0.9) if offset in nuls else (share > 0.1):
+            return False
+    return True
 
 
 def _utf8_chunks(f: IO[bytes]) -> Iterator[bytes]:

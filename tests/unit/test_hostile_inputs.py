@@ -135,9 +135,12 @@ def test_a_log_in_another_unicode_encoding_is_read(tmp_path: Path, encoding: str
         or data["reports"][0]["start_line"] == kernel_log.parse(text).reports[0].start_line
 
 
-def test_stray_nuls_are_not_utf16() -> None:
+def test_stray_nuls_or_a_lookalike_mark_are_not_utf16() -> None:
     assert text_encoding(b"\x00" * 64 + warning().encode()) == ("utf-8", 0)
+    assert text_encoding(b"\xff\xfe garbage\n" + warning().encode()) == ("utf-8", 0)
     assert text_encoding(warning().encode("utf-16-le")) == ("utf-16-le", 0)
+    assert text_encoding(warning().encode("utf-16")) == ("utf-16-le", 2)
+    assert text_encoding(warning().encode("utf-32")) == ("utf-32-le", 4)
     assert text_encoding(b"abc") == ("utf-8", 0)
 
 
