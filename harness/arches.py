@@ -150,13 +150,17 @@ def arch_help(with_all: bool = True) -> str:
 
 
 def get_arch(name: str) -> Arch:
-    """Look an arch up by name (or its Debian alias); unknown names list the valid ones."""
+    """Look one arch up by name (or its Debian alias); unknown names list the valid ones
+    ('all' is no arch: parse_arch_list takes it where several may be given)."""
     key = arch_aliases().get(name, name)
     try:
         return ARCHES[key]
     except KeyError:
         valid = ", ".join(sorted(ARCHES))
-        raise UsageError(f"unknown arch {name!r}; valid arches: {valid} (or 'all')") from None
+        if name == "all":
+            raise UsageError(f"arch 'all': one arch is needed here; give one of {valid}") \
+                from None
+        raise UsageError(f"unknown arch {name!r}; valid arches: {valid}") from None
 
 
 def parse_arch_list(names: Sequence[str]) -> list[Arch]:
@@ -167,7 +171,10 @@ def parse_arch_list(names: Sequence[str]) -> list[Arch]:
             part = part.strip()
             if not part:
                 continue
-            chosen = list(ARCHES.values()) if part == "all" else [get_arch(part)]
+            try:
+                chosen = list(ARCHES.values()) if part == "all" else [get_arch(part)]
+            except UsageError as e:
+                raise UsageError(f"{e} (or 'all')") from None
             result.extend(a for a in chosen if a not in result)
     if not result:
         raise UsageError("no arch given; valid arches: " + ", ".join(sorted(ARCHES)))

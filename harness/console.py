@@ -24,7 +24,7 @@ from typing import IO, Any
 import pexpect
 from pexpect.spawnbase import SpawnBase
 
-from .errors import GuestCommandError
+from .errors import GuestCommandError, GuestCommandTimeout
 from .runner import Command, CommandResult, command_text
 
 MAX_QUEUED_BYTES = 16 << 20
@@ -194,7 +194,7 @@ class SerialRunner:
         if index == 1:
             raise GuestCommandError(f"the guest console closed while running: {script}")
         if index == 2:
-            raise GuestCommandError(f"guest command timed out after {timeout:.0f} s: {script}")
+            raise GuestCommandTimeout(f"guest command timed out after {timeout:.0f} s: {script}")
         self.busy = False
         match: Any = self.console.match
         output = match.group(1).decode(errors="replace").replace("\r\n", "\n")

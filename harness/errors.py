@@ -100,6 +100,10 @@ class GuestCommandError(HarnessError):
     """A command in the guest timed out, lost its channel, or failed when asked to check."""
 
 
+class GuestCommandTimeout(GuestCommandError):
+    """A command in the guest did not end within its timeout (the guest may hang)."""
+
+
 def save_traceback(exc: BaseException) -> Path:
     """Write `exc`'s traceback under the cache dir (else the temp dir) and return the file,
     so a harness bug costs the user one line on the terminal but loses nothing."""

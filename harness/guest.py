@@ -173,6 +173,10 @@ class Guest:
             if self.machine is not None and self.machine.proc is not None \
                     and self.machine.boot is not None and self.dmesg_text is None:
                 self.collect_dmesg()
+            elif self.machine is not None and self.machine.boot is None:
+                self.artifacts.dmesg.write_text(  # a boot that failed: no shell to ask
+                    "# the guest did not finish booting, so dmesg could not be read; the "
+                    f"console log holds what the kernel printed: {self.artifacts.console_log}\n")
         finally:
             if self.ssh is not None:
                 self.ssh.close()

@@ -24,6 +24,7 @@ import pexpect
 
 from .accel import check as accel_check
 from .arches import Arch, GuestSpec, qemu_argv
+from .clock import RunningClock
 from .console import ConsoleStream
 from .errors import BootError, GuestCommandError, HarnessError, LaunchError, UsageError
 from .kernel_log import boot_oops_pattern
@@ -92,6 +93,25 @@ class BootInfo:
     cpus: int
 
 
+class _Progress:
+    """How long the console has been silent, on the harness's own clock: any new byte on
+    the stream or in QEMU's log file (which QEMU writes itself) ends a silence."""
+
+    def __init__(self, clock: RunningClock) -> None:
+        self.clock = clock
+        self.seen = (-1, -1)
+        self.since = 0.0
+        self.silent_for = 0.0
+
+    def check(self, stream_bytes: int, log_bytes: int) -> float:
+        """Seconds on the clock since the launch, after noting what the console shows."""
+        now = self.clock.tick()
+        if (stream_bytes, log_bytes) != self.seen:
+            self.seen, self.since = (stream_bytes, log_bytes), now
+        self.silent_for = now - self.since
+        return now
+
+
 def _die_with_parent() -> None:
     # Runs in the child before exec: QEMU gets SIGKILL if the harness dies, even by SIGKILL.
     libc = ctypes.CDLL(None, use_errno=True)
@@ -128,6 +148,7 @@ class Machine:
         self.boot: BootInfo | None = None
         self.exit_code: int | None = None
         self._started = 0.0
+        self._clock = RunningClock()
         self.last_pid: int | None = None
 
     # --- lifecycle --------------------------------------------------------------------
@@ -175,6 +196,7 @@ class Machine:
                 start_new_session=True, preexec_fn=before_exec, bufsize=0,
             )
         self._started = time.monotonic()
+        self._clock = RunningClock()
         self.console = ConsoleStream(self.proc)
 
     def _failed_to_bind(self) -> bool:
@@ -203,29 +225,29 @@ class Machine:
     # --- boot -------------------------------------------------------------------------
 
     def wait_ready(self) -> BootInfo:
-        """Wait for the init's ready marker; BootError on panic, oops, silence or timeout."""
+        """Wait for the init's ready marker; BootError on panic, oops, silence or timeout.
+        Both timeouts run on the harness's own clock (a stop of the harness is not the
+        guest's silence), any new console output ends a silence, and a ready marker
+        already in the console log wins over either timeout."""
         assert self.console is not None and self.proc is not None
         options = self.options
-        deadline = self._started + options.boot_timeout
         # An oops before the ready marker means the kernel is not fit to test (which
         # reports count as an oops is family data: kernel_log's boot_oops).
         patterns = [READY, PANIC, boot_oops_pattern(), pexpect.EOF, pexpect.TIMEOUT]
+        progress = _Progress(self._clock)
         while True:
-            now = time.monotonic()
-            if now > deadline:
-                raise BootError(f"the guest did not boot within {options.boot_timeout:.0f} s",
-                                str(self.console_log), self.console_tail())
-            if now - self.console.last_output > options.idle_timeout:
-                raise BootError(self._silence_message(), str(self.console_log),
-                                self.console_tail())
-            index = self.console.expect(patterns, timeout=min(1.0, deadline - now))
+            now = progress.check(self.console.total_bytes, self._log_size())
+            late = now >= options.boot_timeout
+            if late or progress.silent_for > options.idle_timeout:
+                ready = self._ready_in_log()
+                if ready is not None:
+                    return ready
+                what = (f"the guest did not boot within {options.boot_timeout:.0f} s" if late
+                        else self._silence_message())
+                raise BootError(what, str(self.console_log), self.console_tail())
+            index = self.console.expect(patterns, timeout=min(1.0, options.boot_timeout - now))
             if index == 0:
-                match = self.console.match
-                self.boot = BootInfo(
-                    seconds=time.monotonic() - self._started, ssh=match.group(1) == b"1",
-                    release=match.group(2).decode(), cpus=int(match.group(3)),
-                )
-                return self.boot
+                return self._booted(self.console.match)
             if index in (1, 2):
                 found = self.console.match.group(0).decode(errors="replace").strip()
                 self._collect_crash_tail(seconds=5.0)
@@ -242,6 +264,29 @@ class Machine:
                     f"QEMU exited (code {self.proc.returncode}) before the guest was ready",
                     str(self.console_log), self.console_tail(),
                 )
+
+    def _booted(self, match: re.Match[bytes]) -> BootInfo:
+        self.boot = BootInfo(
+            seconds=time.monotonic() - self._started, ssh=match.group(1) == b"1",
+            release=match.group(2).decode(), cpus=int(match.group(3)),
+        )
+        return self.boot
+
+    def _log_size(self) -> int:
+        try:
+            return self.console_log.stat().st_size
+        except OSError:
+            return 0
+
+    def _ready_in_log(self) -> BootInfo | None:
+        """The boot, when QEMU's own console log holds the ready marker (read by the
+        stream only after a stop of the harness, or not yet)."""
+        try:
+            data = self.console_log.read_bytes()
+        except OSError:
+            return None
+        found = READY.search(data)
+        return None if found is None else self._booted(found)
 
     def _silence_message(self) -> str:
         """Silence from the first byte often means the kernel cannot run on the CPU model."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from . import symbolize
+from . import kernel_log, symbolize
 from .accel import ACCELS
 from .arches import Arch, arch_help, get_arch, parse_arch_list
 from .errors import HarnessError
@@ -180,11 +180,13 @@ def guest(guest_arch: str, guest_factory: Callable[..., Guest]) -> Guest:
 
 def unexpected_reports(item: pytest.Item, guests: list[Guest]) -> list[str]:
     """Titles of kernel reports in the guests' console logs that the test did not expect."""
-    allowed = [re.compile(p) for m in item.iter_markers("kernel_reports") for p in m.args]
+    # The titles are the guest's: the marker's patterns get parse-log --allow's time bound.
+    gate = kernel_log.Gate(tuple(kernel_log.gate.compile_pattern(p, "kernel_reports")
+                                 for m in item.iter_markers("kernel_reports") for p in m.args))
+    slow: set[str] = set()
     titles = []
     for g in guests:
-        reports = [r for r in g.console_reader.reports()
-                   if not any(p.search(r.title) for p in allowed)]
+        reports = [r for r in g.console_reader.reports() if gate.judge(r, slow).gating]
         # With the kernel's vmlinux (our builds) each title says where its function is.
         located = symbolize.symbolize_reports(reports, g.kernel.vmlinux, g.arch).reports
         for report in located:

@@ -1,11 +1,20 @@
 """The user's own reproducer: a C file built statically for the guest's arch (cached by
 content, put in the initramfs as /bin/oomrace-repro) or a command line for the guest's
 shell. Each run of it is one trial: it reproduced when it exited non-zero or the kernel
-printed a new report while it ran (the workload is workload.ReproWorkload)."""
+printed a new report while it ran (the workload is workload.ReproWorkload).
+
+A run past the reproducer's timeout (--repro-timeout, default REPRO_RUN_TIMEOUT) is
+killed in the guest and recorded as timed out, with its output, and the runs go on; it
+counts as reproduced: a hang (a lockup, a task stuck in the kernel) is what a reproducer
+that does not come back usually shows. A reproducer that is only slow needs a larger
+--repro-timeout. A guest that does not answer even then ends the runs (that run timed
+out too), but not as an infrastructure error."""
 
 from __future__ import annotations
 
+import math
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,6 +36,8 @@ COMPILE_TIMEOUT = 300.0
 # 1 GiB and a few seconds; `#include "/dev/zero"` would otherwise grow until the host's
 # OOM killer ends something.
 COMPILE_LIMITS = proc.Limits(memory_bytes=4 << 30, cpu_seconds=240)
+REPRO_RUN_TIMEOUT = 120.0  # seconds one run of a reproducer may take, by default
+KILLED = 128 + 9  # the shell's exit status of a run its timeout ended (SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -36,17 +47,23 @@ class Reproducer:
 
     exec_command: str | None = None
     source: Path | None = None
+    timeout: float = REPRO_RUN_TIMEOUT  # seconds one run may take (--repro-timeout)
 
     @classmethod
-    def from_options(cls, exec_command: str | None, source: str | Path | None
-                     ) -> Reproducer | None:
-        """The reproducer of --exec / --repro, checked; None when neither is given."""
+    def from_options(cls, exec_command: str | None, source: str | Path | None,
+                     timeout: float | None = None) -> Reproducer | None:
+        """The reproducer of --exec / --repro (and --repro-timeout), checked; None when
+        neither is given."""
         if exec_command is not None and source is not None:
             raise UsageError("give --exec COMMAND or --repro FILE.c, not both")
+        if timeout is not None and not (math.isfinite(timeout) and timeout >= 1):
+            raise UsageError(f"--repro-timeout {timeout}: give the seconds one run may "
+                             "take, at least 1")
+        limit = REPRO_RUN_TIMEOUT if timeout is None else float(timeout)
         if exec_command is not None:
             if not exec_command.strip():
                 raise UsageError("--exec needs a command, not an empty string")
-            return cls(exec_command=exec_command)
+            return cls(exec_command=exec_command, timeout=limit)
         if source is None:
             return None
         path = regular_file(Path(source).expanduser(), "--repro",
@@ -54,7 +71,7 @@ class Reproducer:
         if path.suffix != ".c":
             raise UsageError(f"--repro {source}: not a C file (the name must end in .c); "
                              "for a script or a command use --exec")
-        return cls(source=path)
+        return cls(source=path, timeout=limit)
 
     @property
     def kind(self) -> str:
@@ -65,8 +82,24 @@ class Reproducer:
             else f"--repro {self.source}"
 
     def command(self) -> str:
-        """The guest shell's command line for one run."""
-        return self.exec_command if self.exec_command is not None else GUEST_PATH
+        """The guest shell's command line for one run. The run gets a session of its own
+        and a watcher kills that whole session (the run's children too, which would hold
+        an SSH channel open) once it has run for `timeout` seconds: exit status KILLED.
+        All in `sh -c`: the console's shell has job control, under which `setsid` forks
+        and returns at once."""
+        run = GUEST_PATH if self.exec_command is None else \
+            f"sh -c {shlex.quote(self.exec_command)}"
+        # The watcher's sleep goes with it when the run ends first: no process is left.
+        watcher = (f"trap 'kill $s; exit' TERM; sleep {math.ceil(self.timeout)} & s=$!; "
+                   "wait $s && kill -KILL -$p")
+        script = (f"setsid {run} & p=$!; ({watcher}) >/dev/null 2>&1 & w=$!; wait $p; "
+                  "rc=$?; kill $w 2>/dev/null; exit $rc")
+        return f"sh -c {shlex.quote(script)}"
+
+    def timed_out(self, exit_code: int, seconds: float) -> bool:
+        """Whether a run that ended so was killed by its timeout (a program killed by
+        SIGKILL of its own as late counts the same: either way it reproduced)."""
+        return exit_code == KILLED and seconds >= math.ceil(self.timeout) - 0.5
 
     def initrd_part(self, arch: Arch) -> Path | None:
         """A cpio archive with the compiled program, appended to the initramfs."""
@@ -74,7 +107,8 @@ class Reproducer:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "exec": self.exec_command,
-                "source": None if self.source is None else str(self.source)}
+                "source": None if self.source is None else str(self.source),
+                "timeout": self.timeout}
 
 
 def _compiler_version(arch: Arch) -> str:
@@ -123,20 +157,24 @@ def build(source: Path, arch: Arch) -> Path:
 class ReproRun:
     """One run of the reproducer: one trial."""
 
-    exit_code: int
+    exit_code: int  # NO_EXIT_CODE: the guest stopped answering (timed_out is then set)
     kernel_reports: int  # new kernel reports (any kind) printed during the run
     seconds: float
+    timed_out: bool = False  # past the reproducer's timeout: killed, or the guest hung
 
     @property
     def reproduced(self) -> bool:
-        return self.exit_code != 0 or self.kernel_reports > 0
+        return self.exit_code != 0 or self.kernel_reports > 0 or self.timed_out
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "reproduced": self.reproduced}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ReproRun:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+NO_EXIT_CODE = -1
 
 
 @dataclass(frozen=True)
@@ -159,8 +197,12 @@ class ReproSummary:
 
     @property
     def failures(self) -> int:
-        """Runs that exited non-zero."""
+        """Runs that exited non-zero (a timed-out run among them)."""
         return sum(1 for r in self.runs if r.exit_code != 0)
+
+    @property
+    def timeouts(self) -> int:
+        return sum(1 for r in self.runs if r.timed_out)
 
     @property
     def status(self) -> str:
@@ -173,6 +215,7 @@ class ReproSummary:
     def to_json(self) -> dict[str, Any]:
         return {"reproducer": self.reproducer.to_json(), "trials": self.trials,
                 "detections": self.detections, "failures": self.failures,
+                "timeouts": self.timeouts,
                 "runs": [r.to_json() for r in self.runs], "first_output": self.first_output,
                 "seconds": self.seconds, "error": self.error}
 
@@ -180,7 +223,9 @@ class ReproSummary:
     def from_json(cls, data: Mapping[str, Any]) -> ReproSummary:
         spec = data.get("reproducer") or {}
         source = spec.get("source")
-        return cls(reproducer=Reproducer(spec.get("exec"), Path(source) if source else None),
+        timeout = float(spec.get("timeout") or REPRO_RUN_TIMEOUT)
+        return cls(reproducer=Reproducer(spec.get("exec"), Path(source) if source else None,
+                                         timeout),
                    runs=tuple(ReproRun.from_json(r) for r in data.get("runs", [])),
                    first_output=str(data.get("first_output") or ""),
                    seconds=float(data.get("seconds") or 0.0), error=data.get("error"))

@@ -14,7 +14,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .errors import GuestCommandError, HarnessError
+from .errors import GuestCommandError, GuestCommandTimeout, HarnessError
 from .runner import Command, CommandResult, command_text
 
 
@@ -122,7 +122,7 @@ class SSHRunner:
             while True:
                 if time.monotonic() > deadline:
                     channel.close()
-                    raise GuestCommandError(
+                    raise GuestCommandTimeout(
                         f"guest command timed out after {timeout:.0f} s: {script}"
                     )
                 chunk = channel.recv(65536)
@@ -132,7 +132,7 @@ class SSHRunner:
             code = channel.recv_exit_status()
             channel.close()
         except TimeoutError as e:
-            raise GuestCommandError(
+            raise GuestCommandTimeout(
                 f"guest command timed out after {timeout:.0f} s: {script}"
             ) from e
         except (paramiko.SSHException, OSError, EOFError) as e:

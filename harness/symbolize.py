@@ -69,9 +69,10 @@ def vmlinux_arch(path: Path) -> Arch:
 def symbolizer_for(vmlinux: Path, arch_name: str | None = None) -> Symbolizer:
     """A symbolizer for a vmlinux given by the user: its arch read from the file, and
     checked against `arch_name` when one is given."""
+    wanted = None if arch_name is None else get_arch(arch_name)  # a bad name before the file
     vmlinux = regular_file(vmlinux, "--vmlinux", "give the kernel build's vmlinux")
     arch = vmlinux_arch(vmlinux)
-    if arch_name is not None and get_arch(arch_name) != arch:
+    if wanted is not None and wanted != arch:
         raise UsageError(f"vmlinux {vmlinux} is for {arch.name}, not {arch_name}")
     return Symbolizer(vmlinux, arch)
 

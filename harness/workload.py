@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from . import stress, verdict
-from .errors import HarnessError, UsageError
+from .errors import GuestCommandTimeout, HarnessError, UsageError
 from .guest import Guest
-from .repro import Reproducer, ReproRun, ReproSummary
+from .repro import NO_EXIT_CODE, Reproducer, ReproRun, ReproSummary
 from .runner import Runner
 
 
@@ -306,7 +306,7 @@ def _stop_reason(result: stress.StressResult, batch: StressBatch) -> str | None:
 
 
 REPRO_NAME = "repro"  # the scenario name of a run of the user's own reproducer
-REPRO_RUN_TIMEOUT = 120.0  # seconds one run of a reproducer may take
+REPRO_GRACE = 30.0  # seconds past the reproducer's timeout before the guest counts as hung
 
 
 @dataclass(frozen=True)
@@ -318,7 +318,6 @@ class ReproWorkload:
     iterations: int = 0  # runs; 0 = until the duration is spent
     duration_s: float = 30.0
     stop_on_first_detection: bool = False
-    run_timeout: float = REPRO_RUN_TIMEOUT
 
     @property
     def name(self) -> str:
@@ -333,13 +332,21 @@ class ReproWorkload:
         first_output, error = "", None
         while time.monotonic() < deadline and (not self.iterations
                                                or len(runs) < self.iterations):
+            begun = time.monotonic()
             try:
-                done = guest.runner.run(self.reproducer.command(), self.run_timeout)
-            except HarnessError as e:  # a hang or a lost guest: no verdict from this run
+                done = guest.runner.run(self.reproducer.command(),
+                                        self.reproducer.timeout + REPRO_GRACE)
+            except GuestCommandTimeout:  # not even the kill came back: the guest hangs
+                new, seen = console.since(seen)
+                runs.append(ReproRun(NO_EXIT_CODE, len(new), round(time.monotonic() - begun, 3),
+                                     timed_out=True))
+                break
+            except HarnessError as e:  # a lost guest: no verdict from this run
                 error = f"run {len(runs) + 1} of the reproducer: {e}"
                 break
             new, seen = console.since(seen)
-            runs.append(ReproRun(done.exit_code, len(new), round(done.seconds, 3)))
+            runs.append(ReproRun(done.exit_code, len(new), round(done.seconds, 3),
+                                 self.reproducer.timed_out(done.exit_code, done.seconds)))
             if runs[-1].reproduced and not first_output:
                 first_output = done.stdout[-2000:]
             if runs[-1].reproduced and self.stop_on_first_detection:

@@ -29,7 +29,7 @@ class KernelStepRunner:
 
     def __call__(self, request: StepRequest) -> StepOutcome:
         from ..run import RunSpec, run_one  # booting pulls in much; keep imports lazy
-        from ..workload import REPRO_NAME, REPRO_RUN_TIMEOUT
+        from ..workload import REPRO_GRACE, REPRO_NAME
 
         cfg = self.config
         recipe = recipes.with_kconfig(
@@ -54,8 +54,8 @@ class KernelStepRunner:
         reproducer = cfg.reproducer()
         iterations = request.trials * cfg.iterations_per_trial
         # A budget that the trials, not the clock, end: a stress trial takes at most
-        # BATCH_SECONDS, a reproducer's run at most REPRO_RUN_TIMEOUT.
-        per_trial = REPRO_RUN_TIMEOUT if reproducer else BATCH_SECONDS * 2
+        # BATCH_SECONDS, a reproducer's run at most its timeout (--repro-timeout).
+        per_trial = reproducer.timeout + REPRO_GRACE if reproducer else BATCH_SECONDS * 2
         # The kernel just built, passed down as it is: run_one resolves nothing.
         kernel = ResolvedKernel(str(built.image), arch, resolve.from_build(built))
         spec = RunSpec(kernel=kernel, scenario=REPRO_NAME if reproducer else cfg.scenario,

@@ -42,6 +42,7 @@ class BisectConfig:
     # command line for the guest's shell; one run of it is one trial.
     repro: str | None = None
     exec_command: str | None = None
+    repro_timeout: float | None = None  # seconds one run may take; None: the default
     append: list[str] = field(default_factory=list)  # extra kernel command line
     cpu: str | None = None  # QEMU CPU model; None: by arch and kernel version
     # Host CPUs QEMU may use; 0: all. Not `run`'s 1 for stress: on the 6.1 re-enactment
@@ -51,7 +52,7 @@ class BisectConfig:
     kconfig_add: list[str] = field(default_factory=list)  # CONFIG_X=y options
 
     def reproducer(self) -> Reproducer | None:
-        return Reproducer.from_options(self.exec_command, self.repro)
+        return Reproducer.from_options(self.exec_command, self.repro, self.repro_timeout)
 
     @property
     def iterations_per_trial(self) -> int:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import atomicio, kernel_log, schema, symbolize
+from .. import atomicio, kernel_log, schema, signals, symbolize
 from ..arches import parse_arch_list, qemu_argv
 from ..errors import EXIT_VERDICT, HarnessError, MissingToolError, UsageError
 from ..guest import guest_spec
@@ -101,17 +101,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.format == "ktap" and args.json == STDOUT:
         raise UsageError("--format ktap and --json on stdout both want stdout; give --json "
                          "a FILE")
-    results, run_dir = _run_guests(args)  # with --format ktap, main() sent prints to stderr
-    document = ktap.run_document(results, args.iterations)
-    ktap.write(run_dir / ktap.FILE_NAME, document)
-    if args.format == "ktap":
-        write_result_text(document)
-    write_json(args.json, results[0].to_json() if len(results) == 1
-               else schema.versioned({"runs": [r.to_json() for r in results]}))
+    specs = _run_specs(args)
+    run_dir = new_run_dir(args.artifacts)
+    results: list[RunResult] = []
+    try:
+        _run_guests(specs, run_dir, results)
+    finally:  # on SIGTERM or Ctrl-C too: the guests that finished, in the files asked for
+        with signals.deferred():
+            _write_run(args, len(specs), results, run_dir)
+    if args.scenario is None and args.exec_command is None and args.repro is None:
+        from ..kernel.build.source import missing_tarball
+
+        seed = recipes.load_recipe("v4.14.2")
+        missing = missing_tarball(seed.source, seed.sha256, seed.url)
+        then = f"{missing}; then run:" if missing else ""
+        print(f"\nThe seed bug (CVE-2017-18202) caught on Linux 4.14.2 through the OOM "
+              f"killer, and the fixes from its thread judged side by side: {then}\n"
+              f"  {SEED_BUG_COMMAND}", flush=True)
     return _exit_for(all(r.verdict == "clean" for r in results))
 
 
-def _run_guests(args: argparse.Namespace) -> tuple[list[RunResult], Path]:
+def _write_run(args: argparse.Namespace, requested: int, results: list[RunResult],
+               run_dir: Path) -> None:
+    """The run-level KTAP and --json: one result for one arch, {"runs": [...]} for
+    several (however many ran before an interrupt)."""
+    if not results:
+        return
+    document = ktap.run_document(results, args.iterations)
+    ktap.write(run_dir / ktap.FILE_NAME, document)
+    if args.format == "ktap":  # main() sent the prints to stderr
+        write_result_text(document)
+    write_json(args.json, results[0].to_json() if requested == 1
+               else schema.versioned({"runs": [r.to_json() for r in results]}))
+
+
+def _run_specs(args: argparse.Namespace) -> list[RunSpec]:
     arches = parse_arch_list(args.arch or ["x86_64"])
     reproducer = _reproducer(args)
     options = _options(args)
@@ -127,27 +151,28 @@ def _run_guests(args: argparse.Namespace) -> tuple[list[RunResult], Path]:
                              iterations=args.iterations, duration_s=args.duration,
                              seed=args.seed, writers=args.writers,
                              reproducer=reproducer).checked())
-    run_dir = new_run_dir(args.artifacts)
-    results = []
+    return specs
+
+
+def _run_guests(specs: list[RunSpec], run_dir: Path, results: list[RunResult]) -> None:
+    """Run each spec in turn, adding its result to `results` as it ends; an interrupted
+    run's result is read back from the result.json run_one wrote on its way out."""
     for spec in specs:
-        result = run_one(spec, run_dir / spec.arch.name)
+        workdir = run_dir / spec.arch.name
+        try:
+            result = run_one(spec, workdir)
+        except KeyboardInterrupt:
+            data = atomicio.read_json_object(workdir / "result.json")
+            if data is not None:
+                results.append(RunResult.from_json(data))
+            raise
         print(_summary(result), flush=True)
         results.append(result)
-    if args.scenario is None and reproducer is None:
-        from ..kernel.build.source import missing_tarball
-
-        seed = recipes.load_recipe("v4.14.2")
-        missing = missing_tarball(seed.source, seed.sha256, seed.url)
-        then = f"{missing}; then run:" if missing else ""
-        print(f"\nThe seed bug (CVE-2017-18202) caught on Linux 4.14.2 through the OOM "
-              f"killer, and the fixes from its thread judged side by side: {then}\n"
-              f"  {SEED_BUG_COMMAND}", flush=True)
-    return results, run_dir
 
 
 def _reproducer(args: argparse.Namespace) -> Reproducer | None:
     """--exec or --repro, which replace the scenario."""
-    reproducer = Reproducer.from_options(args.exec_command, args.repro)
+    reproducer = Reproducer.from_options(args.exec_command, args.repro, args.repro_timeout)
     if reproducer is not None and args.scenario is not None:
         raise UsageError(f"{reproducer.describe().split()[0]} runs your reproducer instead "
                          f"of a scenario: drop --scenario {args.scenario}")
@@ -281,6 +306,7 @@ def _bisect_config(args: argparse.Namespace) -> bisect.BisectConfig:
         repro=None if reproducer is None or reproducer.source is None
         else str(reproducer.source),
         exec_command=reproducer.exec_command if reproducer else None,
+        repro_timeout=args.repro_timeout if reproducer else None,
         append=list(args.append), cpu=args.cpu, host_cpus=args.host_cpus,
         kconfig=str(change.base) if change.base else None, kconfig_add=list(change.add))
 

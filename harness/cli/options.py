@@ -13,6 +13,7 @@ from ..arches import arch_help
 from ..errors import UsageError
 from ..inputs import positive_number
 from ..kernel.build.recipes import DEFAULT_CONFIG_RECIPE
+from ..repro import REPRO_RUN_TIMEOUT
 from ..stress import STRESS_CPUS, STRESS_HOST_CPUS, Scenario
 from ..workload import WORKLOADS
 from .output import add_json_option
@@ -100,6 +101,11 @@ def add_repro_options(p: argparse.ArgumentParser) -> None:
     what.add_argument("--exec", dest="exec_command", default=None, metavar="COMMAND",
                       help="your own reproducer instead of a scenario: a command line for "
                            "the guest's shell, judged as --repro")
+    p.add_argument("--repro-timeout", type=seconds("--repro-timeout"), default=None,
+                   metavar="SECONDS",
+                   help=f"--repro/--exec: seconds one run may take (default "
+                        f"{REPRO_RUN_TIMEOUT:g}); a run past it is killed and counts as "
+                        "reproduced (timed out: a hang)")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:

@@ -5,15 +5,23 @@ title; when `--fail-on` patterns are given, a report gates only if one of them m
 too. `--allow` wins over `--fail-on`: a known issue listed as allowed never fails the
 gate, however broad the `--fail-on`. Patterns are Python regexes searched anywhere in
 the title (as grep does; anchor them with `^` and `$` to match a whole title).
+
+The titles come from the guest, so a crafted log can make a backtracking pattern such as
+`(q+)+$` take minutes on one title. Patterns run on the `regex` module (the syntax of
+`re`) with a time bound: a search past SEARCH_TIMEOUT fails closed (an --allow that
+timed out does not allow, a --fail-on that timed out gates), the judgement says so,
+and the pattern is not tried again on that log, so a log costs at most that bound once
+per pattern.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import regex as re
 
 from harness.errors import UsageError
 from harness.inputs import read_regular
@@ -22,6 +30,7 @@ from .model import LogAnalysis, Report
 
 # An --allow-file is a list of known issues, not a log: more than this is a mistake.
 MAX_ALLOW_FILE_BYTES = 1 << 20
+SEARCH_TIMEOUT = 0.5  # seconds one pattern may take on one title
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,17 @@ class Pattern:
     def to_dict(self) -> dict[str, str]:
         return {"pattern": self.text, "from": self.origin}
 
+    def search(self, title: str, slow: set[str]) -> bool | None:
+        """Whether the pattern matches the title; None when it took longer than
+        SEARCH_TIMEOUT, now or on an earlier title of this log (kept in `slow`)."""
+        if self.describe() in slow:
+            return None
+        try:
+            return self.regex.search(title, timeout=SEARCH_TIMEOUT) is not None
+        except TimeoutError:
+            slow.add(self.describe())
+            return None
+
 
 def compile_pattern(text: str, origin: str) -> Pattern:
     """The pattern, or UsageError naming the option and the pattern in one line."""
@@ -46,9 +66,9 @@ def compile_pattern(text: str, origin: str) -> Pattern:
                          "(use '.' if that is meant)")
     try:
         regex = re.compile(text)
-    except re.error as exc:
-        raise UsageError(f"{origin} {text!r}: bad regex: {exc.msg} at position {exc.pos}") \
-            from None
+    except re.error as exc:  # the stubs lack msg and pos
+        msg, pos = getattr(exc, "msg", str(exc)), getattr(exc, "pos", None)
+        raise UsageError(f"{origin} {text!r}: bad regex: {msg} at position {pos}") from None
     except (OverflowError, RecursionError, ValueError) as exc:
         raise UsageError(f"{origin} {text!r}: bad regex: {exc}") from None
     return Pattern(text, origin, regex)
@@ -79,18 +99,25 @@ class Judgement:
     gating: bool
     reason: str  # "unexpected", "allowed" or "not matched by --fail-on"
     allowed_by: Pattern | None = None
+    timed_out: tuple[Pattern, ...] = ()  # patterns past SEARCH_TIMEOUT: they failed closed
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "gating": self.gating,
             "gate_reason": self.reason,
             "allowed_by": self.allowed_by.to_dict() if self.allowed_by else None,
+            "timed_out": [p.to_dict() for p in self.timed_out],
         }
 
     def note(self) -> str:
         """The mark the summary puts after the report's title ("" when it gates)."""
         if self.allowed_by is not None:
             return f" [allowed by {self.allowed_by.describe()}]"
+        if self.timed_out:
+            names = ", ".join(p.describe() for p in self.timed_out)
+            return (f" [gating: {names} took over {SEARCH_TIMEOUT:g} s on a title of this "
+                    "log, so it counts as no --allow match and as a --fail-on match; "
+                    "simplify the pattern]")
         return "" if self.gating else f" [not gating: {self.reason}]"
 
 
@@ -105,16 +132,27 @@ class Gate:
     def active(self) -> bool:
         return bool(self.allow or self.fail_on)
 
-    def judge(self, report: Report) -> Judgement:
+    def judge(self, report: Report, slow: set[str] | None = None) -> Judgement:
+        """Allowed, not matched by --fail-on or gating; `slow` holds the patterns that
+        timed out on this log (they fail closed: the report gates)."""
+        slow = set() if slow is None else slow
+        timed_out = []
         for pattern in self.allow:
-            if pattern.regex.search(report.title):
+            found = pattern.search(report.title, slow)
+            if found:
                 return Judgement(False, "allowed", pattern)
-        if self.fail_on and not any(p.regex.search(report.title) for p in self.fail_on):
+            if found is None:
+                timed_out.append(pattern)
+        matched = [pattern.search(report.title, slow) for pattern in self.fail_on]
+        timed_out += [p for p, found in zip(self.fail_on, matched, strict=True) if found is None]
+        if self.fail_on and not any(found is not False for found in matched):
             return Judgement(False, "not matched by --fail-on")
-        return Judgement(True, "unexpected")
+        return Judgement(True, "unexpected", timed_out=tuple(timed_out))
 
     def apply(self, analysis: LogAnalysis) -> GatedAnalysis:
-        return GatedAnalysis(analysis, self, tuple(self.judge(r) for r in analysis.reports))
+        slow: set[str] = set()
+        return GatedAnalysis(analysis, self,
+                             tuple(self.judge(r, slow) for r in analysis.reports))
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ summary or JSON printed."""
 
 from __future__ import annotations
 
+import codecs
+import itertools
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +25,13 @@ from .symbols import location_of, stack_lines
 STDIN = "-"
 """The log name that reads stdin (a pipe: `dmesg | oomrace parse-log -`)."""
 
+# The encodings a log saved on Windows or by PowerShell comes in: the byte-order mark,
+# and which bytes of each ASCII character are NUL (UTF-32 first: its LE mark starts with
+# UTF-16 LE's).
+_WIDE = (("utf-32-le", codecs.BOM_UTF32_LE, (1, 2, 3)),
+         ("utf-32-be", codecs.BOM_UTF32_BE, (0, 1, 2)),
+         ("utf-16-le", codecs.BOM_UTF16_LE, (1,)), ("utf-16-be", codecs.BOM_UTF16_BE, (0,)))
+_SNIFF_BYTES = 4096
 
 
 def parse_file(path: str | Path) -> LogAnalysis:
@@ -43,7 +52,7 @@ def log_name(path: str | Path) -> str:
 
 def _parse_stream(f: IO[bytes], name: str) -> LogAnalysis:
     try:
-        return scan(_blocks(f))
+        return scan(_blocks(_utf8_chunks(f)))
     except OSError as exc:
         raise UsageError(f"console log {name}: cannot read it ({exc.strerror or exc})") from None
 
@@ -60,11 +69,54 @@ def _open_regular(p: Path) -> IO[bytes]:
                                           "... | oomrace parse-log -")
 
 
-def _blocks(f: IO[bytes]) -> Iterator[list[str]]:
-    """The file's lines without their newlines, a block per read (`lines.LineSplitter`)."""
+def text_encoding(start: bytes) -> tuple[str, int]:
+    """The encoding of a log that begins with `start`, and the length of its byte-order
+    mark to skip. A console log is mostly ASCII, so UTF-16 or UTF-32 shows as NULs in
+    the same bytes of nearly every character (and in almost none of the others), with or
+    without a mark; a console's stray NULs come in runs instead, and bytes that only look
+    like a mark (FF FE in a log of random bytes) are not enough."""
+    if start.startswith(codecs.BOM_UTF8):
+        return "utf-8", len(codecs.BOM_UTF8)
+    for encoding, bom, nuls in _WIDE:
+        skip = len(bom) if start.startswith(bom) else 0
+        if _ascii_in(start[skip:skip + _SNIFF_BYTES], 4 if len(bom) == 4 else 2, nuls):
+            return encoding, skip
+    return "utf-8", 0
+
+
+def _ascii_in(sample: bytes, width: int, nuls: tuple[int, ...]) -> bool:
+    units = len(sample) // width
+    if units < 8:
+        return False
+    for offset in range(width):
+        share = sample[offset:units * width:width].count(0) / units
+        if (share < 0.9) if offset in nuls else (share > 0.1):
+            return False
+    return True
+
+
+def _utf8_chunks(f: IO[bytes]) -> Iterator[bytes]:
+    """The file's bytes as UTF-8, a block at a time: a log in UTF-16 or UTF-32 (found by
+    text_encoding) is decoded as it is read (bad sequences become U+FFFD)."""
+    first = f.read(BLOCK_BYTES)
+    encoding, skip = text_encoding(first)
+    chunks = itertools.chain([first[skip:]], iter(lambda: f.read(BLOCK_BYTES), b""))
+    if encoding == "utf-8":
+        yield from chunks
+        return
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    for chunk in chunks:
+        yield decoder.decode(chunk).encode("utf-8", errors="replace")
+    yield decoder.decode(b"", final=True).encode("utf-8", errors="replace")
+
+
+def _blocks(chunks: Iterable[bytes]) -> Iterator[list[str]]:
+    """The lines without their newlines, a block per read (`lines.LineSplitter`: long
+    lines cut), NUL bytes dropped: a serial console's noise, which would otherwise stick
+    to the start of the next line and hide its message from the scanner."""
     splitter = LineSplitter()
-    while chunk := f.read(BLOCK_BYTES):
-        if lines := splitter.feed(chunk):
+    for chunk in chunks:
+        if lines := splitter.feed(chunk.replace(b"\x00", b"")):
             yield lines
     yield splitter.rest()
 

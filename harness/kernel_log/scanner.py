@@ -245,5 +245,6 @@ def scan(blocks: Iterable[list[str]], arch: str | None = None) -> LogAnalysis:
 
 
 def parse(text: str, arch: str | None = None) -> LogAnalysis:
-    """Find every crash report and notable event in a console log."""
-    return scan([text.split("\n")], arch)
+    """Find every crash report and notable event in a console log (NUL bytes, a serial
+    line's noise, are dropped as parse-log drops them)."""
+    return scan([text.replace("\x00", "").split("\n")], arch)

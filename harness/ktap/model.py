@@ -84,11 +84,16 @@ class KtapDocument:
     diagnostics: tuple[str, ...] = ()  # top-level '#' lines after the last result line
     bailed_out: str | None = None  # the reason of a TAP "Bail out!"
     errors: tuple[str, ...] = ()   # what did not follow the format (numbers, versions)
+    truncated: bool = False        # the parse stopped at one of its limits (see errors)
 
     @property
     def complete(self) -> bool:
-        """Every test, at every level, has its result line and no plan is short."""
-        return not any(t.result.unfinished for _, t in self.walk())
+        """Every test, at every level, has its result line and no plan is short (a plan
+        past the parser's limit on tests lists fewer MISSING tests than it lacks)."""
+        if self.truncated or len(self.tests) < (self.plan or 0):
+            return False
+        return not any(t.result.unfinished or len(t.subtests) < (t.plan or 0)
+                       for _, t in self.walk())
 
     def walk(self) -> Iterator[tuple[tuple[str, ...], KtapTest]]:
         """Every test, depth first, with the names from the top level down to it."""
@@ -112,7 +117,8 @@ class KtapDocument:
         return schema.versioned({
             "version": self.version, "plan": self.plan, "complete": self.complete,
             "counts": self.counts(), "bailed_out": self.bailed_out,
-            "errors": list(self.errors), "diagnostics": list(self.diagnostics),
+            "errors": list(self.errors), "truncated": self.truncated,
+            "diagnostics": list(self.diagnostics),
             "tests": [t.to_json() for t in self.tests]})
 
     @classmethod
@@ -121,4 +127,5 @@ class KtapDocument:
         return cls(version=data.get("version"), plan=data.get("plan"),
                    tests=tuple(KtapTest.from_json(t) for t in data.get("tests", ())),
                    diagnostics=tuple(data.get("diagnostics", ())),
-                   bailed_out=data.get("bailed_out"), errors=tuple(data.get("errors", ())))
+                   bailed_out=data.get("bailed_out"), errors=tuple(data.get("errors", ())),
+                   truncated=bool(data.get("truncated", False)))

@@ -6,35 +6,27 @@ them: version lines, plans, result lines with SKIP/TODO/XFAIL/TIMEOUT/ERROR dire
 nested by indentation (KTAP: a version line two spaces in; TAP 14 and KUnit: a
 '# Subtest: NAME' line, four spaces in). Output that stops mid-run (a crash, a timeout,
 TAP's 'Bail out!') loses no test: a test whose output began but whose result line never
-came is CRASHED, and the rest of every plan is MISSING."""
+came is CRASHED, and the rest of every plan is MISSING.
+
+Bounded: the text is the guest's, so it is read in time and memory linear in its size
+and capped (lines.Limits), without recursion. Past a limit the parse stops as if the
+output had (`truncated`), and `errors` says which limit; a plan larger than what may be
+listed keeps its number (`plan`) but lists its MISSING tests only up to the cap on
+tests, so `counts()["missing"]` is then a lower bound: `complete` stays False."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
 
+from .lines import LIMITS, Limits, Line, number, read, result_text
 from .model import KtapDocument, KtapTest, Result
 
-_TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")  # printk's time prefix in a console log
-_VERSION = re.compile(r"(K?TAP) version (\d+)\s*$")
-_PLAN = re.compile(r"1\.\.(\d+)\s*(?:#\s*(.*))?$")
-_RESULT = re.compile(r"(ok|not ok)(?=\s|$)\s*(\d+)?\s*(?:- )?([^#]*?)\s*(?:#\s*(.*))?$")
-_HEADER = re.compile(r"# Subtest:\s*(.*?)\s*$")
-_BAIL = re.compile(r"Bail out!\s*(.*)$")
 # A directive is the first word after '#', in any case, as TAP parsers read it ("skipped"
 # is a SKIP); any other text there is the line's diagnostic data.
 _DIRECTIVE = re.compile(r"(SKIP|TODO|XFAIL|TIMEOUT|ERROR)\w*[:\s]*(.*)$", re.IGNORECASE)
 _ACCEPTED = {"KTAP": (1,), "TAP": (13, 14)}
 _STRUCTURAL = ("version", "plan", "result", "header")
-
-
-@dataclass(frozen=True)
-class _Line:
-    number: int   # 1-based, in the text given
-    indent: int   # spaces in from the document's own indentation
-    kind: str     # version, plan, result, header, bail, diag, other
-    text: str     # without indentation; for diag: after '# '
-    match: re.Match[str] | None = None
 
 
 @dataclass
@@ -62,184 +54,185 @@ class _Block:
         return self.bounded and self.plan is not None and len(self.tests) >= self.plan
 
 
-def parse(text: str) -> KtapDocument:
+def parse(text: str, limits: Limits = LIMITS) -> KtapDocument:
     """The KTAP/TAP document in `text` (lines before its first version line, or before its
     first plan or result line when it has none, are ignored). Never raises on bad input:
-    what did not follow the format is listed in `errors`."""
-    return _Parser(_lines(text)).document()
-
-
-def _lines(text: str) -> list[_Line]:
-    raw = [_TIMESTAMP.sub("", line.rstrip().expandtabs(8)) for line in text.splitlines()]
-    start, prefix = _start(raw)
-    if start is None:
-        return []
-    first = raw[start][len(prefix):]
-    base = len(first) - len(first.lstrip(" "))  # the version line's indentation is level 0
-    # A line without the document's prefix is not part of it (None: an unknown line).
-    own: list[str | None] = [line[len(prefix):] if line.startswith(prefix) else None
-                             for line in raw[start:]]
-    lines = []
-    for number, line in enumerate(_kselftest_nesting(own), start + 1):
-        if line is None:
-            lines.append(_Line(number, 0, "other", raw[number - 1].strip()))
-            continue
-        body = line.lstrip(" ")
-        lines.append(_classify(number, max(0, len(line) - len(body) - base), body))
-    return lines
-
-
-_PREFIXED_VERSION = re.compile(r"( *)# (K?TAP version \d+)\s*$")
-
-
-def _kselftest_nesting(lines: list[str | None]) -> list[str | None]:
-    """kselftest's runner nests a test program's own TAP under its result by prefixing
-    each of its lines with '# ' (tools/testing/selftests/kselftest/runner.sh). From such a
-    '# TAP version' line on, the run of '#' lines at its indentation is read as a subtest
-    two spaces in; nested again ('# # TAP version'), it goes two more."""
-    out = list(lines)
-    for i in range(1, len(out)):  # the document's own version line is never nested
-        found = _PREFIXED_VERSION.match(out[i] or "")
-        if found is None:
-            continue
-        pad = found.group(1)
-        j = i
-        while j < len(out) and ((out[j] or "").startswith(pad + "# ") or out[j] == pad + "#"):
-            out[j] = pad + "  " + (out[j] or "")[len(pad) + 2:]
-            j += 1
-    return out
-
-
-def _start(raw: list[str]) -> tuple[int | None, str]:
-    """The first line of the document and the text every line of it starts with (a
-    kselftest runner's '# ', a logging prefix), found from its version line."""
-    for i, line in enumerate(raw):
-        found = _VERSION.search(line)
-        if found:
-            before = line[:found.start()]
-            return i, before.rstrip(" ") + " " if before.strip() else ""
-    for i, line in enumerate(raw):
-        if _PLAN.match(line.lstrip()) or _RESULT.match(line.lstrip()):
-            return i, ""
-    return None, ""
-
-
-def _classify(number: int, indent: int, body: str) -> _Line:
-    for kind, pattern in (("version", _VERSION), ("plan", _PLAN), ("result", _RESULT),
-                          ("header", _HEADER), ("bail", _BAIL)):
-        match = pattern.match(body)
-        if match:
-            return _Line(number, indent, kind, body, match)
-    if body.startswith("#"):
-        return _Line(number, indent, "diag", body[1:].removeprefix(" "))
-    return _Line(number, indent, "other", body)
+    what did not follow the format, or went past a limit, is listed in `errors`."""
+    return _Parser(limits).document(text)
 
 
 class _Parser:
-    def __init__(self, lines: list[_Line]) -> None:
-        self.lines = lines
-        self.i = 0
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
         self.errors: list[str] = []
         self.bailed: str | None = None
-        # KTAP requires a result line's number; TAP does not. In KTAP, "ok" without one is
-        # some other message (a console line), never a result.
-        self.ktap = bool(lines) and lines[0].text.startswith("KTAP")
+        self.truncated = False
+        self.tests_left = limits.tests
+        self.chars_left = limits.kept_chars
+        self.ktap = False
+        self.stack: list[_Block] = []
 
-    def document(self) -> KtapDocument:
-        if not self.lines:
+    def error(self, message: str) -> None:
+        if len(self.errors) < self.limits.errors:
+            self.errors.append(message)
+        elif len(self.errors) == self.limits.errors:
+            self.errors.append(f"more than {self.limits.errors} errors; the rest are not "
+                               "listed")
+
+    def stop(self, message: str) -> None:
+        """Read no further: the output is taken as ending here."""
+        self.error(message)
+        self.truncated = True
+
+    def kept(self, text: str) -> str:
+        """`text`, or as much of it as the limit on kept text leaves."""
+        if len(text) > self.chars_left and self.chars_left >= 0:
+            self.error(f"more than {self.limits.kept_chars} characters of names, "
+                       "diagnostics and output; the rest are not kept")
+            self.chars_left = -1  # said once
+        if self.chars_left <= 0:
+            return ""
+        self.chars_left -= len(text)
+        return text
+
+    def document(self, text: str) -> KtapDocument:
+        top: _Block | None = None
+        for line in read(text, self.stop, self.limits):
+            if top is None:
+                self.ktap = line.text.startswith("KTAP")  # KTAP results need a number
+                top = _Block(indent=line.indent)
+                self.stack = [top]
+            if not self.line(line):
+                break
+        if top is None:
             return KtapDocument(version=None, plan=None, tests=(),
                                 errors=("no KTAP or TAP output (no version, plan or result "
                                         "line)",))
-        top = self.block(_Block(indent=self.lines[0].indent))
+        while self.stack:
+            self.end_block()
         return KtapDocument(version=top.version, plan=top.plan, tests=tuple(top.tests),
                             diagnostics=tuple(top.diagnostics), bailed_out=self.bailed,
-                            errors=tuple(self.errors))
+                            errors=tuple(self.errors), truncated=self.truncated)
 
-    def block(self, block: _Block) -> _Block:
-        """Read `block`'s lines until a line of an outer level, the end of the text or a
-        bail-out; then close it: unfinished subtests CRASHED, the rest of the plan MISSING."""
-        while self.i < len(self.lines) and self.bailed is None and not block.full:
-            line = self.lines[self.i]
+    def line(self, line: Line) -> bool:
+        """Read one line into the level it belongs to; False once nothing more is read
+        (the document's end, a bail-out, a limit)."""
+        if self.tests_left <= 0:
+            self.stop(f"line {line.number}: more than {self.limits.tests} tests; the rest "
+                      "of the output is not read")
+            return False
+        while True:
+            block = self.stack[-1]
             structural = line.kind in _STRUCTURAL
-            if structural and line.indent < block.indent:
-                break
+            if block.full or (structural and line.indent < block.indent):
+                if len(self.stack) == 1:  # the top level's end: the document's
+                    return False
+                self.end_block()
+                continue
             if structural and (line.indent > block.indent or (
                     line.kind == "version" and block.started)):
-                self.nested(block, line)
-                continue
-            self.i += 1
+                if len(self.stack) <= self.limits.depth:
+                    self.nest(block, line)
+                    continue
+                self.error(f"line {line.number}: nested more than {self.limits.depth} "
+                           "levels deep; read as output")
+                line = Line(line.number, line.indent, "other", line.text)
             self.take(block, line)
-        self.close(block)
-        return block
+            return self.bailed is None and not self.truncated
 
-    def nested(self, block: _Block, line: _Line) -> None:
+    def nest(self, block: _Block, line: Line) -> None:
         if block.pending is not None:  # subtests twice with no result line between
             self.crashed(block, block.pending)
         same = line.indent == block.indent
         if same:
-            self.errors.append(f"line {line.number}: a version line inside a test at the "
-                               "same indentation; read as the start of its subtests")
-        sub = self.block(_Block(indent=line.indent, bounded=same, name=block.header,
-                                lead=(block.diagnostics, block.output)))
+            self.error(f"line {line.number}: a version line inside a test at the same "
+                       "indentation; read as the start of its subtests")
+        self.stack.append(_Block(indent=line.indent, bounded=same, name=block.header,
+                                 lead=(block.diagnostics, block.output)))
         block.header, block.diagnostics, block.output = "", [], []
-        block.pending = sub
 
-    def take(self, block: _Block, line: _Line) -> None:
+    def end_block(self) -> None:
+        """Close the innermost level: its unfinished subtests CRASHED, the rest of its
+        plan MISSING; its tests wait for their parent's result line."""
+        block = self.stack.pop()
+        if block.pending is not None:
+            self.crashed(block, block.pending)
+        self.missing(block)
+        if self.stack:
+            self.stack[-1].pending = block
+
+    def take(self, block: _Block, line: Line) -> None:
         """One line of `block`'s own level."""
         assert line.match is not None or line.kind in ("diag", "other")
         if line.kind == "version":
             block.version = line.text
             self.check_version(line)
         elif line.kind == "plan":
-            assert line.match is not None
-            if block.plan is not None:
-                self.errors.append(f"line {line.number}: a second plan")
-            block.plan = int(line.match.group(1))
+            self.plan(block, line)
         elif line.kind == "header":
             assert line.match is not None
             nested = block.indent > 0 or block.bounded  # the top level has no name
+            name = self.kept(line.match.group(1))
             if nested and block.plan is None and not block.tests and not block.name:
-                block.name = line.match.group(1)  # KUnit: version, header, plan
+                block.name = name  # KUnit: version, header, plan
             else:
-                block.header = line.match.group(1)  # TAP 14: the header, then the subtests
+                block.header = name  # TAP 14: the header, then the subtests
         elif line.kind == "bail":
             assert line.match is not None
-            self.bailed = line.match.group(1) or "Bail out!"
+            self.bailed = self.kept(line.match.group(1)) or "Bail out!"
         elif line.kind == "result" and self.ktap and line.match and not line.match.group(2):
-            block.output.append(line.text)
+            block.output.append(self.kept(line.text))
         elif line.kind == "result":
-            block.tests.append(self.result(block, line))
+            self.result(block, line)
         elif line.kind == "diag":
-            block.diagnostics.append(line.text)
+            block.diagnostics.append(self.kept(line.text))
         else:
-            block.output.append(line.text)
+            block.output.append(self.kept(line.text))
 
-    def result(self, block: _Block, line: _Line) -> KtapTest:
+    def plan(self, block: _Block, line: Line) -> None:
         assert line.match is not None
-        word, number, name, comment = line.match.groups()
+        if block.plan is not None:
+            self.error(f"line {line.number}: a second plan")
+        planned = number(line.match.group(1), self.limits)
+        if planned is None:
+            self.error(f"line {line.number}: a plan of {len(line.match.group(1))} digits; "
+                       "ignored")
+            return
+        block.plan = planned
+
+    def result(self, block: _Block, line: Line) -> None:
+        assert line.match is not None
+        word, digits = line.match.groups()
+        name, comment = result_text(line)
         expected = len(block.tests) + 1
-        if number is None:
-            number = expected  # TAP allows a result line without its number
-        elif int(number) != expected:
-            self.errors.append(f"line {line.number}: test number {number}, expected {expected}")
+        given = expected if digits is None else number(digits, self.limits)
+        if given is None:
+            self.error(f"line {line.number}: a test number of {len(digits)} digits; "
+                       f"read as {expected}")
+            given = expected
+        elif given != expected:
+            self.error(f"line {line.number}: test number {digits}, expected {expected}")
         ok = word == "ok"
         result, directive, reason = _outcome(ok, comment or "")
         sub, block.pending = block.pending, None
         header = sub.name if sub is not None else block.header
         block.header = ""
         test = KtapTest(
-            number=int(number), name=name or header, result=result, ok=ok, directive=directive,
-            reason=reason, diagnostics=tuple(block.diagnostics), output=tuple(block.output),
+            number=given, name=self.kept(name) or header, result=result, ok=ok,
+            directive=directive, reason=self.kept(reason),
+            diagnostics=tuple(block.diagnostics), output=tuple(block.output),
             subtests=tuple(sub.tests) if sub else (), plan=sub.plan if sub else None,
             line=line.number)
         if sub is not None:
             test = replace(test, diagnostics=(*sub.lead[0], *sub.diagnostics, *test.diagnostics),
                            output=(*sub.lead[1], *sub.output, *test.output))
         block.diagnostics, block.output = [], []
-        return test
+        self.tests_left -= 1
+        block.tests.append(test)
 
     def crashed(self, block: _Block, sub: _Block) -> None:
         """Subtests whose parent's result line never came: the parent CRASHED."""
+        self.tests_left -= 1  # past the limit by at most one per level, at the end
         block.tests.append(KtapTest(
             number=len(block.tests) + 1, name=sub.name, result=Result.CRASHED,
             diagnostics=(*sub.lead[0], *sub.diagnostics, *block.diagnostics),
@@ -248,19 +241,26 @@ class _Parser:
         block.diagnostics, block.output = [], []
         block.pending = None
 
-    def close(self, block: _Block) -> None:
-        if block.pending is not None:
-            self.crashed(block, block.pending)
-        missing = (block.plan or 0) - len(block.tests)
-        for number in range(len(block.tests) + 1, len(block.tests) + 1 + max(0, missing)):
-            block.tests.append(KtapTest(number=number, name="", result=Result.MISSING))
+    def missing(self, block: _Block) -> None:
+        """The rest of the block's plan, MISSING, as far as the limit on tests allows."""
+        missing = max(0, (block.plan or 0) - len(block.tests))
+        listed = min(missing, max(0, self.tests_left))
+        if listed < missing:
+            self.error(f"a plan of {block.plan} tests: {missing - listed} of its missing "
+                       f"tests are not listed (at most {self.limits.tests} tests are)")
+        first = len(block.tests) + 1
+        block.tests += [KtapTest(number=n, name="", result=Result.MISSING)
+                        for n in range(first, first + listed)]
+        self.tests_left -= listed
 
-    def check_version(self, line: _Line) -> None:
+    def check_version(self, line: Line) -> None:
         assert line.match is not None
-        kind, number = line.match.group(1), int(line.match.group(2))
-        if number not in _ACCEPTED[kind]:
-            self.errors.append(f"line {line.number}: {kind} version {number} (this parser "
-                               f"reads KTAP 1 and TAP 13, 14)")
+        kind, digits = line.match.group(1), line.match.group(2)
+        given = number(digits, self.limits)
+        if given not in _ACCEPTED[kind]:
+            shown = digits if given is not None else f"of {len(digits)} digits"
+            self.error(f"line {line.number}: {kind} version {shown} (this parser reads "
+                       f"KTAP 1 and TAP 13, 14)")
 
 
 def _outcome(ok: bool, comment: str) -> tuple[Result, str | None, str]:

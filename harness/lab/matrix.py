@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import math
 import re
 import shlex
 import tomllib
@@ -32,6 +33,9 @@ from ..selftests.suite import CELL_BUDGET_S, LAB_SCENARIO
 from .labels import image_labels, kernel_label
 
 EXPECTED = ("clean", "corrupted")
+# Cells in one matrix at most: a night of that many runs takes weeks already; past it the
+# expansion itself (`repeats = 1000000000`) would take minutes and gigabytes.
+MAX_CELLS = 10_000
 TOP_KEYS = ("name", "description", "defaults", "cell")
 MAX_MATRIX_BYTES = 4 << 20  # a matrix is a page of TOML; more is a wrong file
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
@@ -400,7 +404,7 @@ def _expand_all(entries: list[Any], defaults: Mapping[str, Any], lines: _Lines, 
                            for k in _axis_values(e, recipes).get("kernel", [])])
     for entry_ in checked:
         where = entry_.where
-        for cell in _expand(entry_, recipes, labels):
+        for cell in _expand(entry_, recipes, labels, room=MAX_CELLS - len(cells)):
             if cell.id in seen:
                 raise where.error(None, f"cell {cell.id} is already in the matrix "
                                         f"(line {seen[cell.id]}); each cell may appear once")
@@ -505,11 +509,20 @@ def _axis_values(entry: _Entry, recipes: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def _expand(entry: _Entry, recipes: Sequence[str],
-            labels: Mapping[str, str] | None = None) -> list[Cell]:
+            labels: Mapping[str, str] | None = None, room: int = MAX_CELLS) -> list[Cell]:
     """The product of the entry's axes, each combination `repeats` times (`labels`: the
-    kernel labels of image_labels)."""
+    kernel labels of image_labels); MatrixError when that is more than `room` cells (what
+    MAX_CELLS leaves after the entries before)."""
     axes = _axis_values(entry, recipes)
     settings = _settings(entry)
+    combinations = math.prod(len(values) for values in axes.values())
+    if combinations * settings.repeats > room:
+        found = entry.get("repeats")
+        raise (found[1] if found else entry.where).error(
+            "repeats" if found else None,
+            f"{_describe('cell', entry.where.index)} makes {combinations * settings.repeats} "
+            f"cells ({combinations} combinations of its axes x repeats {settings.repeats}); "
+            f"a matrix holds at most {MAX_CELLS}: lower repeats or split the matrix")
     expected_value, expected_where = entry.get("expected") or ("clean", entry.where)
     cells = []
     for combination in itertools.product(*axes.values()):
