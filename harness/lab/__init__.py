@@ -43,7 +43,6 @@ from .matrix import (
     cell_id,
     load_matrix,
     parse_matrix,
-    repro_command,
 )
 from .night import (
     RATE_SHIFT_ALPHA,
@@ -69,6 +68,7 @@ from .record import (
     outcome,
     read_records,
 )
+from .repro_cmd import repro_command
 
 __all__ = [
     "CELL_KEYS", "RATE_SHIFT_ALPHA", "Axis", "Cell", "CellRecord", "Change", "Comparison",

@@ -22,8 +22,9 @@ from ..errors import HarnessError
 from ..kernel import resolve
 from ..kernel.image import KernelImage, ResolvedKernel, option
 from ..proc import run
-from .matrix import Cell, repro_command
+from .matrix import Cell
 from .record import write_json
+from .repro_cmd import repro_command
 
 if TYPE_CHECKING:
     from ..run import RunSpec

@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import math
 import re
-import shlex
 import tomllib
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -306,36 +305,6 @@ def cell_id(axis_values: Mapping[str, Any], repeat: int,
     given = labels or {}
     parts = [given.get(a.key) or a.label(axis_values[a.key]) for a in AXES]
     return "-".join([*parts, f"r{repeat}"])
-
-
-# The `oomrace run` options of a cell's settings, for its repro command: (field, flag,
-# format); the second group only for stress scenarios. An axis's own flag comes first.
-_REPRO_SETTINGS: tuple[tuple[str, str, str], ...] = (
-    ("cpus", "--cpus", ""), ("memory_mb", "--memory", ""), ("accel", "--accel", ""),
-    ("boot_timeout", "--boot-timeout", "g"), ("cpu", "--cpu", ""))
-_REPRO_STRESS: tuple[tuple[str, str, str], ...] = (
-    ("iterations", "--iterations", ""), ("duration_s", "--duration", "g"),
-    ("seed", "--seed", ""), ("writers", "--writers", ""))
-
-
-def repro_command(cell: Cell) -> str:
-    """The `oomrace run` command line that runs this cell again (a kselftest cell: the
-    pytest that runs the same suite, one result per selftest)."""
-    if cell.scenario == LAB_SCENARIO:
-        return (f"pytest tests/guest/test_kselftest_vm.py -m '' --oomrace-arch {cell.arch} "
-                f"--oomrace-kernel {cell.kernel}")
-    argv = ["oomrace", "run"]
-    for axis in AXES:
-        argv += [axis.flag, str(getattr(cell, axis.field))]
-    on_axes = {a.field for a in AXES}
-    settings = _REPRO_SETTINGS + (_REPRO_STRESS if cell.stress else ())
-    for name, flag, spec in settings:
-        value = getattr(cell, name)
-        if name not in on_axes and value is not None:
-            argv += [flag, format(value, spec)]
-    for argument in cell.append:
-        argv += ["--append", shlex.quote(argument)]
-    return " ".join(argv)
 
 
 def report_heading() -> str:

@@ -17,6 +17,7 @@ from harness import cli, kernel_log, lab
 from harness.errors import UsageError
 from harness.kernel_log import gate
 from harness.kernel_log.logfile import text_encoding
+from harness.kernel_log.stream import ConsoleFile
 
 REPO = Path(__file__).resolve().parents[2]
 WARNING = """\
@@ -86,6 +87,7 @@ def test_the_pytest_plugin_bounds_its_patterns_too(tmp_path: Path) -> None:
     item = SimpleNamespace(iter_markers=lambda name: [marker])
     guest = SimpleNamespace(arch=SimpleNamespace(name="x86_64"),
                             artifacts=SimpleNamespace(console_log=console),
+                            console_reader=ConsoleFile(console),
                             kernel=SimpleNamespace(vmlinux=None))
     started = time.monotonic()
     titles = pytest_plugin.unexpected_reports(item, [guest])  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from harness import cli, run, signals
 from harness.cli import commands
 from harness.guest import GuestArtifacts
 from harness.kernel.image import ResolvedKernel
+from harness.kernel_log.stream import ConsoleFile
 from harness.machine import MachineOptions
 from harness.runner import CommandResult
 
@@ -59,6 +60,7 @@ class StandInGuest:
         self.arch, self.accel, self.boot_seconds = arch, "tcg", 1.0
         self.options = replace(options, ssh=False)  # the smoke workload then needs serial only
         self.artifacts = GuestArtifacts(workdir, workdir / "console.log", workdir / "dmesg.txt")
+        self.console_reader = ConsoleFile(self.artifacts.console_log)
         self.serial: Serial | None = Serial(arch.name)
         self.ssh = None
 

@@ -16,6 +16,7 @@ import pytest
 from harness import cli
 from harness.bisect.state import BisectConfig
 from harness.errors import GuestCommandTimeout, UsageError
+from harness.kernel_log.stream import ConsoleFile
 from harness.repro import KILLED, REPRO_RUN_TIMEOUT, Reproducer, ReproSummary
 from harness.runner import CommandResult, command_text
 from harness.workload import REPRO_GRACE, ReproWorkload, WorkloadResult, get_workload
@@ -46,6 +47,7 @@ class Guest:
         console.write_text("[    0.000000] Booting Linux\n")
         self.runner = TimingRunner(script)
         self.artifacts = type("Artifacts", (), {"console_log": console})()
+        self.console_reader = ConsoleFile(console)
 
 
 def run(tmp_path: Path, script: Sequence[tuple[str, float] | str], timeout: float,
