@@ -648,6 +648,17 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 	signal(sig, SIG_DFL); /* returning re-runs the access and dies normally */
 }
 
+/* SIGSEGV and SIGBUS to on_fault, for the threads that expect faults in their region. */
+static void install_fault_handler(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
 static void mutate_writer_loop(struct writer *w)
 {
 	while (!LOAD(sh->stop)) {
@@ -1259,12 +1270,7 @@ static void mutate_once(uint64_t *region, uint64_t *rng)
 static void mutator_main(void)
 {
 	static struct writer ws[MAX_WRITERS];
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_fault;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
+	install_fault_handler();
 
 	uint64_t *region = map_region(region_bytes());
 	if (!region)
@@ -1787,12 +1793,7 @@ static void mremap_round(uint32_t round)
 
 static void mover_main(void)
 {
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_fault;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
+	install_fault_handler();
 	mremap_setup();
 
 	pthread_t punch, sensor, readers[MAX_WRITERS];
