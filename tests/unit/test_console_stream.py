@@ -86,6 +86,7 @@ _PIECES = st.sampled_from([
 def mangled_log(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     pieces = draw(st.lists(_PIECES, min_size=1, max_size=120))
     data = b"".join(p + draw(st.sampled_from([b"\n", b"\r\n", b""])) for p in pieces)
+    data = data or b"\n"  # empty pieces without separators: no byte to cut at
     return data, _cuts(draw, len(data))
 
 
