@@ -115,7 +115,8 @@ class StressOptions:
     writers: int | None = None
     """Writer threads (program default: online CPUs - 1, within 2..16)."""
     region_mb: int | None = None
-    """The victim's memory, all of it freed by each reap (program default 16)."""
+    """The victim's memory, all of it freed by each reap (program default 16; for mremap the
+    size of the moved mapping, mostly holes, default 4096)."""
     hot_pages: int | None = None
     """Pages each writer stores to continuously (program default 8)."""
     seed: int | None = None
