@@ -22,7 +22,7 @@ from typing import Any
 from . import atomicio, binomial, schema
 from .arches import Arch, get_arch
 from .errors import UsageError
-from .evaluate import Resolver
+from .evaluate import Resolver, Runner
 from .kernel.build import recipes
 from .kernel.image import ResolvedKernel
 from .machine import MachineOptions
@@ -179,9 +179,6 @@ def _verdict(role: str, detected: int, fix_dirty: int, fix_trials: int) -> str:
     if not detected:
         return "not caught"
     return "caught, fix clean" if fix_trials else "caught, fix not run"
-
-
-Runner = Callable[[RunSpec, Path], RunResult]
 
 
 def run_bug(bug: KnownBug, arch: Arch, out: Path, options: MachineOptions, resolve: Resolver,

@@ -87,7 +87,7 @@ class Scenario(StrEnum):
             raise UsageError(f"unknown stress scenario {name!r}; choose one of: {valid}") from None
 
 
-CONCURRENT_SCENARIOS = frozenset({"mremap"})
+CONCURRENT_SCENARIOS = frozenset({Scenario.MREMAP})
 """Scenarios whose race needs vCPUs running at the same moment instead: a reader must run
 while the mover's vCPU is inside mremap(). On arm64 4.14.2 with one host CPU a 15 s run
 caught nothing (the move's vCPU had the core to itself); on both, every run did."""

@@ -415,8 +415,6 @@ def cmd_check_patch(args: argparse.Namespace) -> int:
     return check(args, _stress_options(args))
 
 def cmd_bugs(args: argparse.Namespace) -> int:
-    from dataclasses import replace as with_fields
-
     from .. import bugs, evaluate
 
     corpus = bugs.load_bugs()
@@ -436,11 +434,11 @@ def cmd_bugs(args: argparse.Namespace) -> int:
     rows: list[bugs.Row] = []
     try:
         for entry in chosen:
-            entry = with_fields(entry, bug_seconds=args.bug_seconds or entry.bug_seconds,
-                                fix_seconds=args.fix_seconds or entry.fix_seconds)
+            entry = replace(entry, bug_seconds=args.bug_seconds or entry.bug_seconds,
+                            fix_seconds=args.fix_seconds or entry.fix_seconds)
+            options = machine_options(cpus=args.cpus, memory_mb=args.memory,
+                                      host_cpus=_host_cpus(args, True, entry.scenario))
             for arch in parse_arch_list(args.arch or list(entry.arches())):
-                options = machine_options(cpus=args.cpus, memory_mb=args.memory,
-                                          host_cpus=_host_cpus(args, True, entry.scenario))
                 rows.append(bugs.run_bug(entry, arch, out, options, resolve, runs=args.runs,
                                          seed=args.seed, progress=log.info))
     finally:  # interrupted or failed: the rows finished so far are kept

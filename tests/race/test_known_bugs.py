@@ -37,8 +37,8 @@ def test_mremap_stale_read_is_caught_on_4_14_2_and_the_fix_is_clean(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     # Provenance: each stale read names the address, its file page, what was read, and
     # how long after the punch that freed it.
-    result = json.loads((tmp_path.glob("*/CVE-2018-18281/x86_64/bug-1/result.json")
-                         .__next__()).read_text())
+    result = json.loads(next(tmp_path.glob("*/CVE-2018-18281/x86_64/bug-1/result.json"))
+                        .read_text())
     record = result["workload"]["corruptions"][0]
     assert record["source"] == "reader" and record["evidence"] in (
         "page_poison", "checker_page", "other_file_page", "unknown_owner", "zero_after_punch")
